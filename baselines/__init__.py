@@ -1,0 +1,1 @@
+"""Training recipes: optimizers, LR schedules and parametrizations (registered by module)."""

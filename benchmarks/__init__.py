@@ -1,0 +1,1 @@
+"""Workloads (model + data + metric at named sizes) and the claims they test."""

@@ -1,0 +1,1 @@
+"""Offline data: corpora shipped inside registry packages, prepared into local files."""

@@ -1,0 +1,1 @@
+"""Model definitions that no library provides in the form the workloads need."""

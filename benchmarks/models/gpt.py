@@ -1,0 +1,215 @@
+"""A decoder-only transformer in two flavours, nanoGPT-direct.
+
+Written by hand (not Hugging Face) because the workloads need what those classes hide: separate
+q/k/v tensors so methods can treat each projection (AdamW^2, multipliers on W_q/W_k), the
+pre-final-norm hidden states and attention probabilities on request at zero cost otherwise,
+and a parameter-role side table. `gpt2`: LayerNorm, GELU MLP, learned positions, tied head.
+`llama`: RMSNorm, SwiGLU MLP, RoPE, untied head.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+@dataclass
+class GPTConfig:
+    arch: str = "gpt2"
+    vocab_size: int = 2048
+    block_size: int = 128
+    n_layer: int = 4
+    n_head: int = 4
+    n_embd: int = 128
+    mlp_hidden: int | None = None  # default: 4d (gpt2), 8d/3 rounded up to a multiple of 32 (llama)
+    bias: bool = False
+    dropout: float = 0.0
+    init_std: float = 0.02
+    rope_theta: float = 10000.0
+    tie_weights: bool | None = None  # default: True for gpt2, False for llama
+
+    def __post_init__(self):
+        if self.arch not in ("gpt2", "llama"):
+            raise ValueError(f"arch must be gpt2 or llama, got {self.arch!r}")
+        if self.n_embd % self.n_head:
+            raise ValueError(f"n_head={self.n_head} does not divide n_embd={self.n_embd}")
+        if self.tie_weights is None:
+            self.tie_weights = self.arch == "gpt2"
+        if self.mlp_hidden is None:
+            self.mlp_hidden = 4 * self.n_embd if self.arch == "gpt2" else 32 * math.ceil(8 * self.n_embd / 3 / 32)
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, dim: int, eps: float = 1e-6):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x):
+        return F.rms_norm(x, (x.shape[-1],), self.weight, self.eps)
+
+
+def make_norm(cfg: GPTConfig) -> nn.Module:
+    return nn.LayerNorm(cfg.n_embd, bias=cfg.bias) if cfg.arch == "gpt2" else RMSNorm(cfg.n_embd)
+
+
+def rope_cache(cfg: GPTConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    hd = cfg.n_embd // cfg.n_head
+    inv = 1.0 / (cfg.rope_theta ** (torch.arange(0, hd, 2, dtype=torch.float32) / hd))
+    freqs = torch.outer(torch.arange(cfg.block_size, dtype=torch.float32), inv)
+    return freqs.cos(), freqs.sin()
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    t = x.shape[-2]
+    x1, x2 = x[..., 0::2], x[..., 1::2]
+    c, s = cos[:t].to(x.dtype), sin[:t].to(x.dtype)
+    return torch.stack((x1 * c - x2 * s, x1 * s + x2 * c), dim=-1).flatten(-2)
+
+
+class Attention(nn.Module):
+    def __init__(self, cfg: GPTConfig):
+        super().__init__()
+        self.n_head = cfg.n_head
+        self.q = nn.Linear(cfg.n_embd, cfg.n_embd, bias=cfg.bias)
+        self.k = nn.Linear(cfg.n_embd, cfg.n_embd, bias=cfg.bias)
+        self.v = nn.Linear(cfg.n_embd, cfg.n_embd, bias=cfg.bias)
+        self.o = nn.Linear(cfg.n_embd, cfg.n_embd, bias=cfg.bias)
+        self.dropout = cfg.dropout
+
+    def forward(self, x, rope=None, want_probs: bool = False):
+        b, t, c = x.shape
+        q, k, v = (lin(x).view(b, t, self.n_head, c // self.n_head).transpose(1, 2) for lin in (self.q, self.k, self.v))
+        if rope is not None:
+            q, k = apply_rope(q, *rope), apply_rope(k, *rope)
+        probs = None
+        if want_probs:  # the explicit path, only when a method asked for the probabilities
+            att = (q @ k.transpose(-2, -1)) / math.sqrt(q.shape[-1])
+            mask = torch.ones(t, t, dtype=torch.bool, device=x.device).tril()
+            probs = att.masked_fill(~mask, float("-inf")).softmax(dim=-1)
+            y = F.dropout(probs, self.dropout, self.training) @ v
+        else:
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True,
+                                               dropout_p=self.dropout if self.training else 0.0)
+        return self.o(y.transpose(1, 2).reshape(b, t, c)), probs
+
+
+class MLP(nn.Module):
+    def __init__(self, cfg: GPTConfig):
+        super().__init__()
+        self.gated = cfg.arch == "llama"
+        self.fc = nn.Linear(cfg.n_embd, cfg.mlp_hidden, bias=cfg.bias)
+        if self.gated:
+            self.gate = nn.Linear(cfg.n_embd, cfg.mlp_hidden, bias=cfg.bias)
+        self.proj = nn.Linear(cfg.mlp_hidden, cfg.n_embd, bias=cfg.bias)
+
+    def forward(self, x):
+        h = F.silu(self.gate(x)) * self.fc(x) if self.gated else F.gelu(self.fc(x))
+        return self.proj(h)
+
+
+class Block(nn.Module):
+    def __init__(self, cfg: GPTConfig):
+        super().__init__()
+        self.ln1, self.ln2 = make_norm(cfg), make_norm(cfg)
+        self.attn = Attention(cfg)
+        self.mlp = MLP(cfg)
+        self.drop = nn.Dropout(cfg.dropout)
+
+    def forward(self, x, rope=None, want_probs: bool = False):
+        a, probs = self.attn(self.ln1(x), rope, want_probs)
+        x = x + self.drop(a)
+        x = x + self.drop(self.mlp(self.ln2(x)))
+        return x, probs
+
+
+@dataclass
+class GPTOutput:
+    logits: torch.Tensor
+    hidden_states: list[torch.Tensor] | None
+    attn_probs: list[torch.Tensor] | None
+
+
+class GPT(nn.Module):
+    def __init__(self, cfg: GPTConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.wte = nn.Embedding(cfg.vocab_size, cfg.n_embd)
+        self.wpe = nn.Embedding(cfg.block_size, cfg.n_embd) if cfg.arch == "gpt2" else None
+        self.drop = nn.Dropout(cfg.dropout)
+        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
+        self.ln_f = make_norm(cfg)
+        self.lm_head = nn.Linear(cfg.n_embd, cfg.vocab_size, bias=False)
+        if cfg.tie_weights:
+            self.lm_head.weight = self.wte.weight
+        if cfg.arch == "llama":
+            cos, sin = rope_cache(cfg)
+            self.register_buffer("rope_cos", cos, persistent=False)
+            self.register_buffer("rope_sin", sin, persistent=False)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """GPT-2 init: N(0, std) weights, residual projections scaled by 1/sqrt(2 * n_layer)."""
+        std = self.cfg.init_std
+        for name, mod in self.named_modules():
+            if isinstance(mod, (nn.Linear, nn.Embedding)):
+                residual = name.endswith(("attn.o", "mlp.proj"))
+                nn.init.normal_(mod.weight, 0.0, std / math.sqrt(2 * self.cfg.n_layer) if residual else std)
+                if getattr(mod, "bias", None) is not None:
+                    nn.init.zeros_(mod.bias)
+            elif isinstance(mod, (nn.LayerNorm, RMSNorm)):
+                nn.init.ones_(mod.weight)
+                if getattr(mod, "bias", None) is not None:
+                    nn.init.zeros_(mod.bias)
+
+    def forward(self, idx, want_hidden: bool = False, want_probs: bool = False) -> GPTOutput:
+        b, t = idx.shape
+        if t > self.cfg.block_size:
+            raise ValueError(f"sequence of {t} tokens exceeds block_size={self.cfg.block_size}")
+        x = self.wte(idx)
+        if self.wpe is not None:
+            x = x + self.wpe(torch.arange(t, device=idx.device))
+        x = self.drop(x)
+        rope = (self.rope_cos, self.rope_sin) if self.cfg.arch == "llama" else None
+        hidden = [x] if want_hidden else None
+        probs = [] if want_probs else None
+        for block in self.blocks:
+            x, p = block(x, rope, want_probs)
+            if want_hidden:
+                hidden.append(x)
+            if want_probs:
+                probs.append(p)
+        return GPTOutput(self.lm_head(self.ln_f(x)), hidden, probs)
+
+
+def param_roles(model: GPT) -> dict[str, str]:
+    """The role of every parameter, by module type and position, so methods never parse names."""
+    attn_roles = {}
+    for mod in model.modules():
+        if isinstance(mod, Attention):
+            attn_roles.update({id(mod.q): "attn_q", id(mod.k): "attn_k", id(mod.v): "attn_v", id(mod.o): "attn_out"})
+    roles: dict[str, str] = {}
+    for mod_name, mod in model.named_modules():
+        for p_name, _ in mod.named_parameters(recurse=False):
+            full = f"{mod_name}.{p_name}" if mod_name else p_name
+            if p_name == "bias":
+                roles[full] = "bias"
+            elif isinstance(mod, (nn.LayerNorm, RMSNorm)):
+                roles[full] = "norm"
+            elif isinstance(mod, nn.Embedding):
+                roles[full] = "embedding"
+            elif mod is model.lm_head:
+                roles[full] = "readout"
+            else:
+                roles[full] = attn_roles.get(id(mod), "hidden_matrix")
+    # the tied head shares wte's tensor: named_parameters() lists it once, as an embedding
+    return {n: roles[n] for n, _ in model.named_parameters()}
+
+
+def flops_per_token(cfg: GPTConfig, n_params_nonembed: int) -> float:
+    """Training FLOPs per token: 6N for the matmuls plus 12 L d T for attention (PaLM appendix B)."""
+    return 6 * n_params_nonembed + 12 * cfg.n_layer * cfg.n_embd * cfg.block_size

@@ -1,0 +1,1 @@
+"""Registered workloads; every module here is imported by `claimbench.registry.discover`."""

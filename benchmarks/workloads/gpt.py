@@ -1,0 +1,87 @@
+"""`gpt`: decoder-only language modelling on real offline text (next-token loss)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from pydantic import BaseModel, ConfigDict, Field
+
+from benchmarks.data.text import TokenStream, read_meta, stable_key
+from benchmarks.models.gpt import GPT, GPTConfig, param_roles
+from claimbench.config import ConfigError
+from claimbench.plugin import Outputs, Workload
+from claimbench.registry import register_workload
+
+EVAL_KEY = 0x5EED  # evaluation windows are the same for every run, whatever its seed
+
+
+class GPTOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    arch: Literal["gpt2", "llama"] = "gpt2"
+    n_layer: int = Field(4, ge=1)
+    n_head: int = Field(4, ge=1)
+    n_embd: int = Field(128, ge=1)
+    block_size: int = Field(128, ge=2)
+    mlp_hidden: int | None = None
+    bias: bool = False
+    dropout: float = Field(0.0, ge=0, lt=1)
+    init_std: float = Field(0.02, gt=0)
+    rope_theta: float = 10000.0
+    tie_weights: bool | None = None
+
+
+class TextData(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    dir: str = "data/shakespeare"
+
+
+@register_workload("gpt")
+class GPTWorkload(Workload):
+    sizes = {
+        "micro": dict(n_layer=2, n_head=2, n_embd=32, block_size=32),
+        "smoke": dict(n_layer=4, n_head=4, n_embd=128, block_size=128),
+        "gpu": dict(n_layer=12, n_head=12, n_embd=768, block_size=1024),  # GPT-2 124M class
+        "paper": dict(n_layer=12, n_head=12, n_embd=768, block_size=1024),  # GPT-S 125M (nanoGPT)
+    }
+    Options = GPTOptions
+    DataOptions = TextData
+    unit = "tokens"
+
+    def check_data(self) -> None:
+        self.meta = read_meta(self.data_opts.dir)
+        if "vocab_size" not in self.meta:
+            raise ConfigError(f"data.dir: {self.data_opts.dir}/meta.json has no 'vocab_size'")
+        self.train_stream = TokenStream(self.data_opts.dir, "train", self.opts.block_size)
+        self.val_stream = TokenStream(self.data_opts.dir, "val", self.opts.block_size)
+
+    def model_config(self) -> GPTConfig:
+        return GPTConfig(vocab_size=int(self.meta["vocab_size"]), **self.opts.model_dump())
+
+    def build_model(self) -> GPT:
+        return GPT(self.model_config())
+
+    def param_roles(self, model) -> dict[str, str]:
+        return param_roles(model)
+
+    def train_batch(self, step: int, micro: int, batch_size: int):
+        return self.train_stream.batch(stable_key(self.cfg.seed, step, micro), batch_size)
+
+    def forward(self, model, batch, needs: frozenset[str]) -> Outputs:
+        x, y = batch
+        out = model(x, want_hidden="hidden_states" in needs, want_probs="attn_probs" in needs)
+        loss = F.cross_entropy(out.logits.flatten(0, 1).float(), y.flatten())
+        return Outputs(loss, out.logits, out.hidden_states, out.attn_probs)
+
+    @torch.no_grad()
+    def evaluate(self, model, device: torch.device, batches: int, batch_size: int) -> dict[str, float]:
+        losses = []
+        for i in range(batches):
+            x, y = (t.to(device) for t in self.val_stream.batch(stable_key(EVAL_KEY, i), batch_size))
+            logits = model(x).logits
+            losses.append(F.cross_entropy(logits.flatten(0, 1).float(), y.flatten()).item())
+        return {"val_loss": sum(losses) / len(losses)}
+
+    def batch_units(self, batch) -> int:
+        return batch[0].numel()

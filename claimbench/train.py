@@ -1,0 +1,302 @@
+"""One training run: validate everything, then a nanoGPT-direct loop with method hooks.
+
+`prepare()` resolves and checks the whole run (config, plugins, data, output directory) and
+touches no file; `execute()` trains, checkpoints, resumes and writes the run files of DESIGN.md.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+import traceback
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import yaml
+from tqdm import tqdm
+
+from claimbench import registry
+from claimbench.config import ConfigError, RunConfig, to_yaml, validate
+from claimbench.divergence import DivergenceDetector
+from claimbench.io import atomic_torch_save, atomic_write_json, atomic_write_text, git_sha, read_jsonl, versions
+from claimbench.plugin import MATRIX_ROLES, NEEDS, ROLES, Method, Recipe, RunContext, Workload, validate_options
+
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+
+
+@dataclass
+class Run:
+    cfg: RunConfig
+    out: Path
+    workload: Workload
+    recipe: Recipe
+    method_specs: list[tuple[type[Method], object]]
+
+
+def prepare(cfg: RunConfig, out: str | Path) -> Run:
+    """Resolve plugins and check data and the output directory; raises ConfigError, writes nothing."""
+    out = Path(out)
+    recipe_cls = registry.get("recipe", cfg.recipe.name)
+    recipe = recipe_cls(validate_options(recipe_cls.Options, cfg.recipe.options, f"recipe ({cfg.recipe.name})"))
+    if recipe_cls.forced:
+        cfg = validate({**cfg.model_dump(mode="json"),
+                        "train": {**cfg.train.model_dump(mode="json"), **recipe_cls.forced}})
+    workload = registry.get("workload", cfg.workload)(cfg)
+    specs = []
+    for i, ref in enumerate(cfg.methods):
+        cls = registry.get("method", ref.name)
+        if cls.workloads is not None and cfg.workload not in cls.workloads:
+            raise ConfigError(f"methods[{i}]: method '{ref.name}' does not support workload '{cfg.workload}' "
+                              f"(supports: {', '.join(sorted(cls.workloads))})")
+        specs.append((cls, validate_options(cls.Options, ref.options, f"methods[{i}] ({ref.name})")))
+    if cfg.train.device.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"train.device: '{cfg.train.device}' requested but no CUDA device is available")
+    workload.check_data()
+    existing = out / "config.yaml"
+    if existing.is_file():
+        try:
+            old = validate(yaml.safe_load(existing.read_text()), str(existing)).hash()
+        except (ConfigError, yaml.YAMLError):
+            old = "unreadable"
+        if old != cfg.hash():
+            raise ConfigError(f"--out {out}: holds a run of a different config (config_hash {old} != "
+                              f"{cfg.hash()}); choose another directory or delete that one")
+    return Run(cfg, out, workload, recipe, specs)
+
+
+def default_param_groups(model: torch.nn.Module, roles: dict[str, str], weight_decay: float,
+                         no_decay: set[str]) -> list[dict]:
+    """AdamW's usual split: decay on matrices, none on norms, biases (and anything in `no_decay`)."""
+    groups = {True: {"params": [], "names": [], "weight_decay": weight_decay, "lr_scale": 1.0},
+              False: {"params": [], "names": [], "weight_decay": 0.0, "lr_scale": 1.0}}
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            g = groups[roles[name] in MATRIX_ROLES and name not in no_decay]
+            g["params"].append(p)
+            g["names"].append(name)
+    return [g for g in groups.values() if g["params"]]
+
+
+def _check_roles(model: torch.nn.Module, roles: dict[str, str]) -> None:
+    for name, _ in model.named_parameters():
+        if name not in roles:
+            raise ConfigError(f"parameter '{name}' has no role: a method that adds parameters must "
+                              "register them in ctx.roles")
+        if roles[name] not in ROLES:
+            raise ConfigError(f"parameter '{name}' has unknown role '{roles[name]}' (roles: {', '.join(sorted(ROLES))})")
+
+
+class Trainer:
+    """Builds the model, optimizer and methods of a prepared run and trains it."""
+
+    def __init__(self, run: Run):
+        self.run, cfg = run, run.cfg
+        self.cfg, self.train_cfg = cfg, cfg.train
+        if self.train_cfg.device == "cpu":
+            torch.set_num_threads(self.train_cfg.threads)
+        self.device = torch.device(self.train_cfg.device)
+        torch.manual_seed(cfg.seed)
+        wl = run.workload
+        model = wl.build_model().to(self.device)
+        ctx = RunContext(cfg, wl, wl.param_roles(model), self.device, self.train_cfg.steps)
+        self.methods = [cls(opts, ctx) for cls, opts in run.method_specs]
+        for m in self.methods:
+            model = m.transform_model(model)
+        _check_roles(model, ctx.roles)
+        self.model, self.ctx = model, ctx
+        self.needs = frozenset().union(*(m.needs for m in self.methods)) & NEEDS
+        groups = default_param_groups(model, ctx.roles, self.train_cfg.weight_decay, wl.no_weight_decay(model))
+        for m in self.methods:
+            groups = m.param_groups(model, groups)
+        for g in groups:
+            g["lr"] = self.train_cfg.lr * g.get("lr_scale", 1.0)
+        opt = next((o for m in self.methods if (o := m.make_optimizer(groups, self.train_cfg)) is not None), None)
+        self.optimizer = opt or run.recipe.build_optimizer(groups, self.train_cfg)
+        self.lr_lambda = run.recipe.lr_lambda(self.train_cfg)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self.lr_lambda)
+        self.params = [p for p in model.parameters() if p.requires_grad]
+        self.fwd_model = torch.compile(model) if self.train_cfg.compile else model
+        self.autocast = (torch.autocast(self.device.type, dtype=torch.bfloat16)
+                         if self.train_cfg.dtype == "bfloat16" else nullcontext())
+        self.hooks = {h: [m for m in self.methods if m.overrides(h)]
+                      for h in ("extra_loss", "before_step", "after_step", "metrics")}
+        self.losses = torch.full((self.train_cfg.steps,), float("nan"), dtype=torch.float64)
+        self.detector = DivergenceDetector(cfg.diverge.factor, cfg.diverge.patience)
+        self.step, self.wall_before = 0, 0.0
+
+    # ------------------------------------------------------------------ checkpoints
+    def state_dict(self) -> dict:
+        rng = {"torch": torch.get_rng_state()}
+        if torch.cuda.is_available():
+            rng["cuda"] = torch.cuda.get_rng_state_all()
+        return {"step": self.step, "config_hash": self.cfg.hash(), "model": self.model.state_dict(),
+                "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+                "rng": rng, "losses": self.losses, "detector": self.detector.state_dict(),
+                "methods": [m.state_dict() for m in self.methods], "wall_s": self.wall_before + self.elapsed()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["rng"]["torch"])
+        if "cuda" in state["rng"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+        self.losses = state["losses"]
+        self.detector.load_state_dict(state["detector"])
+        for m, s in zip(self.methods, state["methods"]):
+            m.load_state_dict(s)
+        self.step, self.wall_before = int(state["step"]), float(state["wall_s"])
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.t_start
+
+    # ------------------------------------------------------------------ the loop
+    def train_step(self) -> tuple[torch.Tensor, torch.Tensor, object, int]:
+        """One optimizer step; returns the (task) loss and grad norm as tensors, no host sync."""
+        tc, wl = self.train_cfg, self.run.workload
+        micro_bs = tc.batch_size // tc.grad_accum
+        loss_sum, units = torch.zeros((), device=self.device), 0
+        for micro in range(tc.grad_accum):
+            batch = tuple(t.to(self.device, non_blocking=True) for t in wl.train_batch(self.step, micro, micro_bs))
+            with self.autocast:
+                out = wl.forward(self.fwd_model, batch, self.needs)
+                loss = out.loss
+                for m in self.hooks["extra_loss"]:
+                    extra = m.extra_loss(out)
+                    if extra is not None:
+                        loss = loss + extra
+            (loss / tc.grad_accum).backward()
+            loss_sum += out.loss.detach()
+            units += wl.batch_units(batch)
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.params, tc.grad_clip if tc.grad_clip > 0 else math.inf)
+        for m in self.hooks["before_step"]:
+            m.before_step(self.step, self.model, self.optimizer)
+        self.optimizer.step()
+        self.scheduler.step()
+        for m in self.hooks["after_step"]:
+            m.after_step(self.step, self.model, self.optimizer)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.step += 1
+        return loss_sum / tc.grad_accum, grad_norm, out, units
+
+    def evaluate(self) -> dict[str, float]:
+        self.model.eval()
+        with self.autocast:
+            res = self.run.workload.evaluate(self.model, self.device, self.cfg.eval.batches,
+                                             self.train_cfg.batch_size // self.train_cfg.grad_accum)
+        self.model.train()
+        return res
+
+    def fit(self, metrics_path: Path, ckpt_path: Path) -> dict:
+        cfg, tc = self.cfg, self.train_cfg
+        steps, log_every = tc.steps, cfg.log.every
+        self.t_start = time.perf_counter()
+        unit = f"{self.run.workload.unit}_per_s"
+        bar = tqdm(total=steps, initial=self.step, disable=not sys.stderr.isatty(), desc=self.run.out.name,
+                   dynamic_ncols=True)
+        pending: list[torch.Tensor] = []
+        units, t_interval, last_log_step = 0, time.perf_counter(), self.step
+        metrics_file = open(metrics_path, "a")
+        try:
+            self.model.train()
+            while self.step < steps and self.detector.diverged_at is None:
+                loss, grad_norm, out, n = self.train_step()
+                pending.append(loss)
+                units += n
+                s = self.step
+                due_eval = cfg.eval.every > 0 and s % cfg.eval.every == 0
+                due_ckpt = cfg.ckpt.every > 0 and s % cfg.ckpt.every == 0
+                if not (s % log_every == 0 or s == steps or due_eval or due_ckpt):
+                    continue
+                dt = time.perf_counter() - t_interval
+                values = torch.stack(pending).tolist()  # the one host sync per log interval
+                pending.clear()
+                first = s - len(values) + 1
+                for i, v in enumerate(values):
+                    self.losses[first + i - 1] = v
+                    if self.detector.update(first + i, v):
+                        break
+                finite = [v for v in values if math.isfinite(v)]
+                row = {"step": s, "train_loss": sum(finite) / len(finite) if finite else None,
+                       "lr": tc.lr * self.lr_lambda(s - 1), "grad_norm": _finite(grad_norm.item()),
+                       unit: units / dt if dt > 0 else None}
+                if self.detector.diverged_at is None:
+                    for m in self.hooks["metrics"]:
+                        row.update(m.metrics(s, self.model, out))
+                    if due_eval:
+                        row.update(self.evaluate())
+                metrics_file.write(_json_line(row))
+                metrics_file.flush()
+                bar.update(s - last_log_step)
+                bar.set_postfix(loss=f"{row['train_loss'] or float('nan'):.4f}")
+                if bar.disable:
+                    print(f"{self.run.out.name} step {s}/{steps} loss {row['train_loss'] or float('nan'):.4f} "
+                          f"lr {row['lr']:.3g} {unit} {row[unit] or 0:.0f}", flush=True)
+                last_log_step = s
+                if due_ckpt and self.detector.diverged_at is None:
+                    atomic_torch_save(ckpt_path, self.state_dict())
+                units, t_interval = 0, time.perf_counter()
+        finally:
+            metrics_file.close()
+            bar.close()
+        return self.result()
+
+    def result(self) -> dict:
+        tc = self.train_cfg
+        res: dict = {"status": "ok", "steps": self.step}
+        if self.detector.diverged_at is not None:
+            res.update(status="diverged", diverged_at=self.detector.diverged_at, diverge_reason=self.detector.reason)
+            done = self.losses[: self.step]
+            res["final_train_loss"] = _finite(done[torch.isfinite(done)][-1].item()) if torch.isfinite(done).any() else None
+        else:
+            k = max(1, tc.steps // 20)
+            res["final_train_loss"] = self.losses[tc.steps - k: tc.steps].mean().item()
+            res["final_train_loss_window"] = k
+            res.update({f"final_{key}": _finite(v) for key, v in self.evaluate().items()})
+        return res
+
+
+def execute(run: Run) -> int:
+    """Train a prepared run (resuming from its checkpoint) and write its run files."""
+    out, cfg = run.out, run.cfg
+    out.mkdir(parents=True, exist_ok=True)
+    result_path, ckpt_path, metrics_path = out / "result.json", out / "ckpt.pt", out / "metrics.jsonl"
+    provenance = {"config_hash": cfg.hash(), "git_sha": git_sha(), "versions": versions()}
+    try:
+        if not (out / "config.yaml").is_file():
+            atomic_write_text(out / "config.yaml", to_yaml(cfg))
+        trainer = Trainer(run)
+        if ckpt_path.is_file():
+            state = torch.load(ckpt_path, map_location=trainer.device, weights_only=True)
+            if state.get("config_hash") != cfg.hash():
+                raise ConfigError(f"{ckpt_path}: checkpoint of a different config")
+            trainer.load_state_dict(state)
+        # keep only the metrics the checkpoint covers: a killed run logs them again identically
+        kept = [r for r in read_jsonl(metrics_path) if r.get("step", 0) <= trainer.step]
+        atomic_write_text(metrics_path, "".join(_json_line(r) for r in kept))
+        result_path.unlink(missing_ok=True)
+        res = trainer.fit(metrics_path, ckpt_path)
+        res["wall_s"] = trainer.wall_before + trainer.elapsed()
+        if res["status"] == "ok":
+            atomic_torch_save(ckpt_path, trainer.state_dict())
+        atomic_write_json(result_path, {**res, **provenance})
+        return EXIT_OK
+    except ConfigError:
+        raise
+    except Exception as e:  # a crash is a result too, but a non-zero exit
+        traceback.print_exc()
+        atomic_write_json(result_path, {"status": "failed", "error": f"{type(e).__name__}: {e}", **provenance})
+        return EXIT_FAILED
+
+
+def _finite(x: float) -> float | None:
+    return x if math.isfinite(x) else None
+
+
+def _json_line(row: dict) -> str:
+    import json
+
+    return json.dumps(row) + "\n"
