@@ -25,13 +25,15 @@ def read_run(run_dir: Path) -> dict:
                    recipe=cfg["recipe"]["name"], methods="+".join(m["name"] for m in cfg["methods"]) or "none",
                    seed=cfg["seed"], lr=cfg["train"]["lr"])
     except (OSError, yaml.YAMLError, KeyError, TypeError) as e:
-        warnings.warn(f"{run_dir / 'config.yaml'}: unreadable ({type(e).__name__}); run counted as missing")
+        warnings.warn(f"{run_dir / 'config.yaml'}: unreadable ({type(e).__name__}); run counted as missing",
+                      stacklevel=2)
         return row
     try:
         res = json.loads((run_dir / "result.json").read_text())
         row.update({k: res.get(k) for k in COLUMNS if k in res})
     except (OSError, json.JSONDecodeError) as e:
-        warnings.warn(f"{run_dir / 'result.json'}: unreadable ({type(e).__name__}); run counted as missing")
+        warnings.warn(f"{run_dir / 'result.json'}: unreadable ({type(e).__name__}); run counted as missing",
+                      stacklevel=2)
         row["status"] = "missing"
     return row
 

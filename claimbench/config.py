@@ -54,7 +54,7 @@ class TrainConfig(Strict):
         if isinstance(v, list):
             steps = [s for s, _ in v]
             if not v or steps != sorted(steps) or steps[0] != 0:
-                raise ValueError("a piecewise schedule is a list of [step, lr_factor] starting at step 0, steps ascending")
+                raise ValueError("a piecewise schedule is a list of [step, lr_factor] from step 0, steps ascending")
         return v
 
     @model_validator(mode="after")

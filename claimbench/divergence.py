@@ -30,7 +30,8 @@ class DivergenceDetector:
         self.bad_run = self.bad_run + 1 if loss > self.factor * self.first_loss else 0
         if self.bad_run >= self.patience:
             self.diverged_at = step
-            self.reason = f"loss above {self.factor}x its step-1 value ({self.first_loss:.4g}) for {self.patience} steps"
+            self.reason = (f"loss above {self.factor}x its step-1 value ({self.first_loss:.4g}) "
+                           f"for {self.patience} steps")
             return True
         return False
 

@@ -86,7 +86,8 @@ def _check_roles(model: torch.nn.Module, roles: dict[str, str]) -> None:
             raise ConfigError(f"parameter '{name}' has no role: a method that adds parameters must "
                               "register them in ctx.roles")
         if roles[name] not in ROLES:
-            raise ConfigError(f"parameter '{name}' has unknown role '{roles[name]}' (roles: {', '.join(sorted(ROLES))})")
+            raise ConfigError(f"parameter '{name}' has unknown role '{roles[name]}' "
+                              f"(roles: {', '.join(sorted(ROLES))})")
 
 
 class Trainer:
@@ -146,7 +147,7 @@ class Trainer:
             torch.cuda.set_rng_state_all(state["rng"]["cuda"])
         self.losses = state["losses"]
         self.detector.load_state_dict(state["detector"])
-        for m, s in zip(self.methods, state["methods"]):
+        for m, s in zip(self.methods, state["methods"], strict=True):
             m.load_state_dict(s)
         self.step, self.wall_before = int(state["step"]), float(state["wall_s"])
 
@@ -250,7 +251,8 @@ class Trainer:
         if self.detector.diverged_at is not None:
             res.update(status="diverged", diverged_at=self.detector.diverged_at, diverge_reason=self.detector.reason)
             done = self.losses[: self.step]
-            res["final_train_loss"] = _finite(done[torch.isfinite(done)][-1].item()) if torch.isfinite(done).any() else None
+            done = done[torch.isfinite(done)]
+            res["final_train_loss"] = done[-1].item() if len(done) else None
         else:
             k = max(1, tc.steps // 20)
             res["final_train_loss"] = self.losses[tc.steps - k: tc.steps].mean().item()

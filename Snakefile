@@ -1,0 +1,105 @@
+"""claimbench DAG: prepare_data -> train (one job per run) -> aggregate.
+
+`snakemake --profile config/smoke` runs the smoke grid; `--configfile config/gpu.yaml` the GPU one.
+"""
+
+import shlex
+import sys
+from pathlib import Path
+
+import yaml
+
+from claimbench.grid import expand
+
+configfile: "config/smoke.yaml"
+
+REPO = Path(workflow.basedir)
+PY = sys.executable
+RUNS_DIR = config["runs_dir"]
+RESULTS = config["results_dir"]
+# a profile's grid is config/<profile>.yaml's `grid` plus the `grid` of every config/<profile>.d/*.yaml
+GRID = list(config.get("grid", []))
+for extra in sorted((REPO / "config" / f"{config['profile']}.d").glob("*.yaml")):
+    GRID += yaml.safe_load(extra.read_text()).get("grid", [])
+RUNS = expand(GRID)
+DATA = config["data"]
+DATA_FILES = ("train.bin", "val.bin", "meta.json")
+
+for name, spec in DATA.items():
+    if "corpus" not in spec and not (Path(spec["dir"]) / "meta.json").is_file():
+        raise ValueError(f"data set '{name}': {spec['dir']}/meta.json not found. Put nanoGPT-style train.bin/val.bin "
+                         f"and a meta.json with vocab_size there (README: 'Your own data') or prepare a local text "
+                         f"corpus with `claimbench prepare-data text:PATH --out {spec['dir']}`")
+
+
+wildcard_constraints:
+    run_id=r"[A-Za-z0-9_.+\-]+",
+
+
+rule all:
+    input:
+        f"{RESULTS}/runs.csv",
+
+
+rule prepare_data:
+    conda:
+        "environment.yml"
+    output:
+        [f"{{dir}}/{f}" for f in DATA_FILES],
+    params:
+        py=PY,
+        corpus=lambda w: next(s["corpus"] for s in DATA.values() if s["dir"] == w.dir),
+        vocab=lambda w: next(s.get("vocab_size", 2048) for s in DATA.values() if s["dir"] == w.dir),
+    log:
+        "{dir}/prepare.log",
+    threads: 1
+    resources:
+        mem_mb=2000,
+    shell:
+        "{params.py} -m claimbench prepare-data {params.corpus} --out {wildcards.dir} --vocab-size {params.vocab} > {log} 2>&1"
+
+
+rule train:
+    conda:
+        "environment.yml"
+    input:
+        config=lambda w: str(REPO / RUNS[w.run_id].config),
+        data=lambda w: [f"{DATA[RUNS[w.run_id].data]['dir']}/{f}" for f in DATA_FILES],
+    output:
+        f"{RUNS_DIR}/{{run_id}}/result.json",
+    params:
+        py=PY,
+        sets=lambda w: " ".join(f"--set {shlex.quote(s)}" for s in RUNS[w.run_id].sets),
+        data_dir=lambda w: DATA[RUNS[w.run_id].data]["dir"],
+        out=lambda w: f"{RUNS_DIR}/{w.run_id}",
+    log:
+        f"{RUNS_DIR}/{{run_id}}/train.log",
+    threads: config.get("threads_per_run", 1)
+    resources:
+        mem_mb=4000,
+        gpu=config.get("gpus_per_run", 0),
+    shell:
+        "{params.py} -m claimbench train {input.config} {params.sets} --set data.dir={params.data_dir} "
+        "--set train.threads={threads} --out {params.out} > {log} 2>&1"
+
+
+rule aggregate:
+    conda:
+        "environment.yml"
+    input:
+        [f"{RUNS_DIR}/{rid}/result.json" for rid in sorted(RUNS)],
+    output:
+        f"{RESULTS}/runs.csv",
+    params:
+        py=PY,
+        dirs=lambda w, input: " ".join(str(Path(p).parent) for p in input),
+    log:
+        f"{RESULTS}/logs/aggregate.log",
+    shell:
+        "{params.py} -m claimbench aggregate {params.dirs} --out {output} > {log} 2>&1"
+
+
+# extra stages (lm-eval, per-method analyses, studies) live in rules/*.smk, one file per job
+for smk in sorted((REPO / "rules").glob("*.smk")):
+
+    include: smk

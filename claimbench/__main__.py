@@ -1,0 +1,5 @@
+import sys
+
+from claimbench.cli import main
+
+sys.exit(main())
