@@ -63,6 +63,7 @@ class Workload:
     Options: ClassVar[type[BaseModel]] = NoOptions  # model options; size presets are defaults
     DataOptions: ClassVar[type[BaseModel]] = NoOptions
     unit: ClassVar[str] = "tokens"  # tokens or samples (throughput unit)
+    chance_acc: ClassVar[float | None] = None  # classifiers: a final val_acc below chance + 5 points is `collapsed`
 
     def __init__(self, cfg: RunConfig):
         if cfg.size not in self.sizes:

@@ -258,6 +258,9 @@ class Trainer:
             res["final_train_loss"] = self.losses[tc.steps - k: tc.steps].mean().item()
             res["final_train_loss_window"] = k
             res.update({f"final_{key}": _finite(v) for key, v in self.evaluate().items()})
+            chance = self.run.workload.chance_acc
+            if chance is not None and res.get("final_val_acc") is not None:
+                res["collapsed"] = res["final_val_acc"] < chance + 0.05
         return res
 
 
