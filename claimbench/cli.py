@@ -1,8 +1,11 @@
-"""`claimbench` command line: train, list, new-method, prepare-data, aggregate."""
+"""`claimbench` command line: train, list, new-method, prepare-data, aggregate, and every
+subcommand module in `claimbench/commands/` (each defines `register(subparsers)`)."""
 
 from __future__ import annotations
 
 import argparse
+import importlib
+import pkgutil
 import sys
 from pathlib import Path
 
@@ -88,6 +91,11 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("runs", nargs="+", help="run directories")
     a.add_argument("--out", required=True)
     a.set_defaults(fn=cmd_aggregate)
+
+    from claimbench import commands
+
+    for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda i: i.name):
+        importlib.import_module(f"claimbench.commands.{info.name}").register(sub)
     return p
 
 
