@@ -167,6 +167,11 @@ class Method:
         pass
 
     @classmethod
+    def check(cls, options: BaseModel, workload: Workload) -> None:
+        """Raise ConfigError for options that do not fit this workload (a layer index past the model's
+        depth, a model without hidden states); called by prepare(), before any file is written."""
+
+    @classmethod
     def stages(cls) -> list[dict[str, Any]]:
         """Extra DAG stages: [{name, consumes, produces, command}] (see DESIGN.md)."""
         return []

@@ -52,6 +52,7 @@ def prepare(cfg: RunConfig, out: str | Path) -> Run:
             raise ConfigError(f"methods[{i}]: method '{ref.name}' does not support workload '{cfg.workload}' "
                               f"(supports: {', '.join(sorted(cls.workloads))})")
         specs.append((cls, validate_options(cls.Options, ref.options, f"methods[{i}] ({ref.name})")))
+        cls.check(specs[-1][1], workload)
     if cfg.train.device.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"train.device: '{cfg.train.device}' requested but no CUDA device is available")
     workload.check_data()
