@@ -11,6 +11,7 @@ import difflib
 import hashlib
 import json
 import math
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -192,15 +193,20 @@ def validate(raw: dict, source: str = "config") -> RunConfig:
 
 def describe_error(e: ValidationError, schema: type[BaseModel]) -> str:
     """The first pydantic error as 'key: what is wrong (did you mean ...)'."""
-    err = e.errors()[0]
-    loc = [str(p) for p in err["loc"] if not str(p).startswith(("function-", "tagged-union"))]
+    errs = e.errors()
+    err = next((x for x in errs if x["type"] == "literal_error"), errs[0])  # a union lists each member's error
+    loc = [str(p) for p in err["loc"] if isinstance(p, int) or re.fullmatch(r"[A-Za-z_]\w*", str(p))]
     key = ".".join(loc) or "(top level)"
     if err["type"] == "extra_forbidden":
         hint = closest(loc[-1], _fields_at(schema, loc[:-1]))
         return f"unknown key '{key}'" + (f" (did you mean '{'.'.join(loc[:-1] + [hint])}'?)" if hint else "")
     if err["type"] == "missing":
         return f"missing required key '{key}'"
-    return f"bad value for '{key}': {err['msg']} (got {err.get('input')!r})"
+    hint = ""
+    if err["type"] == "literal_error" and isinstance(err.get("input"), str):
+        hint = closest(err["input"], re.findall(r"'([^']+)'", str(err.get("ctx", {}).get("expected", ""))))
+        hint = f" (did you mean '{hint}'?)" if hint else ""
+    return f"bad value for '{key}': {err['msg']} (got {err.get('input')!r}){hint}"
 
 
 def _fields_at(schema: type[BaseModel], path: list[str]) -> list[str]:

@@ -86,7 +86,8 @@ class Workload:
         raise NotImplementedError
 
     def train_batch(self, step: int, micro: int, batch_size: int) -> Any:
-        """The batch for (step, micro-step): a pure function of the seed and position, so resume is exact."""
+        """Micro-batch `micro` (of size `batch_size`) of step `step`: a pure function of (seed, step, micro),
+        so resume is exact; use `claimbench.seeding.batch_indices` so accumulation never changes the data."""
         raise NotImplementedError
 
     def forward(self, model: torch.nn.Module, batch: Any, needs: frozenset[str]) -> Outputs:

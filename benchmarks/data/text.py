@@ -120,7 +120,7 @@ def prepare(corpus: str, out: str | Path, vocab_size: int = 2048) -> dict:
 
 
 class TokenStream:
-    """Random windows of a token memmap; batch i is a pure function of (seed, i)."""
+    """Windows of `block_size + 1` tokens from a token memmap, as (input, target) tensors."""
 
     def __init__(self, data_dir: str | Path, split: str, block_size: int):
         path = Path(data_dir) / f"{split}.bin"
@@ -131,11 +131,18 @@ class TokenStream:
         if len(self.data) <= block_size + 1:
             raise ConfigError(f"{path}: {len(self.data)} tokens, fewer than block_size+1={block_size + 1}")
 
+    @property
+    def n_windows(self) -> int:
+        return len(self.data) - self.block_size - 1
+
     def batch(self, key: int, batch_size: int):
+        """`batch_size` random windows drawn from `key` (validation: a fixed key per batch)."""
+        ix = np.random.default_rng(key).integers(0, self.n_windows, size=batch_size)
+        return self.windows(ix)
+
+    def windows(self, ix: np.ndarray):
         import torch
 
-        g = np.random.default_rng(key)
-        ix = g.integers(0, len(self.data) - self.block_size - 1, size=batch_size)
         chunk = np.stack([self.data[i:i + self.block_size + 1] for i in ix]).astype(np.int64)
         t = torch.from_numpy(chunk)
         return t[:, :-1], t[:, 1:]
@@ -149,10 +156,4 @@ def read_meta(data_dir: str | Path) -> dict:
                           f"train.bin/val.bin shards there (e.g. OpenWebText via nanoGPT's data/openwebtext/"
                           f"prepare.py) with a meta.json giving vocab_size")
     return json.loads(path.read_text())
-
-
-def stable_key(*parts: int) -> int:
-    """Mix integers into one 63-bit seed (no Python hash(): it is salted per process)."""
-    h = hashlib.blake2b(b"".join(int(p).to_bytes(8, "little", signed=True) for p in parts), digest_size=8)
-    return int.from_bytes(h.digest(), "little") >> 1
 

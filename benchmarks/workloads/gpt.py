@@ -8,11 +8,12 @@ import torch
 import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 
-from benchmarks.data.text import TokenStream, read_meta, stable_key
+from benchmarks.data.text import TokenStream, read_meta
 from benchmarks.models.gpt import GPT, GPTConfig, param_roles
 from claimbench.config import ConfigError
 from claimbench.plugin import Outputs, Workload
 from claimbench.registry import register_workload
+from claimbench.seeding import batch_indices, stable_key
 
 EVAL_KEY = 0x5EED  # evaluation windows are the same for every run, whatever its seed
 
@@ -39,6 +40,8 @@ class TextData(BaseModel):
 
 @register_workload("gpt")
 class GPTWorkload(Workload):
+    """Decoder-only LM (gpt2 or llama architecture) on real offline text; metric: val loss."""
+
     sizes = {
         "micro": dict(n_layer=2, n_head=2, n_embd=32, block_size=32),
         "smoke": dict(n_layer=4, n_head=4, n_embd=128, block_size=128),
@@ -66,7 +69,9 @@ class GPTWorkload(Workload):
         return param_roles(model)
 
     def train_batch(self, step: int, micro: int, batch_size: int):
-        return self.train_stream.batch(stable_key(self.cfg.seed, step, micro), batch_size)
+        tc = self.cfg.train
+        return self.train_stream.windows(batch_indices(self.cfg.seed, step, tc.batch_size,
+                                                       self.train_stream.n_windows, micro, batch_size))
 
     def forward(self, model, batch, needs: frozenset[str]) -> Outputs:
         x, y = batch
