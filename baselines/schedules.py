@@ -75,6 +75,75 @@ def piecewise(points: Sequence[tuple[int, float]], warmup: int = 0) -> Schedule:
     return f
 
 
+def wsd_exp(total: int, warmup: int = 0, min_ratio: float = 0.0, decay_frac: float = 0.2) -> Schedule:
+    """WSD with exponential decay (MiniCPM): `wsd(..., decay="exp")` under its own name."""
+    return wsd(total, warmup, min_ratio, decay_frac, decay="exp")
+
+
+def two_stage(total: int, warmup: int = 0, second_ratio: float = 0.3, switch_frac: float = 0.6) -> Schedule:
+    """Two-stage constant: the peak LR until `switch_frac` of the steps, then `second_ratio` x peak.
+
+    The Multi-Power Law paper's `wsdcon` curves are this shape; a jump is the sharpest test of a law's
+    annealing term.
+    """
+    switch = int(round(switch_frac * total))
+
+    def f(step: int) -> float:
+        if step < warmup:
+            return warmup_factor(step, warmup)
+        return 1.0 if step < switch else second_ratio
+    return f
+
+
+def multi_step(total: int, warmup: int = 0, milestones: Sequence[float] = (0.5, 0.75), gamma: float = 0.1) -> Schedule:
+    """Multi-step decay (torch MultiStepLR): x `gamma` at each milestone, milestones as fractions of `total`."""
+    marks = sorted(int(round(m * total)) for m in milestones)
+
+    def f(step: int) -> float:
+        if step < warmup:
+            return warmup_factor(step, warmup)
+        return gamma ** bisect.bisect_right(marks, step)
+    return f
+
+
+def inverse_sqrt(total: int, warmup: int = 0, min_ratio: float = 0.0) -> Schedule:
+    """Inverse square root after warmup (Transformer / T5 style): sqrt(warmup / step), never below `min_ratio`."""
+    w = max(1, warmup)
+
+    def f(step: int) -> float:
+        if step < warmup:
+            return warmup_factor(step, warmup)
+        return max(min_ratio, math.sqrt(w / max(step, w)))
+    return f
+
+
+def to_piecewise(schedule: Schedule, total: int, knots: int = 24, warmup: int = 0) -> list[list[float]]:
+    """Sample a schedule after warmup as a config `piecewise` list ([step, factor] pairs from step 0).
+
+    Lets a run config express any family here (the config schema only names cosine/constant/linear/wsd):
+    `piecewise(to_piecewise(s, T, warmup=W), W)` equals `s` at the knots and both sides of every jump, and
+    interpolates linearly between. Warmup is not sampled: pass it as `train.warmup_steps`.
+    """
+    steps = {0, total - 1} | {warmup + int(round(i * (total - 1 - warmup) / max(1, knots - 1))) for i in range(knots)}
+    for s in range(warmup + 1, total):
+        if abs(schedule(s) - schedule(s - 1)) > 0.02:  # a jump stays a jump
+            steps |= {s - 1, s}
+    return [[s, 1.0 if s < warmup else round(schedule(s), 6)] for s in sorted(steps)]
+
+
+FAMILIES: dict[str, Callable[..., Schedule]] = {
+    "constant": constant, "cosine": cosine, "linear": linear, "wsd": wsd, "wsd_exp": wsd_exp,
+    "two_stage": two_stage, "multi_step": multi_step, "inverse_sqrt": inverse_sqrt,
+}
+
+
+def family(name: str, total: int, warmup: int = 0, **kwargs) -> Schedule:
+    """A named family with its keyword options, e.g. family("two_stage", 600, 30, second_ratio=0.3)."""
+    if name not in FAMILIES:
+        raise ValueError(f"unknown schedule family {name!r}; known: {', '.join(FAMILIES)}")
+    return FAMILIES[name](total, warmup, **kwargs)
+
+
 def from_train_config(train) -> Schedule:
     """The schedule a `train:` section asks for."""
     s = train.schedule
