@@ -192,7 +192,8 @@ class Trainer:
         self.model.train()
         return res
 
-    def fit(self, metrics_path: Path, ckpt_path: Path) -> dict:
+    def fit(self, metrics_path: Path, ckpt_path: Path) -> None:
+        """Train to `train.steps` (or divergence), logging and checkpointing on the way."""
         cfg, tc = self.cfg, self.train_cfg
         steps, log_every = tc.steps, cfg.log.every
         self.t_start = time.perf_counter()
@@ -244,7 +245,6 @@ class Trainer:
         finally:
             metrics_file.close()
             bar.close()
-        return self.result()
 
     def result(self) -> dict:
         tc = self.train_cfg
@@ -284,7 +284,8 @@ def execute(run: Run) -> int:
         kept = [r for r in read_jsonl(metrics_path) if r.get("step", 0) <= trainer.step]
         atomic_write_text(metrics_path, "".join(_json_line(r) for r in kept))
         result_path.unlink(missing_ok=True)
-        res = trainer.fit(metrics_path, ckpt_path)
+        trainer.fit(metrics_path, ckpt_path)
+        res = trainer.result()
         res["wall_s"] = trainer.wall_before + trainer.elapsed()
         if res["status"] == "ok":
             atomic_torch_save(ckpt_path, trainer.state_dict())
