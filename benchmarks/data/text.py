@@ -22,6 +22,7 @@ import numpy as np
 
 from claimbench.config import ConfigError
 from claimbench.io import atomic_write_bytes, atomic_write_text
+from claimbench.seeding import stable_key  # noqa: F401  (re-exported: workloads import it from here)
 
 # Plays held out for validation (and later for held-out cloze / perplexity tasks).
 VAL_PLAYS = ("twelfth-night", "richard-ii", "julius-caesar", "macbeth")
