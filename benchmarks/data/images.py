@@ -1,0 +1,345 @@
+"""Real images for the vision and MLP workloads, offline, with batches that are pure functions.
+
+Sources (nothing downloads at run time):
+- `fashion-mnist`: Debian's `dataset-fashion-mnist` (`/usr/share/datasets/fashion-mnist/*.gz`, IDX format),
+  60k train / 10k test, 28x28x1, 10 classes. The micro and smoke profiles use it.
+- `cifar10:ROOT` / `cifar100:ROOT`: torchvision's CIFAR loaders with `download=False` on files the user put
+  in ROOT (gpu profile).
+Both are prepared once (`claimbench prepare-data fashion-mnist --out DIR`) into `train.bin` / `val.bin`
+(records of a uint16 label and the uint8 HxWxC image, so a batch is one memmap gather) and `meta.json`
+(written last). ImageNet-1k is read in place from an `ImageFolder` layout (`DIR/train/<class>/*`,
+`DIR/val/<class>/*`); it is far too large to copy.
+
+A training batch is a function of (seed, step, micro) only: samples are drawn epoch by epoch from a
+seeded permutation, and augmentation draws from a generator keyed by the same numbers, so a resumed
+run sees exactly the batches of an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from pydantic import BaseModel, ConfigDict, Field
+
+from benchmarks.data.text import stable_key
+from claimbench.config import ConfigError
+from claimbench.io import atomic_write_bytes, atomic_write_text
+
+FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
+FASHION_MNIST_PACKAGE = "dataset-fashion-mnist"  # Debian package: apt-get install dataset-fashion-mnist
+CIFAR_URL = "https://www.cs.toronto.edu/~kriz/cifar.html"
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+EVAL_KEY, ORDER_KEY, AUG_KEY = 0x5EED, 0x0DE7, 0xA06
+
+
+class ImageData(BaseModel):
+    """`data:` options of the image workloads."""
+
+    model_config = ConfigDict(extra="forbid")
+    dir: str = "data/fashion-mnist"
+    augment: bool | None = Field(None, description="random crop + flip; default: on except at size micro")
+    crop_pad: int | None = Field(None, ge=0, description="padding of the random crop; default img_size // 8")
+    flip: bool = True
+    randaugment: str | None = Field(None, description="e.g. 'n2m9' (torchvision RandAugment num_ops=2, magnitude=9)")
+    mixup: float = Field(0.0, ge=0, description="mixup Beta(alpha, alpha); 0 disables it")
+    fit: Literal["pad", "resize"] = Field("pad", description="smaller images to img_size: zero-pad or resize")
+
+
+def missing_data_message(path: str | Path) -> str:
+    return (f"data.dir: {path} holds neither a prepared image set (meta.json) nor an ImageFolder (train/, val/). "
+            f"micro/smoke: `apt-get install {FASHION_MNIST_PACKAGE}` then `claimbench prepare-data fashion-mnist "
+            f"--out {path}`; CIFAR-10/100: download the python version from {CIFAR_URL}, extract it into data/raw "
+            f"and run `claimbench prepare-data cifar100:data/raw --out {path}`; ImageNet-1k: put ILSVRC2012 train/ "
+            f"and val/ as class folders (ImageFolder layout) in {path}")
+
+
+# ----------------------------------------------------------------------------------------- preparation
+
+def read_idx(path: Path) -> np.ndarray:
+    """An IDX file (gzip): magic 0 0 dtype ndim, big-endian dims, then the data."""
+    raw = gzip.open(path).read()
+    if raw[:2] != b"\0\0" or raw[2] != 0x08:
+        raise ConfigError(f"{path}: not an unsigned-byte IDX file")
+    ndim = raw[3]
+    dims = [int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
+    return np.frombuffer(raw, np.uint8, offset=4 + 4 * ndim).reshape(dims)
+
+
+def fashion_mnist(root: Path = FASHION_MNIST_DIR) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    files = {s: (root / f"{p}-images-idx3-ubyte.gz", root / f"{p}-labels-idx1-ubyte.gz")
+             for s, p in (("train", "train"), ("val", "t10k"))}
+    for pair in files.values():
+        for f in pair:
+            if not f.is_file():
+                raise ConfigError(f"Fashion-MNIST file not found: {f}; install the Debian package "
+                                  f"`{FASHION_MNIST_PACKAGE}` (apt-get install {FASHION_MNIST_PACKAGE})")
+    return {s: (read_idx(xi)[..., None], read_idx(yi)) for s, (xi, yi) in files.items()}
+
+
+def cifar(name: str, root: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    from torchvision.datasets import CIFAR10, CIFAR100
+
+    cls = {"cifar10": CIFAR10, "cifar100": CIFAR100}[name]
+    try:
+        sets = {s: cls(str(root), train=(s == "train"), download=False) for s in ("train", "val")}
+    except RuntimeError:
+        folder = "cifar-10-batches-py" if name == "cifar10" else "cifar-100-python"
+        raise ConfigError(f"{name}: {root}/{folder} not found; download the CIFAR python version from {CIFAR_URL} "
+                          f"and extract it into {root}") from None
+    return {s: (np.asarray(d.data, np.uint8), np.asarray(d.targets)) for s, d in sets.items()}
+
+
+SOURCES: dict[str, Callable[[str | None], dict]] = {
+    "fashion-mnist": lambda arg: fashion_mnist(Path(arg) if arg else FASHION_MNIST_DIR),
+    "cifar10": lambda arg: cifar("cifar10", Path(arg or "data/raw")),
+    "cifar100": lambda arg: cifar("cifar100", Path(arg or "data/raw")),
+}
+
+
+def is_image_source(corpus: str) -> bool:
+    return corpus.split(":", 1)[0] in SOURCES
+
+
+def record_dtype(shape: tuple[int, int, int]) -> np.dtype:
+    return np.dtype([("label", "<u2"), ("image", "u1", tuple(shape))])
+
+
+def _digests(images: np.ndarray) -> list[bytes]:
+    return [hashlib.blake2b(x.tobytes(), digest_size=16).digest() for x in images]
+
+
+def prepare(source: str, out: str | Path) -> dict:
+    """`fashion-mnist[:ROOT]`, `cifar10:ROOT` or `cifar100:ROOT` -> out/{train,val}.bin + meta.json.
+
+    Validation images identical to a training image are dropped (none in Fashion-MNIST or CIFAR, but a
+    user's copy might differ), so validation accuracy never measures memorisation.
+    """
+    name, _, arg = source.partition(":")
+    if name not in SOURCES:
+        raise ConfigError(f"unknown image source '{source}' (use {', '.join(SOURCES)})")
+    splits = SOURCES[name](arg or None)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    xtr, ytr = splits["train"]
+    train_digests = set(_digests(xtr))
+    xva, yva = splits["val"]
+    keep = np.array([d not in train_digests for d in _digests(xva)], dtype=bool)
+    shape = tuple(int(s) for s in xtr.shape[1:])
+    meta = {"kind": "images", "source": source, "shape_hwc": list(shape), "num_classes": int(ytr.max()) + 1,
+            "val_removed_duplicates": int((~keep).sum())}
+    for split, (x, y) in (("train", (xtr, ytr)), ("val", (xva[keep], yva[keep]))):
+        rec = np.empty(len(x), dtype=record_dtype(shape))
+        rec["label"], rec["image"] = y, x
+        atomic_write_bytes(out / f"{split}.bin", rec.tobytes())
+        meta[f"{split}_n"] = len(x)
+    scaled = xtr.reshape(-1, shape[-1]).astype(np.float64) / 255.0
+    meta["mean"], meta["std"] = scaled.mean(0).tolist(), scaled.std(0).tolist()
+    atomic_write_text(out / "meta.json", json.dumps(meta, indent=2))
+    return meta
+
+
+# ----------------------------------------------------------------------------------------- reading
+
+class RecordSet:
+    """One split of a prepared set: `get(indices)` -> uint8 (N, C, H, W) images and int64 labels."""
+
+    def __init__(self, data_dir: Path, split: str, meta: dict):
+        path = data_dir / f"{split}.bin"
+        if not path.is_file():
+            raise ConfigError(f"data file not found: {path} (re-run `claimbench prepare-data {meta['source']} "
+                              f"--out {data_dir}`)")
+        self.records = np.memmap(path, dtype=record_dtype(tuple(meta["shape_hwc"])), mode="r")
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def get(self, indices: np.ndarray, train: bool, key: int, img_size: int | None) -> tuple[torch.Tensor, ...]:
+        rec = self.records[indices]
+        x = torch.from_numpy(np.ascontiguousarray(rec["image"])).permute(0, 3, 1, 2)
+        return x, torch.from_numpy(rec["label"].astype(np.int64))
+
+
+class FolderSet:
+    """One split of an ImageFolder tree (ImageNet): decoded on the fly, RandomResizedCrop for training."""
+
+    def __init__(self, data_dir: Path, split: str):
+        from torchvision.datasets.folder import make_dataset
+
+        root = data_dir / split
+        self.classes = sorted(d.name for d in root.iterdir() if d.is_dir())
+        index = {c: i for i, c in enumerate(self.classes)}
+        self.samples = make_dataset(str(root), index, extensions=(".jpeg", ".jpg", ".png"))
+        if not self.samples:
+            raise ConfigError(f"{root}: no images (expected {root}/<class>/*.JPEG)")
+        self.pool = ThreadPoolExecutor(max_workers=8)
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def get(self, indices: np.ndarray, train: bool, key: int, img_size: int | None) -> tuple[torch.Tensor, ...]:
+        from PIL import Image
+        from torchvision.transforms import v2
+
+        size = img_size or 224
+        if train:
+            tf = v2.Compose([v2.RandomResizedCrop(size, antialias=True)])
+        else:
+            tf = v2.Compose([v2.Resize(int(size / 0.875), antialias=True), v2.CenterCrop(size)])
+
+        def load(j: int) -> torch.Tensor:
+            path, _ = self.samples[int(indices[j])]
+            with Image.open(path) as im:
+                x = v2.functional.pil_to_tensor(im.convert("RGB"))
+            g = torch.Generator().manual_seed(stable_key(key, j))
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(int(torch.randint(0, 2**62, (), generator=g)))
+                return tf(x)
+
+        xs = list(self.pool.map(load, range(len(indices))))
+        return torch.stack(xs), torch.tensor([self.samples[int(i)][1] for i in indices], dtype=torch.int64)
+
+
+def open_split(data_dir: str | Path, split: str) -> tuple[RecordSet | FolderSet, dict]:
+    """The split and the set's meta (classes, channels, mean/std); ConfigError if nothing is there."""
+    d = Path(data_dir)
+    if (d / "meta.json").is_file():
+        meta = json.loads((d / "meta.json").read_text())
+        if meta.get("kind") != "images":
+            raise ConfigError(f"data.dir: {d}/meta.json is not an image set (kind={meta.get('kind')!r}); "
+                              f"{missing_data_message(d)}")
+        return RecordSet(d, split, meta), meta
+    if (d / "train").is_dir() and (d / "val").is_dir():
+        ds = FolderSet(d, split)
+        meta = {"kind": "images", "source": f"imagefolder:{d}", "num_classes": len(ds.classes), "shape_hwc": None,
+                "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)}
+        return ds, meta
+    raise ConfigError(missing_data_message(d))
+
+
+# ----------------------------------------------------------------------------------------- batches
+
+def parse_randaugment(spec: str) -> tuple[int, int]:
+    try:
+        n, m = spec.lower().lstrip("n").split("m")
+        return int(n), int(m)
+    except ValueError:
+        raise ConfigError(f"data.randaugment: '{spec}' is not of the form 'n2m9'") from None
+
+
+class ImagePipeline:
+    """Training and validation batches of one image set, sized for one model."""
+
+    def __init__(self, opts: ImageData, img_size: int | None, augment_default: bool, seed: int, grad_accum: int):
+        self.opts, self.img_size, self.seed, self.grad_accum = opts, img_size, seed, grad_accum
+        self.train, self.meta = open_split(opts.dir, "train")
+        self.val, _ = open_split(opts.dir, "val")
+        self.augment = augment_default if opts.augment is None else opts.augment
+        self.num_classes = int(self.meta["num_classes"])
+        self.in_chans = 3 if self.meta["shape_hwc"] is None else int(self.meta["shape_hwc"][-1])
+        native = None if self.meta["shape_hwc"] is None else int(self.meta["shape_hwc"][0])
+        self.out_size = img_size or native
+        self.mean = torch.tensor(self.meta["mean"], dtype=torch.float32).view(1, -1, 1, 1)
+        self.std = torch.tensor(self.meta["std"], dtype=torch.float32).view(1, -1, 1, 1)
+        self.randaugment = parse_randaugment(opts.randaugment) if opts.randaugment else None
+        self._val_order = np.random.default_rng(EVAL_KEY).permutation(len(self.val))
+
+    @lru_cache(maxsize=2)  # noqa: B019 -- two epochs (a batch may straddle a boundary); the pipeline lives for a run
+    def _order(self, epoch: int) -> np.ndarray:
+        return np.random.default_rng(stable_key(self.seed, epoch, ORDER_KEY)).permutation(len(self.train))
+
+    def train_indices(self, step: int, micro: int, batch_size: int) -> np.ndarray:
+        """Sample positions (step * grad_accum + micro) * batch_size ... in the seeded epoch orders."""
+        n = len(self.train)
+        pos = (step * self.grad_accum + micro) * batch_size + np.arange(batch_size)
+        epochs, within = pos // n, pos % n
+        out = np.empty(batch_size, dtype=np.int64)
+        for e in np.unique(epochs):
+            sel = epochs == e
+            out[sel] = self._order(int(e))[within[sel]]
+        return out
+
+    def train_batch(self, step: int, micro: int, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+        key = stable_key(self.seed, step, micro, AUG_KEY)
+        x, y = self.train.get(self.train_indices(step, micro, batch_size), True, key, self.img_size)
+        g = torch.Generator().manual_seed(key)
+        if self.randaugment is not None:
+            x = self._randaugment(x, g)
+        x = self._fit(self._normalize(x))
+        if self.augment:
+            x = self._crop_flip(x, g)
+        if self.opts.mixup > 0:
+            return self._mixup(x, y, g)
+        return x, y
+
+    def val_batch(self, i: int, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Fixed, seed-independent validation batch i (a fixed shuffle, so classes are mixed)."""
+        idx = self._val_order[(i * batch_size + np.arange(batch_size)) % len(self.val)]
+        x, y = self.val.get(idx, False, EVAL_KEY, self.img_size)
+        return self._fit(self._normalize(x)), y
+
+    # -- transforms on batched tensors (N, C, H, W)
+    def _normalize(self, x: torch.Tensor) -> torch.Tensor:
+        return (x.float() / 255.0 - self.mean) / self.std
+
+    def _fit(self, x: torch.Tensor) -> torch.Tensor:
+        """To out_size: zero-pad (zero = the mean after normalisation) or bilinear resize."""
+        size = self.out_size
+        h = x.shape[-1]
+        if size is None or h == size:
+            return x
+        if h < size and self.opts.fit == "pad":
+            lo = (size - h) // 2
+            return F.pad(x, (lo, size - h - lo, lo, size - h - lo))
+        return F.interpolate(x, size=(size, size), mode="bilinear", antialias=h > size, align_corners=False)
+
+    def _crop_flip(self, x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+        n, _, h, w = x.shape
+        pad = self.opts.crop_pad if self.opts.crop_pad is not None else h // 8
+        if pad > 0:
+            xp = F.pad(x, (pad, pad, pad, pad))
+            dy = torch.randint(0, 2 * pad + 1, (n,), generator=g)
+            dx = torch.randint(0, 2 * pad + 1, (n,), generator=g)
+            rows = (dy[:, None] + torch.arange(h)[None]).view(n, 1, h, 1).expand(n, x.shape[1], h, w + 2 * pad)
+            xp = xp.gather(2, rows)
+            cols = (dx[:, None] + torch.arange(w)[None]).view(n, 1, 1, w).expand(n, x.shape[1], h, w)
+            x = xp.gather(3, cols)
+        if self.opts.flip:
+            flip = torch.rand(n, generator=g) < 0.5
+            x = torch.where(flip.view(n, 1, 1, 1), x.flip(-1), x)
+        return x
+
+    def _mixup(self, x: torch.Tensor, y: torch.Tensor, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mixup with one lambda per batch; targets become class probabilities (soft cross-entropy)."""
+        lam = _beta(self.opts.mixup, g)
+        perm = torch.randperm(len(x), generator=g)
+        onehot = F.one_hot(y, self.num_classes).float()
+        return lam * x + (1 - lam) * x[perm], lam * onehot + (1 - lam) * onehot[perm]
+
+    def _randaugment(self, x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+        from torchvision.transforms import v2
+
+        n_ops, mag = self.randaugment
+        ra = v2.RandAugment(num_ops=n_ops, magnitude=mag)
+        seeds = torch.randint(0, 2**62, (len(x),), generator=g).tolist()
+        out = []
+        with torch.random.fork_rng(devices=[]):
+            for xi, s in zip(x, seeds, strict=True):
+                torch.manual_seed(s)
+                out.append(ra(xi))
+        return torch.stack(out)
+
+
+def _beta(alpha: float, g: torch.Generator) -> torch.Tensor:
+    """Beta(alpha, alpha) keyed by `g` (torch's Beta distribution takes no generator)."""
+    u = np.random.default_rng(int(torch.randint(0, 2**62, (), generator=g))).beta(alpha, alpha)
+    return torch.tensor(float(u))

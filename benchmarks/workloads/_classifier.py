@@ -1,0 +1,61 @@
+"""Shared part of the image classification workloads (`vit`, `swin`, `mlp`): data, loss, metrics.
+
+Not a workload itself (the leading underscore keeps the registry from treating it as a plugin module).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from benchmarks.data.images import ImageData, ImagePipeline
+from claimbench.plugin import Outputs, Workload
+
+
+class ImageClassifier(Workload):
+    """Cross-entropy on real images; `val_loss` and top-1 `val_acc`; throughput in samples."""
+
+    DataOptions = ImageData
+    unit = "samples"
+    chance_acc = 0.1  # set to 1 / classes once the data is known
+
+    def image_size(self) -> int | None:
+        """The side the model takes (None: the data's own)."""
+        return getattr(self.opts, "img_size", None)
+
+    def check_data(self) -> None:
+        self.pipe = ImagePipeline(self.data_opts, self.image_size(), augment_default=self.cfg.size != "micro",
+                                  seed=self.cfg.seed, grad_accum=self.cfg.train.grad_accum)
+        self.chance_acc = 1.0 / self.pipe.num_classes
+
+    def data_shape(self) -> tuple[int, int]:
+        """(in_chans, num_classes): from the data once checked, else ImageNet's (3, 1000)."""
+        pipe = getattr(self, "pipe", None)
+        return (pipe.in_chans, pipe.num_classes) if pipe is not None else (3, 1000)
+
+    def train_batch(self, step: int, micro: int, batch_size: int):
+        return self.pipe.train_batch(step, micro, batch_size)
+
+    def logits(self, model, x: torch.Tensor, needs: frozenset[str]):
+        """(logits, hidden_states, attn_probs) of one forward."""
+        raise NotImplementedError
+
+    def forward(self, model, batch, needs: frozenset[str]) -> Outputs:
+        x, y = batch
+        logits, hidden, probs = self.logits(model, x, needs)
+        loss = F.cross_entropy(logits.float(), y)  # y: class ids, or class probabilities under mixup
+        return Outputs(loss, logits, hidden, probs)
+
+    @torch.no_grad()
+    def evaluate(self, model, device: torch.device, batches: int, batch_size: int) -> dict[str, float]:
+        loss_sum, correct, n = 0.0, 0, 0
+        for i in range(batches):
+            x, y = (t.to(device) for t in self.pipe.val_batch(i, batch_size))
+            logits = self.logits(model, x, frozenset())[0].float()
+            loss_sum += F.cross_entropy(logits, y, reduction="sum").item()
+            correct += (logits.argmax(-1) == y).sum().item()
+            n += len(y)
+        return {"val_loss": loss_sum / n, "val_acc": correct / n}
+
+    def batch_units(self, batch) -> int:
+        return int(batch[0].shape[0])
