@@ -1,0 +1,219 @@
+"""The claims registry: `benchmarks/claims/<paper>.yaml`, validated by `schema.json` and by the
+cross-checks a schema cannot express (arm names, rule variables, metric names, unique ids).
+
+Any mistake is one line naming the file and the key. Whether the plugins a grid names exist is a
+separate question (`unknown_plugins`): a claim whose method has not landed yet is still a valid
+claim, shown as `not_run`; only *selecting* it for training is an error (`select_grid`).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+import jsonschema
+import yaml
+
+from claimbench.config import ConfigError, closest
+from claimbench.evidence import check_metric_name
+from claimbench.grid import RunSpec, expand
+from claimbench.study import output_names
+from claimbench.verdicts import names_in
+
+REPO = Path(__file__).resolve().parents[1]
+CLAIMS_DIR = REPO / "benchmarks" / "claims"
+PROFILES = ("smoke", "gpu", "paper")
+
+
+@dataclass
+class Claim:
+    id: str
+    paper: dict
+    statement: str
+    source: str
+    paper_value: dict
+    grid: dict
+    statistic: dict
+    rule: dict
+    ours: dict = field(default_factory=dict)
+    file: str = ""
+
+    def entries(self, profile: str) -> dict[str, dict]:
+        """Arm name -> grid entry (config defaulted to benchmarks/configs/<workload>.yaml)."""
+        return {arm: {"config": f"benchmarks/configs/{e['workload']}.yaml", **e, "name": f"{self.id}:{arm}"}
+                for arm, e in (self.grid.get(profile) or {}).items()}
+
+    def arms(self, profile: str) -> dict[str, dict[str, RunSpec]]:
+        """Arm name -> its runs (ids as the Snakefile's, so runs shared with other claims are shared)."""
+        return {arm: expand([e]) for arm, e in self.entries(profile).items()}
+
+
+@lru_cache(maxsize=1)
+def _validator() -> jsonschema.Draft202012Validator:
+    schema = json.loads((CLAIMS_DIR / "schema.json").read_text())
+    jsonschema.Draft202012Validator.check_schema(schema)
+    return jsonschema.Draft202012Validator(schema)
+
+
+def _where(doc: dict, path) -> str:
+    """A readable key path: claims[2] becomes claims[2](nowarmup.crash)."""
+    out, node = [], doc
+    for p in path:
+        if isinstance(p, int):
+            cid = node[p].get("id") if isinstance(node, list) and isinstance(node[p], dict) else None
+            out[-1] += f"[{p}]" + (f"({cid})" if cid else "")
+        else:
+            out.append(str(p))
+        try:
+            node = node[p]
+        except (KeyError, IndexError, TypeError):
+            node = None
+    return ".".join(out) or "(top level)"
+
+
+def _schema_error(path: Path, doc: dict) -> str | None:
+    err = jsonschema.exceptions.best_match(_validator().iter_errors(doc))
+    if err is None:
+        return None
+    where = _where(doc, err.absolute_path)
+    if err.validator == "additionalProperties":
+        allowed = list(err.schema.get("properties", {}))
+        extra = [k for k in err.instance if k not in allowed]
+        key = extra[0] if extra else "?"
+        hint = closest(key, allowed)
+        return f"{path}: {where}: unknown key '{key}'" + (f" (did you mean '{hint}'?)" if hint else "")
+    if err.validator == "required":
+        return f"{path}: {where}: {err.message}"
+    return f"{path}: {where}: {err.message}"
+
+
+def load_file(path: str | Path) -> list[Claim]:
+    """One claims file -> its claims; ConfigError naming the file and key on any mistake."""
+    path = Path(path)
+    try:
+        doc = yaml.safe_load(path.read_text())
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read ({e.strerror})") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+    if not isinstance(doc, dict):
+        raise ConfigError(f"{path}: a claims file is a mapping with 'paper' and 'claims'")
+    msg = _schema_error(path, doc)
+    if msg:
+        raise ConfigError(msg)
+    paper = doc["paper"]
+    if paper["id"] != path.stem:
+        raise ConfigError(f"{path}: paper.id '{paper['id']}' must equal the file name '{path.stem}'")
+    claims, seen = [], set()
+    for i, c in enumerate(doc["claims"]):
+        where = f"{path}: claims[{i}]({c['id']})"
+        if c["id"] in seen:
+            raise ConfigError(f"{where}.id: duplicate claim id")
+        seen.add(c["id"])
+        if c["id"].split(".")[0] != paper["id"]:
+            raise ConfigError(f"{where}.id: must start with '{paper['id']}.'")
+        _check_claim(c, where)
+        claims.append(Claim(id=c["id"], paper=paper, statement=c["statement"], source=c["source"],
+                            paper_value=c["paper_value"], grid=c["grid"], statistic=c["statistic"], rule=c["rule"],
+                            ours=c.get("ours", {}), file=str(path)))
+    return claims
+
+
+def _check_claim(c: dict, where: str) -> None:
+    stat = c["statistic"]
+    named = list(stat.get("arms", [])) + ([stat["arm"]] if "arm" in stat else [])
+    for profile, arms in c["grid"].items():
+        for a in named:
+            if a not in arms:
+                hint = closest(a, arms)
+                raise ConfigError(f"{where}.statistic: arm '{a}' is not in grid.{profile}"
+                                  + (f" (did you mean '{hint}'?)" if hint else f" (arms: {', '.join(arms)})"))
+        for key in (stat.get("over"), stat.get("across")):
+            for a in named:
+                if key and key not in arms[a].get("sweep", {}):
+                    raise ConfigError(f"{where}.statistic: '{key}' is not a sweep key of grid.{profile}.{a}")
+    if "metric" in stat:
+        try:
+            check_metric_name(stat["metric"])
+        except ConfigError as e:
+            raise ConfigError(f"{where}.statistic.{e}") from None
+    known = output_names(stat) | {"paper_effect"}
+    for key in ("reproduced_if", "not_reproduced_if"):
+        try:
+            unknown = names_in(c["rule"][key]) - known
+        except ConfigError as e:
+            raise ConfigError(f"{where}.rule.{key}: {e}") from None
+        if unknown:
+            name = sorted(unknown)[0]
+            hint = closest(name, known)
+            raise ConfigError(f"{where}.rule.{key}: unknown name '{name}'"
+                              + (f" (did you mean '{hint}'?)" if hint else f" (known: {', '.join(sorted(known))})"))
+        if "paper_effect" in names_in(c["rule"][key]) and "paper_effect" not in c["rule"]:
+            raise ConfigError(f"{where}.rule.{key}: uses 'paper_effect' but rule.paper_effect is not set")
+
+
+def load_all(claims_dir: str | Path = CLAIMS_DIR) -> list[Claim]:
+    """Every claim of every paper, in file then document order."""
+    out: list[Claim] = []
+    for f in sorted(Path(claims_dir).glob("*.yaml")):
+        out += load_file(f)
+    return out
+
+
+def papers(claims: list[Claim]) -> dict[str, dict]:
+    return {c.paper["id"]: c.paper for c in claims}
+
+
+def unknown_plugins(claim: Claim, profile: str) -> list[str]:
+    """'method adamw2', 'workload vit', ... that the grid at this profile names but nobody registered."""
+    from claimbench import registry
+
+    known = {k: set(registry.names(k)) for k in ("workload", "recipe", "method")}
+    missing: list[str] = []
+    for e in claim.entries(profile).values():
+        names = [("workload", e["workload"])] + [("recipe", r) for r in e.get("recipes", ["adamw"])]
+        sweep = e.get("sweep", {})
+        names += [("recipe", r) for r in sweep.get("recipe", [])]
+        method_lists = e.get("methods", [[]]) + sweep.get("methods", [])
+        names += [("method", m if isinstance(m, str) else m["name"]) for ms in method_lists for m in ms]
+        for kind, name in names:
+            label = f"{kind} '{name}'"
+            if name not in known[kind] and label not in missing:
+                missing.append(label)
+    return missing
+
+
+def select_grid(paper_ids: list[str], profile: str, data_names: list[str] | None = None,
+                claims: list[Claim] | None = None) -> list[dict]:
+    """Grid entries of every claim of the selected papers at `profile`, for the Snakefile.
+
+    Raises ConfigError naming an unknown paper, plugin or data set before anything is trained.
+    """
+    claims = load_all() if claims is None else claims
+    known_papers = papers(claims)
+    entries: list[dict] = []
+    for pid in paper_ids:
+        if pid not in known_papers:
+            hint = closest(pid, known_papers)
+            raise ConfigError(f"config papers: unknown paper '{pid}'" + (f" (did you mean '{hint}'?)" if hint else
+                                                                        f"; known: {', '.join(known_papers)}"))
+        for c in (c for c in claims if c.paper["id"] == pid):
+            unknown = unknown_plugins(c, profile)
+            if unknown:
+                raise ConfigError(f"config papers: claim {c.id} ({c.file}) at profile '{profile}' needs "
+                                  f"{', '.join(unknown)}, which is not registered (`claimbench list`)")
+            for arm, e in c.entries(profile).items():
+                data = e.get("data", "shakespeare")
+                if data_names is not None and data not in data_names:
+                    raise ConfigError(f"{c.file}: {c.id}: grid.{profile}.{arm}.data: '{data}' is not a data set "
+                                      f"of the {profile} profile (has: {', '.join(data_names)})")
+                entries.append(e)
+    return entries
+
+
+def covered(claim: Claim, profile: str, run_ids: set[str]) -> bool:
+    """True when the DAG trains every run the claim needs at this profile (so it gets a study job)."""
+    arms = claim.arms(profile)
+    return bool(arms) and all(rid in run_ids for specs in arms.values() for rid in specs)

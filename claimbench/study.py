@@ -1,0 +1,224 @@
+"""One claim at one profile: read its runs, compute its statistic, apply its rule.
+
+The study is the unit the `study` rule writes to `results/studies/<claim>.json` and the tables
+read. Every kind of statistic names its outputs (`output_names`), so a rule that reads a name the
+statistic does not produce is an error when the claims are loaded, not a silent `inconclusive`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from claimbench import stats
+from claimbench.config import parse_value
+from claimbench.evidence import RunEvidence, metric_series, metric_value, provenance, read_run
+from claimbench.verdicts import decide
+
+if TYPE_CHECKING:
+    from claimbench.claims import Claim
+    from claimbench.grid import RunSpec
+
+COMMON = {"estimate", "ci_lo", "ci_hi"}
+
+
+def output_names(stat: dict) -> set[str]:
+    """Names a rule may read for this statistic (with the claim's arm names filled in)."""
+    kind = stat["kind"]
+    arms = stat.get("arms") or ([stat["arm"]] if stat.get("arm") else [])
+    per_arm = {f"{p}_{a}" for a in arms for p in ("mean", "sd", "n", "diverged_frac", "diverged")}
+    if kind == "mean":
+        return COMMON | per_arm | {"sd", "n", "diverged_frac"}
+    if kind in ("difference", "ratio"):
+        return COMMON | per_arm | {"sd", "n_a", "n_b", "paired"}
+    if kind == "diverged_fraction":
+        return COMMON | per_arm | {"n", "k"}
+    if kind == "best_of_sweep":
+        return COMMON | per_arm | {"best", "argbest", "log2_argbest", "at_edge", "resolution"}
+    if kind == "optimum_shift":
+        return COMMON | {"resolution", "at_edge"} | {f"{p}_{a}" for a in arms for p in
+                                                    ("shift", "max_abs_shift", "best", "best_base")}
+    if kind == "trend":
+        return COMMON | {"rho_min", "rho_max", "n"}
+    if kind == "from_file":
+        return COMMON
+    raise ValueError(kind)
+
+
+def _sets(spec: RunSpec) -> dict:
+    return {k: parse_value(v) for k, v in (s.split("=", 1) for s in spec.sets)}
+
+
+def _value(ev: RunEvidence, stat: dict) -> float | None:
+    if ev.status == "diverged" and stat.get("diverged", "miss") == "miss":
+        return stats.miss_value(stat.get("direction", "lower"), stat.get("chance"))
+    return metric_value(ev, stat["metric"])
+
+
+def run_study(claim: Claim, profile: str, runs_dir: str | Path, results_dir: str | Path,
+              unknown: list[str] | None = None) -> dict:
+    """The study dict: verdict, the numbers behind it, the runs it used and their provenance."""
+    stat, rule = claim.statistic, claim.rule
+    arms = claim.arms(profile)
+    base = {"claim": claim.id, "paper": claim.paper["id"], "profile": profile, "statistic": stat["kind"],
+            "metric": stat.get("metric"), "values": {}, "estimate": None, "ci": None, "runs": {}, "missing": [],
+            "provenance": {"git_shas": [], "mixed_code": False, "config_hashes": {}, "versions": []},
+            "scale": describe_scale(claim, profile)}
+    if unknown:
+        return {**base, "verdict": "not_run", "why": f"not implemented yet: {', '.join(unknown)}"}
+    if not arms:
+        return {**base, "verdict": "not_run", "why": f"no grid at profile '{profile}'"}
+    evidence: dict[str, list[RunEvidence]] = {}
+    missing = []
+    for arm, specs in arms.items():
+        entry = claim.grid[profile][arm]
+        rows = []
+        for rid, spec in specs.items():
+            ev = read_run(Path(runs_dir) / rid)
+            ev.sets = _sets(spec)
+            ev.key = tuple(json.dumps(ev.sets.get(k)) for k in sorted(entry.get("sweep", {}))) + (ev.sets.get("seed"),)
+            if ev.usable and stat.get("metric") and stat["kind"] not in ("diverged_fraction", "from_file") \
+                    and _value(ev, stat) is None:
+                ev.status, ev.problem = "missing", f"no value for {stat['metric']}"
+            if not ev.usable:
+                missing.append(f"{rid} ({ev.problem})")
+            rows.append(ev)
+        evidence[arm] = rows
+    base["runs"] = {arm: [{"run_id": ev.run_id, "run_dir": str(ev.run_dir), "status": ev.status,
+                           "sets": ev.sets} for ev in rows] for arm, rows in evidence.items()}
+    base["provenance"] = provenance([ev for rows in evidence.values() for ev in rows])
+    if missing:
+        n = sum(len(r) for r in evidence.values())
+        return {**base, "missing": missing, "verdict": "not_run",
+                "why": f"{n - len(missing)}/{n} runs present; missing: {', '.join(missing[:3])}"
+                       + (" ..." if len(missing) > 3 else "")}
+    try:
+        values = compute(stat, evidence, claim.grid[profile], {"results": str(results_dir), "runs_dir": str(runs_dir),
+                                                               "profile": profile})
+    except FileNotFoundError as e:
+        return {**base, "verdict": "not_run", "why": f"analysis output missing: {e.filename}"}
+    verdict, why = decide(rule, values, profile)
+    return {**base, "values": _clean(values), "estimate": _num(values.get("estimate")),
+            "ci": [_num(values.get("ci_lo")), _num(values.get("ci_hi"))], "verdict": verdict, "why": why}
+
+
+def compute(stat: dict, evidence: dict[str, list[RunEvidence]], grid: dict, paths: dict) -> dict:
+    """The statistic's named values from the runs (all present)."""
+    kind, level = stat["kind"], stat.get("level", 0.95)
+    direction = stat.get("direction", "lower")
+    out: dict = {}
+    arm_vals: dict[str, dict] = {}
+    for arm, rows in evidence.items():
+        div = [ev.status == "diverged" for ev in rows]
+        out[f"diverged_{arm}"] = int(sum(div))
+        out[f"diverged_frac_{arm}"] = sum(div) / len(div) if div else math.nan
+        if stat.get("metric") and kind not in ("diverged_fraction", "trend", "from_file"):
+            arm_vals[arm] = {ev.key: _value(ev, stat) for ev in rows}
+            s = stats.summarize(list(arm_vals[arm].values()), level)
+            out.update({f"mean_{arm}": s["mean"], f"sd_{arm}": s["sd"], f"n_{arm}": s["n"]})
+    if kind == "mean":
+        arm = stat["arm"]
+        s = stats.summarize(list(arm_vals[arm].values()), level)
+        out.update(estimate=s["mean"], ci_lo=s["ci_lo"], ci_hi=s["ci_hi"], sd=s["sd"], n=s["n"],
+                   diverged_frac=out[f"diverged_frac_{arm}"])
+    elif kind in ("difference", "ratio"):
+        a, b = stat["arms"]
+        fn = stats.difference if kind == "difference" else stats.ratio
+        d = fn(arm_vals[a], arm_vals[b], level, **({"method": stat.get("method", "t")} if kind == "difference"
+                                                     else {}))
+        out.update(estimate=d["estimate"], ci_lo=d["ci_lo"], ci_hi=d["ci_hi"], sd=d["sd"], n_a=d["n_a"],
+                   n_b=d["n_b"], paired=d["paired"])
+    elif kind == "diverged_fraction":
+        first = stat["arms"][0]
+        d = stats.diverged_fraction([ev.status == "diverged" for ev in evidence[first]], level)
+        out.update(estimate=d["estimate"], ci_lo=d["ci_lo"], ci_hi=d["ci_hi"], n=d["n"], k=d["k"])
+    elif kind == "best_of_sweep":
+        arm, over = stat["arm"], stat["over"]
+        xs, ys = _curve(evidence[arm], stat, over)
+        b = stats.optimum_log2(xs, ys, direction, stat.get("refine", False))
+        out.update(estimate=b["best"], best=b["best"], argbest=b["opt"], log2_argbest=b["log2_opt"],
+                   at_edge=b["at_edge"], resolution=b["resolution"], ci_lo=b["best"], ci_hi=b["best"])
+    elif kind == "optimum_shift":
+        out.update(_optimum_shift(stat, evidence, grid, direction))
+    elif kind == "trend":
+        key = stat["metric"].split(":")[1] if stat["metric"].startswith("metrics:") else stat["metric"]
+        rhos = []
+        for ev in evidence[stat["arm"]]:
+            steps, vals = metric_series(ev, key)
+            rhos.append(stats.rank_correlation(steps, vals)["rho"])
+        s = stats.summarize(rhos, level)
+        out.update(estimate=s["mean"], ci_lo=s["ci_lo"], ci_hi=s["ci_hi"], n=len(rhos),
+                   rho_min=float(np.min(rhos)), rho_max=float(np.max(rhos)))
+    elif kind == "from_file":
+        data = json.loads(Path(stat["path"].format(**paths)).read_text())
+        out["estimate"] = _dig(data, stat["key"])
+        lo_k, hi_k = stat.get("ci_keys", [None, None])
+        out["ci_lo"] = _dig(data, lo_k) if lo_k else out["estimate"]
+        out["ci_hi"] = _dig(data, hi_k) if hi_k else out["estimate"]
+    return out
+
+
+def _curve(rows: list[RunEvidence], stat: dict, over: str,
+           where: tuple[str, object] | None = None) -> tuple[list[float], list[float]]:
+    """Mean over seeds of the metric at each value of the `over` sweep key (diverged = miss)."""
+    by_x: dict[float, list[float]] = {}
+    for ev in rows:
+        if where and ev.sets.get(where[0]) != where[1]:
+            continue
+        by_x.setdefault(float(ev.sets[over]), []).append(_value(ev, stat))
+    xs = sorted(by_x)
+    return xs, [float(np.mean(by_x[x])) for x in xs]
+
+
+def _optimum_shift(stat: dict, evidence: dict, grid: dict, direction: str) -> dict:
+    over, across = stat["over"], stat["across"]
+    out: dict = {"at_edge": False, "resolution": 0.0}
+    for arm in stat["arms"]:
+        scales = grid[arm]["sweep"][across]
+        curves = [_curve(evidence[arm], stat, over, (across, sc)) for sc in scales]
+        shifts = []
+        for xs_ys in curves[1:]:
+            s = stats.optimum_shift(curves[0], xs_ys, direction, stat.get("refine", True))
+            shifts.append(s)
+            out["resolution"] = max(out["resolution"], s["resolution"])
+            out["at_edge"] = out["at_edge"] or s["at_edge"]
+        out[f"shift_{arm}"] = shifts[-1]["shift"] if shifts else math.nan
+        out[f"max_abs_shift_{arm}"] = max((abs(s["shift"]) for s in shifts), default=math.nan)
+        out[f"best_{arm}"] = shifts[-1]["target"]["best"] if shifts else math.nan
+        out[f"best_base_{arm}"] = shifts[0]["base"]["best"] if shifts else math.nan
+        out[f"shifts_{arm}"] = [s["shift"] for s in shifts]
+    first = stat["arms"][0]
+    out.update(estimate=out[f"shift_{first}"], ci_lo=out[f"shift_{first}"] - out["resolution"],
+               ci_hi=out[f"shift_{first}"] + out["resolution"])
+    return out
+
+
+def _dig(data, key: str):
+    for part in key.split("."):
+        data = data[part]
+    return float(data)
+
+
+def _num(x):
+    if x is None or isinstance(x, bool):
+        return x
+    return x if math.isfinite(x) else str(x)
+
+
+def _clean(values: dict) -> dict:
+    return {k: ([_num(v) for v in val] if isinstance(val, list) else _num(val)) for k, val in values.items()}
+
+
+def describe_scale(claim: Claim, profile: str) -> str:
+    """'gpt/smoke: 4 runs, 2 seeds' style summary of what a claim runs at a profile."""
+    grid = claim.grid.get(profile) or {}
+    if not grid:
+        return f"{profile}: no grid"
+    parts = sorted({f"{e['workload']}/{e['size']}" for e in grid.values()})
+    n = sum(len(s) for s in claim.arms(profile).values())
+    seeds = max(len(e.get("seeds", [0])) for e in grid.values())
+    return f"{profile}: {', '.join(parts)}; {n} runs, {seeds} seed{'s' if seeds > 1 else ''}"
