@@ -1,0 +1,60 @@
+"""`claimbench jump MODEL_OR_CHECKPOINT --text FILE`: the hidden-state jump profile of a model.
+
+MODEL_OR_CHECKPOINT is one of our runs' `ckpt.pt` (or its run directory; the model is rebuilt from the
+`config.yaml` beside it) or a local Hugging Face causal LM directory (loaded offline). Prints the
+angular distance per layer and the jump strength, saves a PNG and, with --json, the record.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def cmd_jump(args) -> int:
+    from claimbench.io import atomic_write_text
+    from methods.jreg.measure import dumps, measure, profile_record, save_png
+
+    text = Path(args.text) if args.text else None
+    if text is not None and not text.is_file():
+        from claimbench.config import ConfigError
+
+        raise ConfigError(f"--text: file not found: {text}")
+    m = measure(Path(args.model), text, args.max_windows, args.data_dir, args.block)
+    record = profile_record(m, args.form, args.k)
+    record["source_model"] = args.model
+    print(f"{args.model} ({record['kind']}, {record['n_layers']} layers, {record.get('tokens')} tokens of "
+          f"{record['text']}), measured {record['measured']}")
+    for i, d in enumerate(record["distances"], start=1):
+        print(f"  layer {i:>3}  d = {d:.4f}")
+    if record.get("d_last_hf_normed") is not None:
+        print(f"  (HF hidden_states[-1] is post final norm: {record['hf_last_hidden_state_is_normed']}; "
+              f"d_L from it would be {record['d_last_hf_normed']:.4f})")
+    forms = "  ".join(f"{k}={v:.4f}" for k, v in record["forms"].items())
+    print(f"jump ({record['jump_form']}, k={record['jump_k']}, {record['jump_form_status']}) = {record['jump']:.4f}"
+          f"   [all forms: {forms}]")
+    png = Path(args.png)
+    save_png(record, png, Path(args.model).name if Path(args.model).name != "ckpt.pt" else str(args.model))
+    print(f"wrote {png}")
+    if args.json:
+        atomic_write_text(args.json, dumps(record) + "\n")
+        print(f"wrote {args.json}")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from methods.jreg.metric import DEFAULT_JUMP_FORM, DEFAULT_JUMP_K, JUMP_FORMS
+
+    p = sub.add_parser("jump", help="hidden-state jump profile (angular distance per layer) of a model",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("model", help="runs/<id>/ckpt.pt, a run directory, or a Hugging Face model directory")
+    p.add_argument("--text", help="text file to measure on (a checkpoint without it: its validation split)")
+    p.add_argument("--png", default="jump_profile.png", help="figure to write (default: %(default)s)")
+    p.add_argument("--json", help="also write the profile record as JSON")
+    p.add_argument("--form", choices=list(JUMP_FORMS), default=DEFAULT_JUMP_FORM,
+                   help="jump-strength form (default %(default)s, reconstructed: the paper's is not public)")
+    p.add_argument("-k", type=int, default=DEFAULT_JUMP_K, help="'last k layers' of the jump (default %(default)s)")
+    p.add_argument("--max-windows", type=int, default=8, help="text windows measured (default %(default)s)")
+    p.add_argument("--block", type=int, default=128, help="window length for a HF model (default %(default)s)")
+    p.add_argument("--data-dir", help="a checkpoint's data directory if it moved (tokenizer, val split)")
+    p.set_defaults(fn=cmd_jump)
