@@ -1,0 +1,90 @@
+"""`claimbench lm-eval ...` (lm-eval's own CLI with our model registered), `claimbench lm-eval-run`
+(one run -> runs/<id>/lm_eval.json, what the DAG calls) and `claimbench lm-eval-data` (the offline
+tasks' jsonl).
+
+lm-eval 0.4 has no entry point for outside models, so the launcher imports our model module (which
+registers `claimbench`) and hands every argument to `lm_eval.__main__.cli_evaluate()` unchanged:
+`--model hf` and every other lm-eval model keep working. Before that it checks the data of the tasks
+it knows, so a missing data set fails at once, before any model loads.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+LM_EVAL_SUBCOMMANDS = ("run", "ls", "validate")
+
+
+def _arg(args: list[str], name: str) -> str | None:
+    for i, a in enumerate(args):
+        if a == name and i + 1 < len(args):
+            return args[i + 1]
+        if a.startswith(name + "="):
+            return a.split("=", 1)[1]
+    return None
+
+
+def cmd_lm_eval(ns) -> int:
+    import os
+
+    from claimbench.lm_eval_tasks import TASKS, check_data
+
+    args = list(ns.args)
+    tasks = _arg(args, "--tasks")
+    if tasks:
+        known = [t for t in tasks.split(",") if t in TASKS]
+        check_data(known, os.environ.get("HF_HOME"))
+    from lm_eval.__main__ import cli_evaluate
+
+    import claimbench.lm_eval_model  # noqa: F401  (registers the model "claimbench")
+
+    if args and args[0] not in LM_EVAL_SUBCOMMANDS and args[0] not in ("-h", "--help"):
+        args = ["run", *args]  # lm-eval 0.4.13 wants its subcommand
+    sys.argv = ["lm-eval", *args]
+    cli_evaluate()
+    return 0
+
+
+def cmd_lm_eval_run(ns) -> int:
+    from claimbench.lm_eval_run import evaluate_run, parse_tasks
+
+    doc = evaluate_run(ns.run_dir, parse_tasks(ns.tasks), out=ns.out, limit=ns.limit, batch_size=ns.batch_size,
+                       device=ns.device, dtype=ns.dtype, hf_home=ns.hf_home)
+    for task, res in doc["results"].items():
+        scores = ", ".join(f"{k.split(',')[0]} {v:.4g}" for k, v in res.items()
+                           if "," in k and "_stderr" not in k and isinstance(v, (int, float)))
+        print(f"{doc['run_id']} {task}: {scores}")
+    return 0
+
+
+def cmd_lm_eval_data(ns) -> int:
+    from benchmarks.lm_eval_tasks.prepare import prepare
+
+    for task, n in prepare(ns.out, ns.tasks.split(",") if ns.tasks else None).items():
+        print(f"{task}: {n} documents")
+    return 0
+
+
+def register(sub) -> None:
+    p = sub.add_parser("lm-eval", add_help=False, prefix_chars="\x7f",  # every argument, -h too, goes to lm-eval
+                       help="lm-eval's own CLI with the model 'claimbench' registered "
+                            "(--model claimbench --model_args checkpoint=runs/<id>/ckpt.pt)")
+    p.add_argument("args", nargs=argparse.REMAINDER)
+    p.set_defaults(fn=cmd_lm_eval)
+
+    r = sub.add_parser("lm-eval-run", help="evaluate one run with lm-eval; writes RUN_DIR/lm_eval.json")
+    r.add_argument("run_dir")
+    r.add_argument("--tasks", required=True, help="TASK[:SHOTS],... e.g. cb_quartz:0,hellaswag:10")
+    r.add_argument("--limit", type=int, default=None, help="documents per task (default: all)")
+    r.add_argument("--batch-size", type=int, default=16)
+    r.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
+    r.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"))
+    r.add_argument("--hf-home", default=None, help="HF_HOME holding standard tasks' data (default: RUN_DIR/hf_home)")
+    r.add_argument("--out", default=None, help="default: RUN_DIR/lm_eval.json")
+    r.set_defaults(fn=cmd_lm_eval_run)
+
+    d = sub.add_parser("lm-eval-data", help="write the offline lm-eval tasks' jsonl (no network)")
+    d.add_argument("--out", default=None, help="default: $CLAIMBENCH_LM_EVAL_DATA or data/lm_eval")
+    d.add_argument("--tasks", default=None, help="comma-separated (default: all offline tasks)")
+    d.set_defaults(fn=cmd_lm_eval_data)
