@@ -31,10 +31,21 @@ class GPTConfig:
     init_std: float = 0.02
     rope_theta: float = 10000.0
     tie_weights: bool | None = None  # default: True for gpt2, False for llama
+    # variants the papers need (defaults give the plain architecture)
+    norm_position: str = "pre"  # pre: x+b(LN x); post: LN(x+b(x)); prenorm_postmod: x+LN(b(x)) ("PreNormPostMod")
+    norm_affine: bool = True  # False: LayerNorm/RMSNorm without gain (and bias)
+    qk_norm: bool = False  # a norm over head_dim on q and k before the dot product
+    branch_scale: float = 1.0  # forward multiplier on each residual branch (e.g. 1/sqrt(n_layer))
+    attn_scale: float | None = None  # softmax scale; None: 1/sqrt(head_dim) (muP uses 1/head_dim)
+    init_scale: float = 1.0  # multiplies the init std of the attention and MLP matrices
+    embed_mult: float = 1.0  # forward multiplier on the embeddings (muP)
+    logit_mult: float = 1.0  # forward multiplier on the logits (muP)
 
     def __post_init__(self):
         if self.arch not in ("gpt2", "llama"):
             raise ValueError(f"arch must be gpt2 or llama, got {self.arch!r}")
+        if self.norm_position not in ("pre", "post", "prenorm_postmod"):
+            raise ValueError(f"norm_position must be pre, post or prenorm_postmod, got {self.norm_position!r}")
         if self.n_embd % self.n_head:
             raise ValueError(f"n_head={self.n_head} does not divide n_embd={self.n_embd}")
         if self.tie_weights is None:
@@ -53,8 +64,22 @@ class RMSNorm(nn.Module):
         return F.rms_norm(x, (x.shape[-1],), self.weight, self.eps)
 
 
-def make_norm(cfg: GPTConfig) -> nn.Module:
-    return nn.LayerNorm(cfg.n_embd, bias=cfg.bias) if cfg.arch == "gpt2" else RMSNorm(cfg.n_embd)
+class RMSNorm0(nn.Module):
+    """RMSNorm without a gain (non-affine)."""
+
+    def __init__(self, dim: int, eps: float = 1e-6):
+        super().__init__()
+        self.eps = eps
+
+    def forward(self, x):
+        return F.rms_norm(x, (x.shape[-1],), None, self.eps)
+
+
+def make_norm(cfg: GPTConfig, dim: int | None = None) -> nn.Module:
+    dim = dim or cfg.n_embd
+    if cfg.arch == "gpt2":
+        return nn.LayerNorm(dim, elementwise_affine=cfg.norm_affine, bias=cfg.bias and cfg.norm_affine)
+    return RMSNorm(dim) if cfg.norm_affine else RMSNorm0(dim)
 
 
 def rope_cache(cfg: GPTConfig) -> tuple[torch.Tensor, torch.Tensor]:
@@ -80,20 +105,25 @@ class Attention(nn.Module):
         self.v = nn.Linear(cfg.n_embd, cfg.n_embd, bias=cfg.bias)
         self.o = nn.Linear(cfg.n_embd, cfg.n_embd, bias=cfg.bias)
         self.dropout = cfg.dropout
+        hd = cfg.n_embd // cfg.n_head
+        self.scale = cfg.attn_scale if cfg.attn_scale is not None else 1 / math.sqrt(hd)
+        self.q_norm, self.k_norm = (make_norm(cfg, hd), make_norm(cfg, hd)) if cfg.qk_norm else (None, None)
 
     def forward(self, x, rope=None, want_probs: bool = False):
         b, t, c = x.shape
         q, k, v = (lin(x).view(b, t, self.n_head, c // self.n_head).transpose(1, 2) for lin in (self.q, self.k, self.v))
+        if self.q_norm is not None:
+            q, k = self.q_norm(q), self.k_norm(k)
         if rope is not None:
             q, k = apply_rope(q, *rope), apply_rope(k, *rope)
         probs = None
         if want_probs:  # the explicit path, only when a method asked for the probabilities
-            att = (q @ k.transpose(-2, -1)) / math.sqrt(q.shape[-1])
+            att = (q @ k.transpose(-2, -1)) * self.scale
             mask = torch.ones(t, t, dtype=torch.bool, device=x.device).tril()
             probs = att.masked_fill(~mask, float("-inf")).softmax(dim=-1)
             y = F.dropout(probs, self.dropout, self.training) @ v
         else:
-            y = F.scaled_dot_product_attention(q, k, v, is_causal=True,
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=self.scale,
                                                dropout_p=self.dropout if self.training else 0.0)
         return self.o(y.transpose(1, 2).reshape(b, t, c)), probs
 
@@ -119,12 +149,20 @@ class Block(nn.Module):
         self.attn = Attention(cfg)
         self.mlp = MLP(cfg)
         self.drop = nn.Dropout(cfg.dropout)
+        self.position, self.branch_scale = cfg.norm_position, cfg.branch_scale
 
     def forward(self, x, rope=None, want_probs: bool = False):
-        a, probs = self.attn(self.ln1(x), rope, want_probs)
-        x = x + self.drop(a)
-        x = x + self.drop(self.mlp(self.ln2(x)))
-        return x, probs
+        s = self.branch_scale
+        if self.position == "pre":
+            a, probs = self.attn(self.ln1(x), rope, want_probs)
+            x = x + s * self.drop(a)
+            return x + s * self.drop(self.mlp(self.ln2(x))), probs
+        a, probs = self.attn(x, rope, want_probs)
+        if self.position == "post":
+            x = self.ln1(x + s * self.drop(a))
+            return self.ln2(x + s * self.drop(self.mlp(x))), probs
+        x = x + s * self.ln1(self.drop(a))  # prenorm_postmod
+        return x + s * self.ln2(self.drop(self.mlp(x))), probs
 
 
 @dataclass
@@ -158,10 +196,12 @@ class GPT(nn.Module):
         for name, mod in self.named_modules():
             if isinstance(mod, (nn.Linear, nn.Embedding)):
                 residual = name.endswith(("attn.o", "mlp.proj"))
-                nn.init.normal_(mod.weight, 0.0, std / math.sqrt(2 * self.cfg.n_layer) if residual else std)
+                scale = self.cfg.init_scale if ".attn." in f".{name}" or ".mlp." in f".{name}" else 1.0
+                std_here = std * scale / (math.sqrt(2 * self.cfg.n_layer) if residual else 1)
+                nn.init.normal_(mod.weight, 0.0, std_here)
                 if getattr(mod, "bias", None) is not None:
                     nn.init.zeros_(mod.bias)
-            elif isinstance(mod, (nn.LayerNorm, RMSNorm)):
+            elif isinstance(mod, (nn.LayerNorm, RMSNorm)) and mod.weight is not None:
                 nn.init.ones_(mod.weight)
                 if getattr(mod, "bias", None) is not None:
                     nn.init.zeros_(mod.bias)
@@ -171,6 +211,8 @@ class GPT(nn.Module):
         if t > self.cfg.block_size:
             raise ValueError(f"sequence of {t} tokens exceeds block_size={self.cfg.block_size}")
         x = self.wte(idx)
+        if self.cfg.embed_mult != 1.0:
+            x = x * self.cfg.embed_mult
         if self.wpe is not None:
             x = x + self.wpe(torch.arange(t, device=idx.device))
         x = self.drop(x)
@@ -183,7 +225,10 @@ class GPT(nn.Module):
                 hidden.append(x)
             if want_probs:
                 probs.append(p)
-        return GPTOutput(self.lm_head(self.ln_f(x)), hidden, probs)
+        logits = self.lm_head(self.ln_f(x))
+        if self.cfg.logit_mult != 1.0:
+            logits = logits * self.cfg.logit_mult
+        return GPTOutput(logits, hidden, probs)
 
 
 def param_roles(model: GPT) -> dict[str, str]:

@@ -31,6 +31,14 @@ class GPTOptions(BaseModel):
     init_std: float = Field(0.02, gt=0)
     rope_theta: float = 10000.0
     tie_weights: bool | None = None
+    norm_position: Literal["pre", "post", "prenorm_postmod"] = "pre"
+    norm_affine: bool = True
+    qk_norm: bool = False
+    branch_scale: float = Field(1.0, gt=0)
+    attn_scale: float | None = Field(None, gt=0)
+    init_scale: float = Field(1.0, gt=0)
+    embed_mult: float = Field(1.0, gt=0)
+    logit_mult: float = Field(1.0, gt=0)
 
 
 class TextData(BaseModel):
