@@ -36,9 +36,14 @@ wildcard_constraints:
     run_id=r"[A-Za-z0-9_.+\-]+",
 
 
+# final targets that rules/*.smk add (e.g. runs/<id>/lm_eval.json); read when the DAG is built, after the includes
+TARGETS = []
+
+
 rule all:
     input:
         f"{RESULTS}/runs.csv",
+        lambda w: TARGETS,
 
 
 rule prepare_data:
