@@ -91,7 +91,9 @@ class ClaimbenchLM(TemplateLM):
                  batch_size: int | str = DEFAULT_BATCH, max_length: int | None = None,
                  max_gen_toks: int = DEFAULT_MAX_GEN, **_ignored) -> None:
         super().__init__()
-        self._device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        if not device or (str(device).startswith("cuda") and not torch.cuda.is_available()):
+            device = "cuda" if torch.cuda.is_available() else "cpu"  # lm-eval's CLI passes cuda by default
+        self._device = torch.device(device)
         if dtype not in ("float32", "bfloat16"):
             raise ConfigError(f"model_args dtype: '{dtype}' (use float32 or bfloat16)")
         self.dtype = getattr(torch, dtype)

@@ -42,7 +42,8 @@ def set_offline_env(hf_home: str | Path) -> None:
 
 def evaluate_run(run_dir: str | Path, tasks: list[tuple[str, int | None]], out: str | Path | None = None,
                  limit: int | None = None, batch_size: int = 16, device: str | None = None,
-                 dtype: str = "float32", hf_home: str | Path | None = None, seed: int = 1234) -> dict:
+                 dtype: str = "float32", hf_home: str | Path | None = None, seed: int = 1234,
+                 threads: int | None = None) -> dict:
     """Check every task's data (before loading the model), evaluate, write and return the lm_eval.json dict."""
     run_dir = Path(run_dir)
     out = Path(out) if out else run_dir / "lm_eval.json"
@@ -54,11 +55,14 @@ def evaluate_run(run_dir: str | Path, tasks: list[tuple[str, int | None]], out: 
     set_offline_env(hf_home or run_dir / "hf_home")
 
     import lm_eval
+    import torch
     from lm_eval.tasks import TaskManager
     from lm_eval.utils import handle_non_serializable
 
     from claimbench.lm_eval_model import ClaimbenchLM
 
+    if threads:
+        torch.set_num_threads(threads)
     lm = ClaimbenchLM(str(ckpt), device=device, dtype=dtype, batch_size=batch_size)
     standard = any(n in TASKS and not TASKS[n].offline for n in names)
     tm = TaskManager(include_path=str(TASKS_DIR), include_defaults=standard)  # defaults cost ~10 s to index
