@@ -9,6 +9,7 @@ from pathlib import Path
 
 import yaml
 
+from claimbench.claims import select_grid
 from claimbench.grid import expand
 
 configfile: "config/smoke.yaml"
@@ -21,6 +22,10 @@ RESULTS = config["results_dir"]
 GRID = list(config.get("grid", []))
 for extra in sorted((REPO / "config" / f"{config['profile']}.d").glob("*.yaml")):
     GRID += yaml.safe_load(extra.read_text()).get("grid", [])
+# ... plus the grids of every claim of the papers selected with `papers: [...]` (benchmarks/claims/<paper>.yaml);
+# an unknown paper, workload, recipe, method or data set stops here, before any training. Runs several claims
+# share have one run id and are trained once.
+GRID += select_grid(config.get("papers") or [], config["profile"], list(config["data"]))
 RUNS = expand(GRID)
 DATA = config["data"]
 DATA_FILES = ("train.bin", "val.bin", "meta.json")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -101,6 +102,12 @@ def run_study(claim: Claim, profile: str, runs_dir: str | Path, results_dir: str
                                                                "profile": profile})
     except FileNotFoundError as e:
         return {**base, "verdict": "not_run", "why": f"analysis output missing: {e.filename}"}
+    except (KeyError, TypeError, ValueError) as e:  # an analysis file without the key the claim reads
+        if stat["kind"] != "from_file":
+            raise
+        warnings.warn(f"{claim.id}: {stat.get('path', '')}: no usable value at '{stat.get('key')}' ({e!r})",
+                      stacklevel=2)
+        return {**base, "verdict": "not_run", "why": f"analysis output lacks '{stat.get('key')}'"}
     verdict, why = decide(rule, values, profile)
     return {**base, "values": _clean(values), "estimate": _num(values.get("estimate")),
             "ci": [_num(values.get("ci_lo")), _num(values.get("ci_hi"))], "verdict": verdict, "why": why}

@@ -1,0 +1,120 @@
+"""`claimbench tables | figures | study`: rebuild results from the run files already on disk.
+
+Nothing is trained: a run that is missing (or whose files are corrupt, named in a warning) makes
+its claim `not_run`. The profile's config (`config/<profile>.yaml`) says where runs and results live.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import yaml
+
+from claimbench.config import ConfigError
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _paths(args) -> tuple[str, Path, Path]:
+    if args.runs_dir and args.results_dir and not args.configfile:  # the DAG passes everything explicitly
+        return args.profile, Path(args.runs_dir), Path(args.results_dir)
+    cfg_path = Path(args.configfile) if args.configfile else REPO / "config" / f"{args.profile}.yaml"
+    if not cfg_path.is_file():
+        raise ConfigError(f"--profile/--configfile: {cfg_path} not found")
+    cfg = yaml.safe_load(cfg_path.read_text()) or {}
+    for key in ("profile", "runs_dir", "results_dir"):
+        if key not in cfg:
+            raise ConfigError(f"{cfg_path}: missing key '{key}'")
+    return cfg["profile"], Path(args.runs_dir or cfg["runs_dir"]), Path(args.results_dir or cfg["results_dir"])
+
+
+def _load(args):
+    from claimbench.claims import CLAIMS_DIR, load_all
+
+    claims = load_all(args.claims_dir or CLAIMS_DIR)
+    if getattr(args, "claim", None):
+        ids = {c.id for c in claims}
+        if args.claim not in ids:
+            raise ConfigError(f"unknown claim '{args.claim}' (claims: {', '.join(sorted(ids))})")
+        claims = [c for c in claims if c.id == args.claim]
+    return claims
+
+
+def _report(caught) -> None:
+    for msg in sorted({str(w.message) for w in caught}):
+        print(f"warning: {msg}", file=sys.stderr)
+
+
+def cmd_tables(args) -> int:
+    from claimbench.figures import write_figures
+    from claimbench.tables import build_studies, verdict_counts, write_tables
+
+    t0 = time.perf_counter()
+    profile, runs_dir, results_dir = _paths(args)
+    claims = _load(args)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        studies = build_studies(claims, profile, runs_dir, results_dir)
+        figs = [] if args.no_figures else write_figures(studies, claims, results_dir)
+        written = write_tables(studies, claims, results_dir, profile)
+    _report(caught)
+    print(f"{results_dir / 'claims.md'}: {len(studies)} claims ({verdict_counts(studies)}); "
+          f"{len(written)} tables, {len(figs)} figures in {time.perf_counter() - t0:.1f} s")
+    return 0
+
+
+def cmd_figures(args) -> int:
+    from claimbench.figures import write_figures
+    from claimbench.tables import build_studies
+
+    profile, runs_dir, results_dir = _paths(args)
+    claims = _load(args)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        figs = write_figures(build_studies(claims, profile, runs_dir, results_dir), claims, results_dir)
+    _report(caught)
+    print(f"{results_dir / 'figures'}: {len(figs)} figures")
+    return 0
+
+
+def cmd_study(args) -> int:
+    from claimbench.tables import build_studies, write_studies
+
+    profile, runs_dir, results_dir = _paths(args)
+    claims = _load(args)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        studies = build_studies(claims, profile, runs_dir, results_dir)
+    _report(caught)
+    out = Path(args.out) if args.out else results_dir / "studies"
+    write_studies(studies, out)
+    for s in studies:
+        print(f"{s['claim']}: {s['verdict']} ({s['why']})")
+    return 0
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--profile", default="smoke", help="reads config/<profile>.yaml for runs_dir and results_dir")
+    p.add_argument("--configfile", help="a profile config file instead of config/<profile>.yaml")
+    p.add_argument("--runs-dir", help="override the profile's runs_dir")
+    p.add_argument("--results-dir", help="override the profile's results_dir")
+    p.add_argument("--claims-dir", help="claims files (default benchmarks/claims)")
+
+
+def register(sub) -> None:
+    t = sub.add_parser("tables", help="rebuild claims.md/.csv, <paper>.md and figures from existing runs")
+    _common(t)
+    t.add_argument("--no-figures", action="store_true", help="tables only")
+    t.set_defaults(fn=cmd_tables)
+    f = sub.add_parser("figures", help="rebuild results/figures/*.png from existing runs")
+    _common(f)
+    f.set_defaults(fn=cmd_figures)
+    s = sub.add_parser("study", help="one claim's (or every claim's) study JSON: numbers, verdict, provenance")
+    _common(s)
+    s.add_argument("claim", nargs="?", help="claim id (default: all)")
+    s.add_argument("--out", help="directory for <claim>.json (default <results_dir>/studies)")
+    s.set_defaults(fn=cmd_study)

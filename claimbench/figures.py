@@ -1,0 +1,114 @@
+"""Studies -> PNGs in `results/figures/claims/` (matplotlib, Agg): one per claim that has runs.
+
+Sweep statistics (`best_of_sweep`, `optimum_shift`) get loss-vs-swept-value curves, one per arm
+and scale; everything else gets training-loss curves per arm, the mean over seeds with a band from
+the seeds' min to max. Diverged seeds are drawn up to where they stopped and marked with an x.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from claimbench.claims import Claim  # noqa: E402
+from claimbench.evidence import metric_series, metric_value, read_run  # noqa: E402
+
+
+def loss_curves(ax, study: dict, key: str = "train_loss") -> bool:
+    drew = False
+    for i, (arm, runs) in enumerate(study["runs"].items()):
+        color = f"C{i}"
+        curves = []
+        for r in runs:
+            ev = read_run(Path(r["run_dir"]))
+            if not ev.usable:
+                continue
+            steps, vals = metric_series(ev, key)
+            if steps:
+                curves.append((np.array(steps), np.array(vals)))
+                if ev.status == "diverged":
+                    ax.plot(steps[-1], vals[-1], "x", color=color, ms=8)
+        if not curves:
+            continue
+        grid = np.unique(np.concatenate([s for s, _ in curves]))
+        stacked = np.full((len(curves), len(grid)), np.nan)
+        for j, (s, v) in enumerate(curves):
+            stacked[j, np.searchsorted(grid, s)] = v
+        with np.errstate(all="ignore"):
+            mean = np.nanmean(stacked, axis=0)
+        ax.plot(grid, mean, color=color, label=f"{arm} (n={len(curves)})")
+        if len(curves) > 1:
+            ax.fill_between(grid, np.nanmin(stacked, axis=0), np.nanmax(stacked, axis=0), color=color, alpha=0.2)
+        drew = True
+    ax.set_xlabel("step")
+    ax.set_ylabel(key)
+    return drew
+
+
+def sweep_curves(ax, study: dict, claim: Claim) -> bool:
+    stat = claim.statistic
+    over, across = stat["over"], stat.get("across")
+    drew = False
+    for i, (arm, runs) in enumerate(study["runs"].items()):
+        groups: dict = {}
+        for r in runs:
+            ev = read_run(Path(r["run_dir"]))
+            if not ev.usable:
+                continue
+            ev.sets = r.get("sets", {})
+            y = np.inf if ev.status == "diverged" else metric_value(ev, stat["metric"])
+            scale = ev.sets.get(across) if across else None
+            groups.setdefault(scale, {}).setdefault(float(ev.sets[over]), []).append(y)
+        for j, (scale, pts) in enumerate(sorted(groups.items(), key=lambda kv: str(kv[0]))):
+            xs = sorted(pts)
+            ys = np.array([np.mean(pts[x]) for x in xs], float)
+            ys[~np.isfinite(ys)] = np.nan
+            label = arm + (f" {across}={scale}" if across else "")
+            ax.plot(xs, ys, "o-", color=f"C{i}", alpha=0.4 + 0.6 * (j + 1) / len(groups), label=label)
+            drew = True
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel(over)
+    ax.set_ylabel(stat["metric"])
+    return drew
+
+
+def claim_figure(study: dict, claim: Claim, out_dir: Path) -> Path | None:
+    """Draw one claim's figure; None when it has no usable run yet."""
+    if not any(r["status"] in ("ok", "diverged") for rs in study["runs"].values() for r in rs):
+        return None
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
+    try:
+        if claim.statistic["kind"] in ("best_of_sweep", "optimum_shift"):
+            drew = sweep_curves(ax, study, claim)
+        else:
+            drew = loss_curves(ax, study)
+        if not drew:
+            return None
+        ax.set_title(f"{claim.id}: {study['verdict']}", fontsize=10)
+        ax.legend(fontsize=7)
+        ax.grid(alpha=0.3)
+        fig.tight_layout()
+        out_dir.mkdir(parents=True, exist_ok=True)
+        path = out_dir / f"{claim.id}.png"
+        fig.savefig(path)
+        return path
+    finally:
+        plt.close(fig)
+
+
+def figures_dir(results_dir: str | Path) -> Path:
+    """Claim figures live in their own folder (a Snakemake directory output; other stages own siblings)."""
+    return Path(results_dir) / "figures" / "claims"
+
+
+def write_figures(studies: list[dict], claims: list[Claim], results_dir: str | Path) -> list[Path]:
+    by_id = {c.id: c for c in claims}
+    out = figures_dir(results_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = [claim_figure(s, by_id[s["claim"]], out) for s in studies]
+    return [p for p in paths if p is not None]

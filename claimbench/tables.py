@@ -1,0 +1,186 @@
+"""Studies -> `results/claims.csv`, `results/claims.md` and `results/<paper>.md` (pandas + tabulate).
+
+Every row names the paper's number beside ours, the scale we ran at, the verdict and why, links
+to the run directories behind it, the code versions of those runs (flagged when mixed), and the
+choices that are ours rather than the paper's.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import warnings
+from pathlib import Path
+
+import pandas as pd
+
+from claimbench.claims import Claim, unknown_plugins
+from claimbench.figures import figures_dir
+from claimbench.io import atomic_write_text
+from claimbench.study import run_study
+
+COLUMNS = ["paper", "claim", "statement", "source", "paper_value", "our_value", "scale", "verdict", "why", "code",
+           "ours", "runs"]
+
+
+def build_studies(claims: list[Claim], profile: str, runs_dir: str | Path, results_dir: str | Path) -> list[dict]:
+    """One study per claim, computed fresh from the run files (missing/corrupt runs -> not_run)."""
+    return [run_study(c, profile, runs_dir, results_dir, unknown_plugins(c, profile)) for c in claims]
+
+
+def fmt(x) -> str:
+    if x is None:
+        return "-"
+    if isinstance(x, str):
+        return x
+    if isinstance(x, bool):
+        return str(x)
+    if isinstance(x, float) and not math.isfinite(x):
+        return str(x)
+    return f"{x:.4g}"
+
+
+def our_value(study: dict) -> str:
+    if study["verdict"] == "not_run" or study["estimate"] is None:
+        return "-"
+    lo, hi = study["ci"] or (None, None)
+    return f"{fmt(study['estimate'])} [{fmt(lo)}, {fmt(hi)}]"
+
+
+def code_versions(study: dict) -> str:
+    prov = study["provenance"]
+    shas = [s[:12] + ("-dirty" if s.endswith("-dirty") else "") for s in prov["git_shas"]]
+    if not shas:
+        return "-"
+    return ("MIXED: " if prov["mixed_code"] else "") + ", ".join(shas)
+
+
+def run_links(study: dict, base: Path, md: bool) -> str:
+    """Per arm, links to its run directories (relative to the table's folder)."""
+    parts = []
+    for arm, runs in study["runs"].items():
+        if md:
+            links = " ".join(f"[{_label(r)}]({os.path.relpath(r['run_dir'], base)})" for r in runs)
+        else:
+            links = " ".join(r["run_dir"] for r in runs)
+        parts.append(f"{arm}: {links}")
+    return "; ".join(parts)
+
+
+def _label(run: dict) -> str:
+    sets = run.get("sets", {})
+    return f"s{sets.get('seed', '?')}" + ("" if run["status"] in ("ok",) else f"({run['status']})")
+
+
+def frame(studies: list[dict], claims: list[Claim], base: Path, md: bool) -> pd.DataFrame:
+    by_id = {c.id: c for c in claims}
+    rows = []
+    for s in studies:
+        c = by_id[s["claim"]]
+        pv = c.paper_value
+        rows.append({"paper": c.paper["id"], "claim": c.id, "statement": c.statement, "source": c.source,
+                     "paper_value": f"{pv['value']}" + (f" {pv['unit']}" if pv.get("unit") else ""),
+                     "our_value": our_value(s), "scale": s["scale"], "verdict": s["verdict"], "why": s["why"],
+                     "code": code_versions(s), "ours": ", ".join(c.ours) or "-",
+                     "runs": run_links(s, base, md) or "-"})
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def _provenance_line(studies: list[dict]) -> str:
+    shas = sorted({sha for s in studies for sha in s["provenance"]["git_shas"]})
+    vers = {json.dumps(v, sort_keys=True) for s in studies for v in s["provenance"]["versions"]}
+    if not shas:
+        return "No runs behind these tables yet."
+    mixed = len(shas) > 1 or len(vers) > 1
+    line = f"Runs behind these tables come from code {', '.join(shas)}"
+    return ("**Mixed code versions**: " if mixed else "") + line + (
+        f" and {len(vers)} distinct package sets." if mixed else ".")
+
+
+def verdict_counts(studies: list[dict]) -> str:
+    counts = pd.Series([s["verdict"] for s in studies]).value_counts()
+    return ", ".join(f"{k}: {v}" for k, v in counts.items())
+
+
+def write_tables(studies: list[dict], claims: list[Claim], results_dir: str | Path, profile: str) -> list[Path]:
+    """Write claims.csv, claims.md and one <paper>.md per paper; returns the paths written."""
+    results = Path(results_dir)
+    written = []
+    csv = frame(studies, claims, results, md=False)
+    atomic_write_text(results / "claims.csv", csv.to_csv(index=False))
+    written.append(results / "claims.csv")
+    md = frame(studies, claims, results, md=True)
+    summary = md[["paper", "claim", "paper_value", "our_value", "scale", "verdict", "code", "ours", "runs"]]
+    text = (f"# All claims ({profile} profile)\n\n{len(studies)} claims; {verdict_counts(studies)}.\n\n"
+            f"{_provenance_line(studies)}\n\n"
+            "Our value is the claim's statistic with its 95% interval; `ours` lists the choices that are the "
+            "suite's, not the paper's (details in each paper's page). Verdicts follow each claim's rule in "
+            "`benchmarks/claims/<paper>.yaml`.\n\n"
+            + summary.to_markdown(index=False) + "\n")
+    atomic_write_text(results / "claims.md", text)
+    written.append(results / "claims.md")
+    by_paper: dict[str, list[dict]] = {}
+    for s in studies:
+        by_paper.setdefault(s["paper"], []).append(s)
+    papers = {c.paper["id"]: c.paper for c in claims}
+    for pid, pstudies in by_paper.items():
+        path = results / f"{pid}.md"
+        atomic_write_text(path, paper_page(papers[pid], pstudies, [c for c in claims if c.paper["id"] == pid],
+                                           results, profile))
+        written.append(path)
+    return written
+
+
+def paper_page(paper: dict, studies: list[dict], claims: list[Claim], results: Path, profile: str) -> str:
+    """One paper: a summary table, then each claim with its numbers, runs, provenance and our choices."""
+    df = frame(studies, claims, results, md=True)
+    out = [f"# {paper['title']}", "",
+           f"arXiv [{paper['arxiv']}](https://arxiv.org/abs/{paper['arxiv']})"
+           + (f" · {paper['authors']}" if paper.get("authors") else "")
+           + (f" · our reading of the paper: `{paper['spec']}`" if paper.get("spec") else ""), "",
+           f"Profile `{profile}`. {verdict_counts(studies)}. {_provenance_line(studies)}", "",
+           df[["claim", "paper_value", "our_value", "scale", "verdict"]].to_markdown(index=False), ""]
+    by_id = {c.id: c for c in claims}
+    for s in studies:
+        c = by_id[s["claim"]]
+        stat = c.statistic
+        out += [f"## {c.id}: {s['verdict']}", "", c.statement, "",
+                f"- Source: {c.source}",
+                f"- Paper: {c.paper_value['value']} {c.paper_value.get('unit', '')} ({c.paper_value['setting']})",
+                f"- Statistic: `{stat['kind']}`" + (f" of `{stat['metric']}`" if stat.get("metric") else "")
+                + (f" over arms {', '.join(stat.get('arms', []))}" if stat.get("arms") else ""),
+                f"- Rule: reproduced if `{c.rule['reproduced_if']}`; not reproduced if "
+                f"`{c.rule['not_reproduced_if']}`; otherwise inconclusive"
+                + (f" (paper effect {c.rule['paper_effect']})" if "paper_effect" in c.rule else ""),
+                f"- Ours: {our_value(s)} at {s['scale']}", f"- Verdict: **{s['verdict']}** ({s['why']})"]
+        if c.rule.get("note"):
+            out.append(f"- Note: {c.rule['note']}")
+        if c.ours:
+            out += ["", "Choices that are ours, not the paper's:", ""]
+            out += [f"- *{k}*: {v}" for k, v in c.ours.items()]
+        if s["values"]:
+            vals = pd.DataFrame([{"name": k, "value": fmt(v) if not isinstance(v, list) else
+                                  ", ".join(fmt(x) for x in v)} for k, v in s["values"].items()])
+            out += ["", vals.to_markdown(index=False)]
+        runs = [{"arm": arm, "run": f"[{r['run_id']}]({os.path.relpath(r['run_dir'], results)})",
+                 "status": r["status"]} for arm, rs in s["runs"].items() for r in rs]
+        if runs:
+            prov = s["provenance"]
+            out += ["", pd.DataFrame(runs).to_markdown(index=False), "",
+                    f"Code: {code_versions(s)}" + (" (runs from mixed code versions)" if prov["mixed_code"] else "")]
+        fig = figures_dir(results) / f"{c.id}.png"
+        if fig.is_file():
+            out += ["", f"![{c.id}]({fig.relative_to(results)})"]
+        out.append("")
+    return "\n".join(out)
+
+
+def write_studies(studies: list[dict], out_dir: str | Path) -> None:
+    for s in studies:
+        atomic_write_text(Path(out_dir) / f"{s['claim']}.json", json.dumps(s, indent=2, default=str) + "\n")
+
+
+def quiet_warnings_summary(caught: list[warnings.WarningMessage]) -> list[str]:
+    """Distinct warning texts (each corrupt file named once)."""
+    return sorted({str(w.message) for w in caught})

@@ -1,0 +1,87 @@
+# Claims (issue 3): one `study` job per claim whose runs this DAG trains -> results/studies/<claim>.json;
+# `tables` -> results/claims.{md,csv} and results/<paper>.md for every claim of every paper (claims without
+# runs show as not_run); `figures` -> results/figures/claims/*.png. All marked for `snakemake --report`.
+#   snakemake --profile config/smoke tables figures && snakemake --profile config/smoke --report report.html tables figures
+# A claim's runs come from its YAML grid at this profile; the grid section of the Snakefile adds the grids of the
+# papers selected with `papers: [...]`, so the claims this DAG can judge are those whose runs are all in RUNS.
+
+from claimbench.claims import covered, load_all
+
+CLAIMS = load_all()
+CLAIM_PAPERS = sorted({c.paper["id"] for c in CLAIMS})
+CLAIM_FILES = sorted({c.file for c in CLAIMS})
+STUDIED = {c.id: c for c in CLAIMS if covered(c, config["profile"], set(RUNS))}
+STUDY_INPUTS = {
+    cid: [f"{RUNS_DIR}/{rid}/{name}" for specs in c.arms(config["profile"]).values() for rid in sorted(specs)
+          for name in (["result.json", "lm_eval.json"] if str(c.statistic.get("metric", "")).startswith("lm_eval:")
+                       else ["result.json"])]
+    for cid, c in STUDIED.items()
+}
+
+
+wildcard_constraints:
+    claim=r"[a-z][a-z0-9_]*\.[a-z0-9_]+",
+
+
+rule study:
+    conda:
+        "../environment.yml"
+    input:
+        runs=lambda w: STUDY_INPUTS[w.claim],
+        claims=lambda w: STUDIED[w.claim].file,
+    output:
+        report(f"{RESULTS}/studies/{{claim}}.json", category="Studies", labels={"claim": "{claim}"}),
+    params:
+        py=PY,
+        profile=config["profile"],
+        runs_dir=RUNS_DIR,
+        results=RESULTS,
+        out=f"{RESULTS}/studies",
+    log:
+        f"{RESULTS}/logs/study/{{claim}}.log",
+    shell:
+        "{params.py} -m claimbench study {wildcards.claim} --profile {params.profile} --runs-dir {params.runs_dir} "
+        "--results-dir {params.results} --out {params.out} > {log} 2>&1"
+
+
+rule tables:
+    conda:
+        "../environment.yml"
+    input:
+        studies=[f"{RESULTS}/studies/{cid}.json" for cid in sorted(STUDIED)],
+        claims=CLAIM_FILES,
+    output:
+        csv=report(f"{RESULTS}/claims.csv", category="Claims", labels={"table": "all claims (csv)"}),
+        md=report(f"{RESULTS}/claims.md", category="Claims", labels={"table": "all claims"}),
+        papers=[report(f"{RESULTS}/{p}.md", category="Papers", labels={"paper": p}) for p in CLAIM_PAPERS],
+    params:
+        py=PY,
+        profile=config["profile"],
+        runs_dir=RUNS_DIR,
+        results=RESULTS,
+    log:
+        f"{RESULTS}/logs/tables.log",
+    shell:
+        "{params.py} -m claimbench tables --no-figures --profile {params.profile} --runs-dir {params.runs_dir} "
+        "--results-dir {params.results} > {log} 2>&1"
+
+
+rule figures:
+    conda:
+        "../environment.yml"
+    input:
+        studies=[f"{RESULTS}/studies/{cid}.json" for cid in sorted(STUDIED)],
+        claims=CLAIM_FILES,
+    output:
+        report(directory(f"{RESULTS}/figures/claims"), patterns=["{name}.png"], category="Figures",
+               labels={"figure": "{name}"}),
+    params:
+        py=PY,
+        profile=config["profile"],
+        runs_dir=RUNS_DIR,
+        results=RESULTS,
+    log:
+        f"{RESULTS}/logs/figures.log",
+    shell:
+        "{params.py} -m claimbench figures --profile {params.profile} --runs-dir {params.runs_dir} "
+        "--results-dir {params.results} > {log} 2>&1"
