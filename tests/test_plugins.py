@@ -108,3 +108,18 @@ def test_scaffold_writes_a_plugin_whose_test_passes(tmp_path, cli, data_dir):
     again = cli("new-method", "demo_scaffold", "--root", str(tmp_path))
     assert again.returncode == 2 and "already exists" in again.stderr
     assert not (REPO / "methods" / "demo_scaffold").exists()
+
+
+def test_third_party_method_via_entry_point(tmp_path):
+    """A package that declares `claimbench.methods` entry point is listed and usable, with no in-repo file."""
+    (tmp_path / "thirdparty_mod.py").write_text("from claimbench.plugin import Method\n\n\n"
+                                                "class Thirdparty(Method):\n    '''A method from another package.'''\n")
+    dist = tmp_path / "thirdparty_pkg-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: thirdparty-pkg\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text("[claimbench.methods]\nthirdparty = thirdparty_mod:Thirdparty\n")
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    r = subprocess.run([sys.executable, "-m", "claimbench", "list"], cwd=tmp_path, env=env, capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "thirdparty" in r.stdout and "A method from another package." in r.stdout
