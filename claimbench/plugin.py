@@ -53,6 +53,7 @@ class RunContext:
     roles: dict[str, str]
     device: torch.device
     total_steps: int
+    grad_norm: torch.Tensor | None = None  # set by the trainer each step: pre-clip global norm (clipped params)
 
 
 class Workload:
@@ -111,6 +112,7 @@ class Recipe:
     name: ClassVar[str]
     Options: ClassVar[type[BaseModel]] = NoOptions
     forced: ClassVar[dict[str, Any]] = {}  # train.* values this recipe fixes, e.g. warmup_steps=0
+    roles: dict[str, str] | None = None  # the run's role table, set by the trainer before build_optimizer
 
     def __init__(self, options: BaseModel):
         self.options = options

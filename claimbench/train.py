@@ -116,10 +116,13 @@ class Trainer:
         for g in groups:
             g["lr"] = self.train_cfg.lr * g.get("lr_scale", 1.0)
         opt = next((o for m in self.methods if (o := m.make_optimizer(groups, self.train_cfg)) is not None), None)
+        run.recipe.roles = ctx.roles  # optimizers that treat matrices apart (Muon) read the role table
         self.optimizer = opt or run.recipe.build_optimizer(groups, self.train_cfg)
         self.lr_lambda = run.recipe.lr_lambda(self.train_cfg)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self.lr_lambda)
-        self.params = [p for p in model.parameters() if p.requires_grad]
+        # a group marked `"clip": False` (e.g. learnable multipliers) is left out of the global clip norm
+        unclipped = {id(p) for g in groups if not g.get("clip", True) for p in g["params"]}
+        self.params = [p for p in model.parameters() if p.requires_grad and id(p) not in unclipped]
         self.fwd_model = torch.compile(model) if self.train_cfg.compile else model
         self.autocast = (torch.autocast(self.device.type, dtype=torch.bfloat16)
                          if self.train_cfg.dtype == "bfloat16" else nullcontext())
@@ -174,6 +177,7 @@ class Trainer:
             loss_sum += out.loss.detach()
             units += wl.batch_units(batch)
         grad_norm = torch.nn.utils.clip_grad_norm_(self.params, tc.grad_clip if tc.grad_clip > 0 else math.inf)
+        self.ctx.grad_norm = grad_norm  # pre-clip norm over the clipped params, for before_step diagnostics
         for m in self.hooks["before_step"]:
             m.before_step(self.step, self.model, self.optimizer)
         self.optimizer.step()
