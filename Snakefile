@@ -19,15 +19,18 @@ PY = sys.executable
 RUNS_DIR = config["runs_dir"]
 RESULTS = config["results_dir"]
 # a profile's grid is config/<profile>.yaml's `grid` plus the `grid` of every config/<profile>.d/*.yaml
+# (a .d file may also add the `data` sets its grid reads)
 GRID = list(config.get("grid", []))
+DATA = dict(config["data"])
 for extra in sorted((REPO / "config" / f"{config['profile']}.d").glob("*.yaml")):
-    GRID += yaml.safe_load(extra.read_text()).get("grid", [])
+    extra_cfg = yaml.safe_load(extra.read_text()) or {}
+    GRID += extra_cfg.get("grid", [])
+    DATA.update(extra_cfg.get("data", {}))
 # ... plus the grids of every claim of the papers selected with `papers: [...]` (benchmarks/claims/<paper>.yaml);
 # an unknown paper, workload, recipe, method or data set stops here, before any training. Runs several claims
 # share have one run id and are trained once.
-GRID += select_grid(config.get("papers") or [], config["profile"], list(config["data"]))
+GRID += select_grid(config.get("papers") or [], config["profile"], list(DATA))
 RUNS = expand(GRID)
-DATA = config["data"]
 DATA_FILES = ("train.bin", "val.bin", "meta.json")
 
 for name, spec in DATA.items():

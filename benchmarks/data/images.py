@@ -343,3 +343,11 @@ def _beta(alpha: float, g: torch.Generator) -> torch.Tensor:
     """Beta(alpha, alpha) keyed by `g` (torch's Beta distribution takes no generator)."""
     u = np.random.default_rng(int(torch.randint(0, 2**62, (), generator=g))).beta(alpha, alpha)
     return torch.tensor(float(u))
+
+
+def micro_image_dir() -> Path:
+    """Fashion-MNIST prepared once under data/_test/ for tests and micro runs (meta.json last = complete)."""
+    out = Path(__file__).resolve().parents[2] / "data" / "_test" / "fashion-mnist"
+    if not (out / "meta.json").is_file():
+        prepare("fashion-mnist", out)
+    return out

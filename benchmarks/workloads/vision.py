@@ -48,10 +48,10 @@ class ViTOptions(BaseModel):
 class SwinOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
     img_size: int = Field(32, ge=8)
-    patch_size: int = Field(2, ge=1)
-    embed_dim: int = Field(48, ge=8)
-    depths: list[int] = [2, 2, 2]
-    num_heads: list[int] = [2, 4, 8]
+    patch_size: int = Field(4, ge=1)
+    embed_dim: int = Field(64, ge=8)
+    depths: list[int] = [2, 2]
+    num_heads: list[int] = [2, 4]
     window_size: int = Field(4, ge=1)
     mlp_ratio: float = Field(4.0, gt=0)
     qkv_bias: bool = True
@@ -114,8 +114,8 @@ class SwinWorkload(_TimmClassifier):
     """timm SwinTransformer (shifted windows, pre-LN) on real images."""
 
     sizes = {
-        "micro": dict(img_size=32, patch_size=4, embed_dim=32, depths=[2, 2], num_heads=[2, 4], window_size=4),
-        "smoke": dict(img_size=32, patch_size=2, embed_dim=48, depths=[2, 2, 2], num_heads=[2, 4, 8], window_size=4),
+        "micro": dict(img_size=32, patch_size=8, embed_dim=32, depths=[2, 2], num_heads=[2, 4], window_size=2),
+        "smoke": dict(img_size=32, patch_size=4, embed_dim=64, depths=[2, 2], num_heads=[2, 4], window_size=4),
         "gpu": dict(img_size=32, patch_size=2, embed_dim=96, depths=[2, 2, 6, 2], num_heads=[3, 6, 12, 24],
                     window_size=4, drop_path_rate=0.2),  # Swin-T-like for 32x32
         "paper": dict(img_size=224, patch_size=4, embed_dim=96, depths=[2, 2, 18, 2], num_heads=[3, 6, 12, 24],
