@@ -204,6 +204,7 @@ def select_grid(paper_ids: list[str], profile: str, data_names: list[str] | None
             if unknown:
                 raise ConfigError(f"config papers: claim {c.id} ({c.file}) at profile '{profile}' needs "
                                   f"{', '.join(unknown)}, which is not registered (`claimbench list`)")
+            check_options(c, profile)
             for arm, e in c.entries(profile).items():
                 data = e.get("data", "shakespeare")
                 if data_names is not None and data not in data_names:
@@ -211,6 +212,25 @@ def select_grid(paper_ids: list[str], profile: str, data_names: list[str] | None
                                       f"of the {profile} profile (has: {', '.join(data_names)})")
                 entries.append(e)
     return entries
+
+
+def check_options(claim: Claim, profile: str) -> None:
+    """Every run config of the claim validates, recipe and method options included (no training, no data)."""
+    from claimbench import registry
+    from claimbench.config import load_config
+    from claimbench.plugin import validate_options
+
+    for arm, specs in claim.arms(profile).items():
+        for spec in specs.values():
+            try:
+                cfg = load_config(REPO / spec.config, list(spec.sets))
+                rc = registry.get("recipe", cfg.recipe.name)
+                validate_options(rc.Options, cfg.recipe.options, f"recipe ({cfg.recipe.name})")
+                for i, ref in enumerate(cfg.methods):
+                    cls = registry.get("method", ref.name)
+                    validate_options(cls.Options, ref.options, f"methods[{i}] ({ref.name})")
+            except ConfigError as e:
+                raise ConfigError(f"{claim.file}: {claim.id}: grid.{profile}.{arm}: {e}") from None
 
 
 def covered(claim: Claim, profile: str, run_ids: set[str]) -> bool:
