@@ -1,0 +1,224 @@
+"""Summarise the JREG runs of a grid: final jump profiles, the jump over training, per-arm statistics.
+
+Reads each run's `config.yaml`, `result.json`, `metrics.jsonl` and the profile JSON written by
+`claimbench jump` (held-out windows, pre final norm), and writes `summary.json` (the numbers the claims
+read), `jump.md` (a table) and two figures. The statistic each claim should read is listed in
+CLAIM_STATISTICS, so the claims machinery and the report name the same numbers.
+
+    python -m methods.jreg.summary --runs runs/smoke/<id> ... --profiles results/jreg/profiles/<id>.json ... \
+        --out results/jreg
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+from collections import defaultdict
+from pathlib import Path
+
+import yaml
+
+from claimbench.io import atomic_write_json, atomic_write_text, read_jsonl
+from methods.jreg.metric import DEFAULT_JUMP_FORM, JUMP_FORM_STATUS, jump_strength
+
+CLAIM_STATISTICS = {
+    "C1/C2 jump at the final layer": "arms.<baseline>.jump.values: J (default form) of each seed's final held-out "
+                                     "profile; reproduced if J > 1 in >= 2/3 seeds (strong: d_L = max of d_2..d_L, "
+                                     "arms.<baseline>.final_is_max)",
+    "C3 jump grows in pretraining": "arms.<baseline>.growth: per seed, J over the last 4 logged training steps "
+                                    "rises (one dip allowed) and J_end > J at 25% of training; >= 2/3 seeds",
+    "C4 JREG reduces the jump": "paired.<arm>.jump: J(jreg) - J(baseline) per seed (same seed, same data order); "
+                                "reproduced if < 0 in every seed and |mean| > 2 x baseline seed SD",
+    "C5 final-only penalty moves the jump earlier": "paired.<final arm>.d_prev (d_{L-1} diff > 0 beyond seed SD) "
+                                                    "with paired.<final arm>.d_last < 0; the last_k arm should "
+                                                    "lower paired.<last_k arm>.jump_k2 (ratio over the last 2)",
+    "C6 quality": "paired.<arm>.final_val_loss (not worse beyond 2 x SE); downstream scores come from lm_eval.json",
+    "C8 balanced middle layers": "not measured here (needs early-exit CE per layer)",
+}
+
+
+def arm_label(cfg: dict) -> str:
+    """A readable arm name from a run's methods (jreg with lam=0 is the baseline that logs the profile)."""
+    parts = []
+    for m in cfg.get("methods", []):
+        o = m.get("options", {})
+        if m["name"] == "jreg":
+            if o.get("lam", 0.1) == 0:
+                parts.append("baseline (jreg probe, lam=0)")
+                continue
+            w = o.get("weighting", "final")
+            w = f"last_k(k={o.get('k', 2)})" if w == "last_k" else w
+            parts.append(f"jreg {w} lam={o.get('lam', 0.1)}" + (" stop_grad=input" if o.get("stop_grad") == "input"
+                                                                 else ""))
+        else:
+            parts.append(m["name"])
+    return " + ".join(parts) or "baseline (no method)"
+
+
+def setting_label(cfg: dict) -> str:
+    m = cfg.get("model", {})
+    return (f"{cfg['workload']}-{cfg['size']} {m.get('arch', '')} L={m.get('n_layer', '?')} d={m.get('n_embd', '?')} "
+            f"steps={cfg['train']['steps']}").replace("  ", " ")
+
+
+def growth(series: list[tuple[int, float]], total_steps: int) -> dict:
+    """Is J rising at the end of training? Last 4 logged points rise with at most one dip, and J_end > J@25%."""
+    pts = [(s, j) for s, j in series if j is not None and math.isfinite(j)]
+    if len(pts) < 4:
+        return {"rising": None, "j_quarter": None, "j_end": None}
+    last4 = [j for _, j in pts[-4:]]
+    dips = sum(b < a for a, b in zip(last4, last4[1:], strict=False))
+    quarter = min(pts, key=lambda p: abs(p[0] - total_steps / 4))[1]
+    return {"rising": dips <= 1 and last4[-1] > last4[0] and pts[-1][1] > quarter, "j_quarter": quarter,
+            "j_end": pts[-1][1], "dips_last4": dips}
+
+
+def load_run(run_dir: Path, profile: Path | None) -> dict:
+    cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
+    res = json.loads((run_dir / "result.json").read_text())
+    rows = read_jsonl(run_dir / "metrics.jsonl")
+    series = [(r["step"], r.get("jreg/jump")) for r in rows if "jreg/jump" in r]
+    dists = [(r["step"], [r[k] for k in sorted((k for k in r if k.startswith("jreg/dist/")),
+                                               key=lambda k: int(k.rsplit("/", 1)[1]))]) for r in rows
+             if "jreg/dist/1" in r]
+    prof = json.loads(profile.read_text()) if profile and profile.is_file() else None
+    d = prof["distances"] if prof else None
+    return {"run_id": run_dir.name, "arm": arm_label(cfg), "setting": setting_label(cfg), "seed": cfg["seed"],
+            "status": res.get("status"), "final_val_loss": res.get("final_val_loss"), "distances": d,
+            "jump": prof["jump"] if prof else None,
+            "jump_k2": jump_strength(d, DEFAULT_JUMP_FORM, 2) if d and len(d) >= 2 else None,
+            "d_last": d[-1] if d else None, "d_prev": d[-2] if d and len(d) >= 2 else None,
+            "final_is_max": (d[-1] == max(d[1:])) if d and len(d) >= 2 else None,
+            "train_series": series, "train_dists": dists, "growth": growth(series, cfg["train"]["steps"])}
+
+
+def _stats(values: list[float | None]) -> dict:
+    v = [x for x in values if x is not None and math.isfinite(x)]
+    return {"values": v, "mean": statistics.fmean(v) if v else None,
+            "sd": statistics.stdev(v) if len(v) > 1 else None, "n": len(v)}
+
+
+def summarise(runs: list[dict]) -> dict:
+    out: dict = {"jump_form": DEFAULT_JUMP_FORM, "jump_form_status": JUMP_FORM_STATUS,
+                 "claim_statistics": CLAIM_STATISTICS, "settings": {}}
+    by_setting: dict[str, dict[str, list[dict]]] = defaultdict(lambda: defaultdict(list))
+    for r in runs:
+        by_setting[r["setting"]][r["arm"]].append(r)
+    for setting, arms in by_setting.items():
+        s: dict = {"arms": {}, "paired": {}}
+        for arm, rs in arms.items():
+            s["arms"][arm] = {key: _stats([r[key] for r in rs]) for key in
+                              ("jump", "jump_k2", "d_last", "d_prev", "final_val_loss")}
+            s["arms"][arm]["seeds"] = [r["seed"] for r in rs]
+            s["arms"][arm]["final_is_max"] = [r["final_is_max"] for r in rs]
+            s["arms"][arm]["growth"] = [r["growth"] for r in rs]
+            s["arms"][arm]["mean_distances"] = ([statistics.fmean(x) for x in zip(*(r["distances"] for r in rs),
+                                                                                     strict=True)]
+                                                if all(r["distances"] for r in rs) else None)
+        base = next((a for a in arms if a.startswith("baseline")), None)
+        if base:
+            by_seed = {r["seed"]: r for r in arms[base]}
+            for arm, rs in arms.items():
+                if arm == base:
+                    continue
+                s["paired"][arm] = {}
+                for key in ("jump", "jump_k2", "d_last", "d_prev", "final_val_loss"):
+                    diffs = [r[key] - by_seed[r["seed"]][key] for r in rs
+                             if r["seed"] in by_seed and r[key] is not None and by_seed[r["seed"]][key] is not None]
+                    s["paired"][arm][key] = {**_stats(diffs), "baseline_sd": s["arms"][base][key]["sd"]}
+        out["settings"][setting] = s
+    out["runs"] = [{k: v for k, v in r.items() if k not in ("train_dists",)} for r in runs]
+    return out
+
+
+def _fmt(x: float | None, nd: int = 3) -> str:
+    return "n/a" if x is None else f"{x:.{nd}f}"
+
+
+def markdown(summary: dict) -> str:
+    lines = ["# JREG: jump profiles of our runs\n",
+             f"Jump strength J = `{summary['jump_form']}` form, k=1 (**{summary['jump_form_status']}**: the paper's "
+             f"formula is not public; see methods/jreg/metric.py). Profiles are measured before the final norm on "
+             f"held-out validation windows; the over-training curve on each log step's training batch.\n"]
+    for setting, s in summary["settings"].items():
+        lines += [f"## {setting}\n", "| arm | seeds | J (mean ± sd) | J, k=2 | d_{L-1} | d_L | final val loss | "
+                  "J rising at end |", "|---|---|---|---|---|---|---|---|"]
+        for arm, a in s["arms"].items():
+            rising = [g["rising"] for g in a["growth"]]
+            lines.append(f"| {arm} | {a['seeds']} | {_fmt(a['jump']['mean'])} ± {_fmt(a['jump']['sd'])} | "
+                         f"{_fmt(a['jump_k2']['mean'])} | {_fmt(a['d_prev']['mean'])} | {_fmt(a['d_last']['mean'])} | "
+                         f"{_fmt(a['final_val_loss']['mean'], 4)} | {sum(bool(r) for r in rising)}/{len(rising)} |")
+        if s["paired"]:
+            lines += ["", "Paired differences vs the baseline (same seeds): mean (sd) [n]", "",
+                      "| arm | ΔJ | ΔJ k=2 | Δd_{L-1} | Δd_L | Δ val loss |", "|---|---|---|---|---|---|"]
+            for arm, p in s["paired"].items():
+                cells = [f"{_fmt(p[k]['mean'], 4)} ({_fmt(p[k]['sd'], 4)}) [{p[k]['n']}]"
+                         for k in ("jump", "jump_k2", "d_prev", "d_last", "final_val_loss")]
+                lines.append(f"| {arm} | " + " | ".join(cells) + " |")
+        lines.append("")
+    lines += ["## What each claim reads (summary.json)\n"] + [f"- **{k}**: {v}" for k, v in
+                                                               summary["claim_statistics"].items()]
+    lines += ["", "Figures: `jump_over_training.png`, `profiles.png`.", ""]
+    return "\n".join(lines)
+
+
+def figures(summary: dict, runs: list[dict], out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    settings = list(summary["settings"])
+    colors = {}
+    fig, axes = plt.subplots(1, len(settings), figsize=(6 * len(settings), 3.8), squeeze=False)
+    for ax, setting in zip(axes[0], settings, strict=True):
+        for r in (r for r in runs if r["setting"] == setting and r["train_series"]):
+            c = colors.setdefault(r["arm"], f"C{len(colors)}")
+            steps, js = zip(*[(s, j) for s, j in r["train_series"] if j is not None], strict=True)
+            ax.plot(steps, js, color=c, alpha=0.8, label=f"{r['arm']}" if r["seed"] == min(
+                x["seed"] for x in runs if x["arm"] == r["arm"] and x["setting"] == setting) else None)
+        ax.axhline(1.0, color="grey", lw=0.5, ls="--")
+        ax.set_xlabel("training step")
+        ax.set_ylabel(f"jump J ({summary['jump_form']}, {summary['jump_form_status']})")
+        ax.set_title(setting, fontsize=9)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out / "jump_over_training.png", dpi=100)
+    plt.close(fig)
+    fig, axes = plt.subplots(1, len(settings), figsize=(6 * len(settings), 3.8), squeeze=False)
+    for ax, setting in zip(axes[0], settings, strict=True):
+        for arm, a in summary["settings"][setting]["arms"].items():
+            for r in (r for r in runs if r["setting"] == setting and r["arm"] == arm and r["distances"]):
+                ax.plot(range(1, len(r["distances"]) + 1), r["distances"], "o-", color=colors.get(arm, "k"),
+                        alpha=0.6, ms=3, label=arm if r["seed"] == a["seeds"][0] else None)
+        ax.set_xlabel("layer l")
+        ax.set_ylabel("angular distance d_l (held-out, pre final norm)")
+        ax.set_title(setting, fontsize=9)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out / "profiles.png", dpi=100)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--runs", nargs="+", required=True, help="run directories")
+    p.add_argument("--profiles", nargs="*", default=[], help="profile JSONs named <run_id>.json")
+    p.add_argument("--out", required=True, help="output directory")
+    args = p.parse_args(argv)
+    profiles = {Path(x).stem: Path(x) for x in args.profiles}
+    runs = [load_run(Path(d), profiles.get(Path(d).name)) for d in args.runs]
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    summary = summarise(runs)
+    atomic_write_json(out / "summary.json", summary)
+    atomic_write_text(out / "jump.md", markdown(summary))
+    figures(summary, runs, out)
+    print(f"{out}: summary.json, jump.md, jump_over_training.png, profiles.png ({len(runs)} runs)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
