@@ -1,6 +1,6 @@
 # JREG (issue 10): the held-out jump profile of every run of a `jreg*` grid entry, then one summary
 # (summary.json with the statistic each JREG claim reads, jump.md, jump_over_training.png, profiles.png).
-#   snakemake --cores 2 --configfile config/jreg-smoke.yaml jreg_summary
+#   snakemake jreg_summary --cores 2 --configfile config/jreg-smoke.yaml   (target first: --configfile takes a list)
 # With no jreg grid in the profile, JREG_RUNS is empty and these rules are never scheduled.
 
 JREG_RUNS = sorted(rid for rid, spec in RUNS.items() if spec.meta.get("group", "").startswith("jreg"))
