@@ -77,6 +77,33 @@ def test_one_epoch_visits_every_image_once(data_dir):
     assert not np.array_equal(pipe.train_indices(60, 0, 1000), pipe.train_indices(0, 0, 1000))  # epoch 2 reshuffles
 
 
+def test_accumulation_changes_nothing_in_the_data(data_dir):
+    opts = ImageData(dir=str(data_dir))
+    whole = ImagePipeline(opts, 32, augment_default=True, seed=1, grad_accum=1).train_batch(5, 0, 16)
+    acc = ImagePipeline(opts, 32, augment_default=True, seed=1, grad_accum=2)
+    parts = [acc.train_batch(5, m, 8) for m in (0, 1)]
+    assert torch.equal(whole[0], torch.cat([p[0] for p in parts]))
+    assert torch.equal(whole[1], torch.cat([p[1] for p in parts]))
+
+
+def test_imagefolder_layout(data_dir, tmp_path):
+    """ImageNet's layout (train/<class>/*.png, val/<class>/*.png), here with real Fashion-MNIST images."""
+    from PIL import Image
+
+    train, _ = open_split(data_dir, "train")
+    for split, rows in (("train", range(0, 12)), ("val", range(100, 104))):
+        for i in rows:
+            rec = train.records[i]
+            folder = tmp_path / split / f"class{int(rec['label'])}"
+            folder.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(np.asarray(rec["image"][..., 0])).save(folder / f"{i}.png")
+    pipe = ImagePipeline(ImageData(dir=str(tmp_path)), 24, augment_default=True, seed=0, grad_accum=1)
+    x, y = pipe.train_batch(0, 0, 4)
+    assert x.shape == (4, 3, 24, 24) and int(y.max()) < pipe.num_classes
+    assert torch.equal(x, pipe.train_batch(0, 0, 4)[0])
+    assert pipe.val_batch(0, 2)[0].shape == (2, 3, 24, 24)
+
+
 def test_augmentation_and_padding(data_dir):
     plain = ImagePipeline(ImageData(dir=str(data_dir)), 32, augment_default=False, seed=0, grad_accum=1)
     aug = ImagePipeline(ImageData(dir=str(data_dir)), 32, augment_default=True, seed=0, grad_accum=1)

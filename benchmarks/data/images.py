@@ -31,15 +31,15 @@ import torch
 import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 
-from benchmarks.data.text import stable_key
 from claimbench.config import ConfigError
 from claimbench.io import atomic_write_bytes, atomic_write_text
+from claimbench.seeding import stable_key
 
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 FASHION_MNIST_PACKAGE = "dataset-fashion-mnist"  # Debian package: apt-get install dataset-fashion-mnist
 CIFAR_URL = "https://www.cs.toronto.edu/~kriz/cifar.html"
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
-EVAL_KEY, ORDER_KEY, AUG_KEY = 0x5EED, 0x0DE7, 0xA06
+EVAL_KEY, ORDER_KEY, AUG_KEY, CROP_KEY = 0x5EED, 0x0DE7, 0xA06, 0xC409
 
 
 class ImageData(BaseModel):
@@ -47,7 +47,7 @@ class ImageData(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     dir: str = "data/fashion-mnist"
-    augment: bool | None = Field(None, description="random crop + flip; default: on except at size micro")
+    augment: bool | None = Field(None, description="random crop + flip; default: on from size gpu up")
     crop_pad: int | None = Field(None, ge=0, description="padding of the random crop; default img_size // 8")
     flip: bool = True
     randaugment: str | None = Field(None, description="e.g. 'n2m9' (torchvision RandAugment num_ops=2, magnitude=9)")
@@ -163,7 +163,7 @@ class RecordSet:
     def __len__(self) -> int:
         return len(self.records)
 
-    def get(self, indices: np.ndarray, train: bool, key: int, img_size: int | None) -> tuple[torch.Tensor, ...]:
+    def get(self, indices: np.ndarray, train: bool, keys: list[int], img_size: int | None) -> tuple[torch.Tensor, ...]:
         rec = self.records[indices]
         x = torch.from_numpy(np.ascontiguousarray(rec["image"])).permute(0, 3, 1, 2)
         return x, torch.from_numpy(rec["label"].astype(np.int64))
@@ -186,7 +186,7 @@ class FolderSet:
     def __len__(self) -> int:
         return len(self.samples)
 
-    def get(self, indices: np.ndarray, train: bool, key: int, img_size: int | None) -> tuple[torch.Tensor, ...]:
+    def get(self, indices: np.ndarray, train: bool, keys: list[int], img_size: int | None) -> tuple[torch.Tensor, ...]:
         from PIL import Image
         from torchvision.transforms import v2
 
@@ -200,9 +200,10 @@ class FolderSet:
             path, _ = self.samples[int(indices[j])]
             with Image.open(path) as im:
                 x = v2.functional.pil_to_tensor(im.convert("RGB"))
-            g = torch.Generator().manual_seed(stable_key(key, j))
+            if not train:
+                return tf(x)
             with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(int(torch.randint(0, 2**62, (), generator=g)))
+                torch.manual_seed(stable_key(keys[j], CROP_KEY))  # the sample's own crop, whatever the batching
                 return tf(x)
 
         xs = list(self.pool.map(load, range(len(indices))))
@@ -237,7 +238,13 @@ def parse_randaugment(spec: str) -> tuple[int, int]:
 
 
 class ImagePipeline:
-    """Training and validation batches of one image set, sized for one model."""
+    """Training and validation batches of one image set, sized for one model.
+
+    Step s holds the samples at positions s*B ... (s+1)*B-1 of the seeded epoch orders (B = the global
+    batch), and every random augmentation choice is drawn for the whole global batch from (seed, step)
+    and then sliced, so gradient accumulation changes how a step is computed, never what it sees
+    (mixup pairs images within a micro-batch: the one exception).
+    """
 
     def __init__(self, opts: ImageData, img_size: int | None, augment_default: bool, seed: int, grad_accum: int):
         self.opts, self.img_size, self.seed, self.grad_accum = opts, img_size, seed, grad_accum
@@ -257,10 +264,14 @@ class ImagePipeline:
     def _order(self, epoch: int) -> np.ndarray:
         return np.random.default_rng(stable_key(self.seed, epoch, ORDER_KEY)).permutation(len(self.train))
 
+    def positions(self, step: int, micro: int, batch_size: int) -> np.ndarray:
+        """Sample positions of the micro-batch in the run's stream (epochs laid end to end)."""
+        return (step * self.grad_accum + micro) * batch_size + np.arange(batch_size)
+
     def train_indices(self, step: int, micro: int, batch_size: int) -> np.ndarray:
-        """Sample positions (step * grad_accum + micro) * batch_size ... in the seeded epoch orders."""
+        """Dataset indices of the micro-batch: its positions looked up in the seeded epoch orders."""
         n = len(self.train)
-        pos = (step * self.grad_accum + micro) * batch_size + np.arange(batch_size)
+        pos = self.positions(step, micro, batch_size)
         epochs, within = pos // n, pos % n
         out = np.empty(batch_size, dtype=np.int64)
         for e in np.unique(epochs):
@@ -268,23 +279,36 @@ class ImagePipeline:
             out[sel] = self._order(int(e))[within[sel]]
         return out
 
+    def _draws(self, step: int, micro: int, batch_size: int) -> dict[str, torch.Tensor]:
+        """Every random choice of the step, drawn for the global batch from (seed, step), this micro-batch's slice."""
+        g = torch.Generator().manual_seed(stable_key(self.seed, step, AUG_KEY))
+        total = batch_size * self.grad_accum
+        pad = self._crop_pad()
+        d = {"dy": torch.randint(0, 2 * pad + 1, (total,), generator=g),
+             "dx": torch.randint(0, 2 * pad + 1, (total,), generator=g),
+             "flip": torch.rand(total, generator=g) < 0.5,
+             "keys": torch.randint(0, 2**62, (total,), generator=g)}
+        sl = slice(micro * batch_size, (micro + 1) * batch_size)
+        out = {k: v[sl] for k, v in d.items()}
+        out["mix"] = torch.Generator().manual_seed(stable_key(self.seed, step, micro, AUG_KEY))
+        return out
+
     def train_batch(self, step: int, micro: int, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
-        key = stable_key(self.seed, step, micro, AUG_KEY)
-        x, y = self.train.get(self.train_indices(step, micro, batch_size), True, key, self.img_size)
-        g = torch.Generator().manual_seed(key)
+        d = self._draws(step, micro, batch_size)
+        x, y = self.train.get(self.train_indices(step, micro, batch_size), True, d["keys"].tolist(), self.img_size)
         if self.randaugment is not None:
-            x = self._randaugment(x, g)
+            x = self._randaugment(x, d["keys"])
         x = self._fit(self._normalize(x))
         if self.augment:
-            x = self._crop_flip(x, g)
+            x = self._crop_flip(x, d["dy"], d["dx"], d["flip"])
         if self.opts.mixup > 0:
-            return self._mixup(x, y, g)
+            return self._mixup(x, y, d["mix"])
         return x, y
 
     def val_batch(self, i: int, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Fixed, seed-independent validation batch i (a fixed shuffle, so classes are mixed)."""
         idx = self._val_order[(i * batch_size + np.arange(batch_size)) % len(self.val)]
-        x, y = self.val.get(idx, False, EVAL_KEY, self.img_size)
+        x, y = self.val.get(idx, False, [], self.img_size)
         return self._fit(self._normalize(x)), y
 
     # -- transforms on batched tensors (N, C, H, W)
@@ -302,39 +326,42 @@ class ImagePipeline:
             return F.pad(x, (lo, size - h - lo, lo, size - h - lo))
         return F.interpolate(x, size=(size, size), mode="bilinear", antialias=h > size, align_corners=False)
 
-    def _crop_flip(self, x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
-        n, _, h, w = x.shape
-        pad = self.opts.crop_pad if self.opts.crop_pad is not None else h // 8
+    def _crop_pad(self) -> int:
+        if self.opts.crop_pad is not None:
+            return self.opts.crop_pad
+        return (self.out_size or 32) // 8
+
+    def _crop_flip(self, x: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor, flip: torch.Tensor) -> torch.Tensor:
+        """Random crop of the zero-padded image (offsets dy, dx in [0, 2 * pad]) and horizontal flip."""
+        n, c, h, w = x.shape
+        pad = self._crop_pad()
         if pad > 0:
             xp = F.pad(x, (pad, pad, pad, pad))
-            dy = torch.randint(0, 2 * pad + 1, (n,), generator=g)
-            dx = torch.randint(0, 2 * pad + 1, (n,), generator=g)
-            rows = (dy[:, None] + torch.arange(h)[None]).view(n, 1, h, 1).expand(n, x.shape[1], h, w + 2 * pad)
+            rows = (dy[:, None] + torch.arange(h)[None]).view(n, 1, h, 1).expand(n, c, h, w + 2 * pad)
             xp = xp.gather(2, rows)
-            cols = (dx[:, None] + torch.arange(w)[None]).view(n, 1, 1, w).expand(n, x.shape[1], h, w)
+            cols = (dx[:, None] + torch.arange(w)[None]).view(n, 1, 1, w).expand(n, c, h, w)
             x = xp.gather(3, cols)
         if self.opts.flip:
-            flip = torch.rand(n, generator=g) < 0.5
             x = torch.where(flip.view(n, 1, 1, 1), x.flip(-1), x)
         return x
 
     def _mixup(self, x: torch.Tensor, y: torch.Tensor, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        """Mixup with one lambda per batch; targets become class probabilities (soft cross-entropy)."""
+        """Mixup with one lambda per micro-batch; targets become class probabilities (soft cross-entropy)."""
         lam = _beta(self.opts.mixup, g)
         perm = torch.randperm(len(x), generator=g)
         onehot = F.one_hot(y, self.num_classes).float()
         return lam * x + (1 - lam) * x[perm], lam * onehot + (1 - lam) * onehot[perm]
 
-    def _randaugment(self, x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+    def _randaugment(self, x: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
+        """torchvision's RandAugment on each uint8 image, its ops drawn from the sample's own key."""
         from torchvision.transforms import v2
 
         n_ops, mag = self.randaugment
         ra = v2.RandAugment(num_ops=n_ops, magnitude=mag)
-        seeds = torch.randint(0, 2**62, (len(x),), generator=g).tolist()
         out = []
         with torch.random.fork_rng(devices=[]):
-            for xi, s in zip(x, seeds, strict=True):
-                torch.manual_seed(s)
+            for xi, k in zip(x, keys.tolist(), strict=True):
+                torch.manual_seed(stable_key(k, AUG_KEY))
                 out.append(ra(xi))
         return torch.stack(out)
 

@@ -2,7 +2,7 @@
 
 Sizes: `micro` (seconds), `smoke` (the paper's base model, width 128 and 4 blocks, on Fashion-MNIST),
 `gpu` (width 1024, 8 blocks, CIFAR-10), `paper` (the base model on CIFAR-10; width and depth are swept
-by a grid's `model.width` / `model.n_blocks`). No augmentation at micro; the paper trains without any,
+by a grid's `model.width` / `model.n_blocks`). No augmentation at micro and smoke; the paper trains without any,
 so pass `data.augment: false` to match it at the larger sizes.
 """
 
