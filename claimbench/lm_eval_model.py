@@ -15,6 +15,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+# lm-eval fills its model registry lazily, and only while it is empty: import its models before registering ours,
+# or `--model hf` and every other built-in model would vanish
+import lm_eval.models  # noqa: F401
 import torch
 import torch.nn.functional as F
 import yaml

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 from claimbench.config import ConfigError
@@ -36,8 +37,21 @@ def parse_tasks(spec: str) -> list[tuple[str, int | None]]:
     return out
 
 
-def set_offline_env(hf_home: str | Path) -> None:
+@contextmanager
+def offline_env(hf_home: str | Path):
+    """No network for the hub or datasets, and an HF_HOME of our choosing; the caller's env comes back after."""
+    keys = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "HF_HOME")
+    saved = {k: os.environ.get(k) for k in keys}
+    Path(hf_home).mkdir(parents=True, exist_ok=True)
     os.environ.update(HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", HF_HOME=str(Path(hf_home).resolve()))
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 def evaluate_run(run_dir: str | Path, tasks: list[tuple[str, int | None]], out: str | Path | None = None,
@@ -52,15 +66,28 @@ def evaluate_run(run_dir: str | Path, tasks: list[tuple[str, int | None]], out: 
     ckpt = run_dir / "ckpt.pt"
     if not ckpt.is_file():
         raise ConfigError(f"checkpoint not found: {ckpt}")
-    set_offline_env(hf_home or run_dir / "hf_home")
+    with offline_env(hf_home or run_dir / "hf_home"):
+        doc = _evaluate(ckpt, run_dir.name, tasks, limit, batch_size, device, dtype, seed, threads)
+    text = json.dumps(doc, indent=2, default=_jsonable, allow_nan=True) + "\n"
+    atomic_write_text(out, text)
+    return json.loads(text)
 
+
+def _jsonable(obj):
+    from lm_eval.utils import handle_non_serializable
+
+    return handle_non_serializable(obj)
+
+
+def _evaluate(ckpt: Path, run_id: str, tasks: list[tuple[str, int | None]], limit: int | None, batch_size: int,
+              device: str | None, dtype: str, seed: int, threads: int | None) -> dict:
     import lm_eval
     import torch
     from lm_eval.tasks import TaskManager
-    from lm_eval.utils import handle_non_serializable
 
     from claimbench.lm_eval_model import ClaimbenchLM
 
+    names = [t for t, _ in tasks]
     if threads:
         torch.set_num_threads(threads)
     lm = ClaimbenchLM(str(ckpt), device=device, dtype=dtype, batch_size=batch_size)
@@ -78,10 +105,7 @@ def evaluate_run(run_dir: str | Path, tasks: list[tuple[str, int | None]], out: 
             merged[k].update(res.get(k) or {})
         calls.append({"tasks": group, "num_fewshot": shots, "config": res.get("config"),
                       "lm_eval_version": res.get("lm_eval_version"), "date": res.get("date")})
-    doc = {"run_id": run_dir.name, "checkpoint": str(ckpt),
-           "tasks": [{"task": t, "shots": s} for t, s in tasks],
-           "chance": {t: TASKS[t].chance for t in names if t in TASKS},
-           **merged, "calls": calls, "limit": limit, "wall_s": time.perf_counter() - t0}
-    text = json.dumps(doc, indent=2, default=handle_non_serializable, allow_nan=True) + "\n"
-    atomic_write_text(out, text)
-    return json.loads(text)
+    return {"run_id": run_id, "checkpoint": str(ckpt),
+            "tasks": [{"task": t, "shots": s} for t, s in tasks],
+            "chance": {t: TASKS[t].chance for t in names if t in TASKS},
+            **merged, "calls": calls, "limit": limit, "wall_s": time.perf_counter() - t0}

@@ -1,0 +1,314 @@
+"""Downstream evaluation through lm-eval (issue 5): the `claimbench` model against lm-eval's API contract,
+offline tasks end to end on a real micro checkpoint, data hygiene, the DAG plan and the CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+import yaml
+from lm_eval.api.instance import Instance
+
+from benchmarks.data.text import VAL_PLAYS, shakespeare_splits
+from claimbench.config import ConfigError
+from claimbench.lm_eval_tasks import TASKS, check_data
+from claimbench.testing import REPO, run_micro
+
+OFFLINE = ["cb_shakespeare_cloze", "cb_quartz", "cb_shakespeare_ppl"]
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("lm_eval") / "micro-run"
+    run_micro(out, steps=30)
+    return out
+
+
+@pytest.fixture(scope="module")
+def lm(run_dir):
+    from claimbench.lm_eval_model import ClaimbenchLM
+
+    return ClaimbenchLM(str(run_dir / "ckpt.pt"), device="cpu", batch_size=8)
+
+
+@pytest.fixture(scope="module")
+def task_data() -> Path:
+    """The offline tasks' jsonl in data/lm_eval (QuaRTz fetched by fetch_data.sh if it is not there yet)."""
+    from benchmarks.lm_eval_tasks.prepare import DEFAULT_DIR, RAW_QUARTZ, prepare
+
+    if not (DEFAULT_DIR / RAW_QUARTZ).is_file():
+        subprocess.run(["bash", str(REPO / "benchmarks/lm_eval_tasks/fetch_data.sh")], check=True, timeout=300,
+                       env={**os.environ, "PY": sys.executable})
+    prepare(DEFAULT_DIR)
+    return DEFAULT_DIR
+
+
+def _ll_requests(lm, texts: list[tuple[str, str]]) -> list[Instance]:
+    return [Instance("loglikelihood", {}, pair, i) for i, pair in enumerate(texts)]
+
+
+def _manual_ll(lm, ctx: list[int], cont: list[int]) -> tuple[float, bool]:
+    """A plain single-sequence forward, independent of the model class's batching."""
+    inp = (ctx + cont)[-(lm.max_length + 1):][:-1]
+    with torch.no_grad():
+        lp = F.log_softmax(lm.model(torch.tensor([inp])).logits[0, -len(cont):].float(), -1)
+    t = torch.tensor(cont)
+    return lp.gather(-1, t[:, None]).sum().item(), bool((lp.argmax(-1) == t).all())
+
+
+PAIRS = [("KING HENRY\nMy lord, the", " duke"), ("", "To be, or not to be"),
+         ("First Witch\nWhen shall we", " three meet"),
+         ("A b c d e f g h i j k l m n o p q r s t u v w x y z " * 3, "a b"), ("Enter MACBETH", "\n\nMACBETH\nSo foul")]
+
+
+def test_loglikelihood_contract_and_values(lm):
+    out = lm.loglikelihood(_ll_requests(lm, PAIRS), disable_tqdm=True)
+    assert len(out) == len(PAIRS)
+    for ll, greedy in out:
+        assert isinstance(ll, float) and isinstance(greedy, bool) and ll < 0
+    # the value is the plain forward's log-probability
+    for i in (0, 3):  # 3: a context longer than the model's is left-truncated
+        ctx, cont = lm._encode_pair(*PAIRS[i])
+        assert out[i] == (pytest.approx(_manual_ll(lm, ctx, cont)[0], abs=1e-5), _manual_ll(lm, ctx, cont)[1])
+    with pytest.raises(ValueError, match="exceeds the context"):
+        lm.loglikelihood(_ll_requests(lm, [("A", " b" * 40)]), disable_tqdm=True)
+
+
+def test_greedy_flag(lm):
+    ctx = lm.tok_encode("KING HENRY\nMy lord,")
+    with torch.no_grad():
+        first = lm.model(torch.tensor([ctx])).logits[0, -1].argmax().item()
+        second = lm.model(torch.tensor([ctx + [first]])).logits[0, -1].argmax().item()
+    other = (first + 1) % lm.tok.get_vocab_size()
+    res = lm._loglikelihood_tokens([(None, ctx, [first, second]), (None, ctx, [first]), (None, ctx, [other])],
+                                   disable_tqdm=True)
+    assert [g for _, g in res] == [True, True, False]
+    assert res[0][0] < res[1][0] <= 0
+
+
+def test_batch_size_does_not_change_results(run_dir, lm):
+    from claimbench.lm_eval_model import ClaimbenchLM
+
+    one = ClaimbenchLM(str(run_dir), device="cpu", batch_size=1)
+    pairs = PAIRS + [(f"Speech number {i}:" + " so" * i, " farewell") for i in range(1, 40, 3)]
+    a = one.loglikelihood(_ll_requests(one, pairs), disable_tqdm=True)
+    b = lm.loglikelihood(_ll_requests(lm, pairs), disable_tqdm=True)
+    assert max(abs(x[0] - y[0]) for x, y in zip(a, b, strict=True)) < 1e-5
+    assert [x[1] for x in a] == [y[1] for y in b]
+    docs = [Instance("loglikelihood_rolling", {}, ("Hail, hail! " * n,), n) for n in (1, 7, 40)]
+    ra, rb = one.loglikelihood_rolling(docs, disable_tqdm=True), lm.loglikelihood_rolling(docs, disable_tqdm=True)
+    assert max(abs(x - y) for x, y in zip(ra, rb, strict=True)) < 1e-5
+
+
+@pytest.mark.parametrize("n", [0, 1, 31, 32, 33, 101])
+def test_rolling_windows_score_every_token_once(lm, n):
+    assert lm.max_length == 32  # micro block_size
+    tokens = list(range(3, 3 + n))
+    windows = lm.rolling_windows(tokens)
+    predicted = [t for _, pred in windows for t in pred]
+    assert predicted == tokens  # each token once, in order
+    for ctx, pred in windows:
+        assert 1 <= len(ctx) and len(ctx) + len(pred) - 1 <= lm.max_length
+
+
+def test_rolling_equals_loglikelihood_of_a_short_document(lm):
+    doc = "Fair is foul, and foul is fair"
+    roll = lm.loglikelihood_rolling([Instance("loglikelihood_rolling", {}, (doc,), 0)], disable_tqdm=True)[0]
+    ll = lm.loglikelihood(_ll_requests(lm, [("", doc)]), disable_tqdm=True)[0][0]
+    assert roll == pytest.approx(ll, abs=1e-5)
+
+
+def test_generate_until_greedy_stop_and_max_tokens(lm):
+    ctx = "MACBETH\nSo foul and fair a day"
+    ids = lm.tok_encode(ctx)
+    with torch.no_grad():
+        for _ in range(6):
+            ids.append(lm.model(torch.tensor([ids[-lm.max_length:]])).logits[0, -1].argmax().item())
+    greedy6 = lm.tok_decode(ids[len(lm.tok_encode(ctx)):])
+    reqs = [Instance("generate_until", {}, (ctx, {"until": ["@@never@@"], "max_gen_toks": 6}), 0),
+            Instance("generate_until", {}, (ctx, {"until": [greedy6[2:4]], "max_gen_toks": 6}), 1),
+            Instance("generate_until", {}, ("Other context entirely", {"until": ["@@"], "max_gen_toks": 3}), 2)]
+    out = lm.generate_until(reqs, disable_tqdm=True)
+    assert len(out) == 3 and all(isinstance(s, str) for s in out)
+    assert out[0] == greedy6.split(lm.tok_decode([lm.eot_token_id]))[0]  # the eot string is a stop too
+    assert out[1] == greedy6[:greedy6.index(greedy6[2:4])]
+    with pytest.raises(ValueError, match="greedily"):
+        lm.generate_until([Instance("generate_until", {}, (ctx, {"do_sample": True}), 0)])
+
+
+def test_missing_and_corrupt_checkpoint_one_line_error(run_dir, tmp_path):
+    from claimbench.lm_eval_model import ClaimbenchLM
+
+    with pytest.raises(ConfigError) as e:
+        ClaimbenchLM(str(tmp_path / "nope" / "ckpt.pt"), device="cpu")
+    assert str(tmp_path / "nope" / "ckpt.pt") in str(e.value) and "\n" not in str(e.value)
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    shutil.copy(run_dir / "config.yaml", bad / "config.yaml")
+    data = (run_dir / "ckpt.pt").read_bytes()
+    for blob in (data[: len(data) // 2], b"not a checkpoint"):
+        (bad / "ckpt.pt").write_bytes(blob)
+        with pytest.raises(ConfigError) as e:
+            ClaimbenchLM(str(bad / "ckpt.pt"), device="cpu")
+        assert str(bad / "ckpt.pt") in str(e.value) and "\n" not in str(e.value)
+
+
+def test_simple_evaluate_each_offline_task(run_dir, task_data, tmp_path):
+    from claimbench.lm_eval_run import evaluate_run
+
+    out = tmp_path / "lm_eval.json"
+    env = {k: os.environ.get(k) for k in ("HF_HOME", "HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")}
+    doc = evaluate_run(run_dir, [("cb_shakespeare_cloze", 0), ("cb_quartz", 0), ("cb_shakespeare_ppl", None)],
+                       out=out, limit=3, batch_size=4, device="cpu")
+    assert json.loads(out.read_text()) == doc
+    assert doc["run_id"] == run_dir.name and doc["chance"]["cb_quartz"] == {"acc": 0.5, "acc_norm": 0.5}
+    res = doc["results"]
+    assert 0 <= res["cb_quartz"]["acc,none"] <= 1 and "acc_norm_stderr,none" in res["cb_quartz"]
+    assert res["cb_shakespeare_cloze"]["perplexity,none"] > 1 and "acc_stderr,none" in res["cb_shakespeare_cloze"]
+    assert res["cb_shakespeare_ppl"]["bits_per_byte,none"] > 0
+    assert doc["n-samples"]["cb_quartz"]["effective"] == 3
+    assert env == {k: os.environ.get(k) for k in env}  # the offline settings were the call's only
+    assert (run_dir / "hf_home").is_dir()  # run-local HF_HOME
+
+
+def test_built_in_lm_eval_models_stay_registered():
+    from lm_eval.api.registry import get_model, model_registry
+
+    import claimbench.lm_eval_model  # noqa: F401
+
+    assert get_model("claimbench").__name__ == "ClaimbenchLM"
+    assert get_model("dummy").__name__ == "DummyLM"
+    assert "hf" in model_registry.keys()  # resolving it needs `accelerate`, which this stack does not install
+
+
+def test_missing_task_data_fails_before_any_model(tmp_path, monkeypatch):
+    from claimbench.lm_eval_run import evaluate_run
+
+    with pytest.raises(ConfigError, match=r"'hellaswag'.*Rowan/hellaswag.*load_dataset"):
+        evaluate_run(tmp_path / "no-such-run", [("hellaswag", 10)], hf_home=tmp_path / "hf")  # no ckpt either
+    monkeypatch.setenv("CLAIMBENCH_LM_EVAL_DATA", str(tmp_path / "empty"))
+    with pytest.raises(ConfigError, match=r"'cb_quartz'.*fetch_data.sh"):
+        check_data(["cb_quartz"], None)
+    hub = tmp_path / "hf" / "hub" / "datasets--Rowan--hellaswag"
+    hub.mkdir(parents=True)
+    check_data(["hellaswag"], tmp_path / "hf")
+
+
+def test_cloze_and_perplexity_docs_come_from_held_out_plays_only(task_data):
+    train, _ = shakespeare_splits()
+    from benchmarks.lm_eval_tasks.prepare import val_play_texts
+
+    val = val_play_texts()
+    cloze = [json.loads(x) for x in (task_data / "cb_shakespeare_cloze.jsonl").read_text().splitlines()]
+    ppl = [json.loads(x) for x in (task_data / "cb_shakespeare_ppl.jsonl").read_text().splitlines()]
+    assert len(cloze) > 500 and len(ppl) > 50
+    assert {d["play"] for d in cloze} == {d["play"] for d in ppl} == set(VAL_PLAYS)
+    for d in cloze[::7]:
+        passage = d["context"].split("\n", 1)[1] + " " + d["target"]
+        assert passage in val[d["play"]] and passage not in train
+    for d in ppl[::5]:
+        assert d["text"].strip() in val[d["play"]] and d["text"][:300] not in train
+
+
+def test_no_evaluation_data_in_the_pretraining_corpus(task_data):
+    train, _ = shakespeare_splits()
+    assert "BENCHMARK DATA SHOULD NEVER APPEAR" not in train and "canary GUID" not in train
+    quartz = [json.loads(x) for x in (task_data / "cb_quartz.jsonl").read_text().splitlines()]
+    assert len(quartz) == 3860 and {d["label"] for d in quartz} == {0, 1}
+    assert not any(d["question"] in train for d in quartz[::20])
+
+
+def test_chance_levels_cover_every_configured_task():
+    from claimbench.lm_eval_plan import section
+    from claimbench.lm_eval_tasks import chance
+
+    for profile in ("smoke", "gpu", "paper"):
+        sec = section(yaml.safe_load((REPO / "config" / f"{profile}.yaml").read_text()))
+        for suite in sec.suites:
+            for spec in sec.tasks(suite):
+                assert spec.task in TASKS, (profile, spec.task)
+    assert chance("cb_quartz", "acc,none") == 0.5 and chance("hellaswag", "acc_norm") == 0.25
+    assert chance("cb_shakespeare_ppl", "bits_per_byte") is None
+
+
+def test_plan_from_profile_section():
+    from claimbench.grid import expand
+    from claimbench.lm_eval_plan import Plan
+
+    cfg = {"lm_eval": {"suites": {"s": ["cb_quartz", {"task": "hellaswag", "shots": 10}]}, "runs": {"g": "s"},
+                       "limit": 5}}
+    runs = expand([{"name": "g", "config": "x.yaml", "workload": "gpt", "size": "micro", "seeds": [0, 1]},
+                   {"name": "h", "config": "x.yaml", "workload": "gpt", "size": "smoke"}])
+    plan = Plan(cfg, runs)
+    assert len(plan.targets) == 2 and all(runs[r].meta["group"] == "g" for r in plan.targets)
+    assert plan.tasks_arg(plan.targets[0]) == "cb_quartz,hellaswag:10"
+    assert plan.offline_tasks(plan.targets[0]) == ["cb_quartz"] and "--limit 5" in plan.options()
+    other = next(r for r in runs if r not in plan.targets)
+    with pytest.raises(ConfigError, match="default_suite"):
+        plan.suite(other)
+    with pytest.raises(ConfigError, match="suite 'nope'"):
+        Plan({"lm_eval": {"suites": {}, "runs": {"g": "nope"}}}, runs)
+
+
+def _offline_env(tmp_path: Path) -> dict:
+    return {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf_home"),
+            "PYTHONUNBUFFERED": "1"}
+
+
+def _no_network() -> list[str]:
+    ok = shutil.which("unshare") and subprocess.run(["unshare", "-n", "true"], capture_output=True).returncode == 0
+    return ["unshare", "-n"] if ok else []
+
+
+@pytest.mark.slow
+def test_cli_evaluates_checkpoint_offline_and_other_models_pass_through(run_dir, task_data, tmp_path):
+    base = [*_no_network(), sys.executable, "-m", "claimbench", "lm-eval", "--tasks", "cb_quartz,cb_shakespeare_cloze",
+            "--include_path", str(REPO / "benchmarks/lm_eval_tasks"), "--limit", "3", "--batch_size", "4"]
+    p = subprocess.run([*base, "--model", "claimbench", "--model_args", f"checkpoint={run_dir / 'ckpt.pt'}",
+                        "--output_path", str(tmp_path / "out")], cwd=REPO, env=_offline_env(tmp_path),
+                       capture_output=True, text=True, timeout=170)
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert "cb_quartz" in p.stdout and "acc_norm" in p.stdout and "perplexity" in p.stdout
+    saved = list((tmp_path / "out").rglob("results_*.json"))
+    assert saved and json.loads(saved[0].read_text())["results"]["cb_quartz"]["sample_len"] == 3
+    p = subprocess.run([*base, "--model", "dummy"], cwd=REPO, env=_offline_env(tmp_path), capture_output=True,
+                       text=True, timeout=170)
+    assert p.returncode == 0 and "cb_quartz" in p.stdout, p.stderr[-3000:]
+
+
+@pytest.mark.slow
+def test_cli_missing_checkpoint_and_missing_data(tmp_path, cli):
+    p = cli("lm-eval-run", str(tmp_path / "gone"), "--tasks", "cb_shakespeare_ppl", timeout=120)
+    assert p.returncode == 2 and p.stderr.strip().count("\n") == 0 and str(tmp_path / "gone" / "ckpt.pt") in p.stderr
+    env = _offline_env(tmp_path)
+    p = subprocess.run([sys.executable, "-m", "claimbench", "lm-eval", "--model", "claimbench", "--tasks", "hellaswag"],
+                       cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    assert p.returncode == 2 and "'hellaswag'" in p.stderr and p.stderr.strip().count("\n") == 0
+
+
+@pytest.mark.slow
+def test_task_table_matches_lm_eval_task_yaml():
+    """Our data-set table (used to check data before loading a model) agrees with lm-eval's own task configs."""
+    from lm_eval.tasks import TaskManager
+
+    tm = TaskManager(include_path=str(REPO / "benchmarks/lm_eval_tasks"))
+    index = tm.task_index
+    for name, info in TASKS.items():
+        assert name in index, name
+        leaf = name
+        while index[leaf].kind.name != "TASK":  # a group's first member, a tag's first task
+            e = index[leaf]
+            first = e.cfg["task"][0] if e.kind.name == "GROUP" else next(n for n, x in index.items() if leaf in x.tags)
+            leaf = first if isinstance(first, str) else first["task"]
+        if info.offline:
+            assert index[leaf].yaml_path.parent == REPO / "benchmarks/lm_eval_tasks", name
+            continue
+        path = index[leaf].cfg.get("dataset_path")
+        assert path in {p for p, _ in info.hub}, (name, leaf, path)
