@@ -251,3 +251,28 @@ def test_claimbench_train_cli_vit_micro(data_dir, tmp_path):
     result, rows = json.loads((out / "result.json").read_text()), read_jsonl(out / "metrics.jsonl")
     assert result["status"] == "ok" and result["final_val_acc"] > 0.2 and result["final_val_loss"] < 2.3
     assert rows[-1]["train_loss"] < rows[0]["train_loss"] and rows[-1]["val_acc"] > rows[0]["val_acc"]
+
+
+def test_timm_cosine_schedule_matches_timm():
+    from timm.scheduler import CosineLRScheduler
+
+    from baselines.adamw_timm import timm_cosine
+
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1e-3)
+    ref = CosineLRScheduler(opt, t_initial=10, lr_min=1e-5, warmup_t=3, warmup_lr_init=1e-6)
+    ours = timm_cosine(1e-3, total=10, warmup=3, warmup_lr_init=1e-6, min_lr=1e-5)
+    for t in range(10):
+        assert ours(t) * 1e-3 == pytest.approx(ref._get_lr(t)[0], rel=1e-9)
+    per_epoch = timm_cosine(1e-3, total=40, warmup=12, warmup_lr_init=1e-6, min_lr=1e-5, steps_per_epoch=4)
+    assert [per_epoch(s) for s in range(40)] == [ours(s // 4) for s in range(40)]
+
+
+def test_adamw_timm_recipe_trains_the_mlp(data_dir, tmp_path):
+    cfg = load_config(REPO / "benchmarks/configs/mlp.yaml", [
+        "size=micro", f"data.dir={data_dir}", "train.steps=20", "train.batch_size=32", "train.warmup_steps=4",
+        "recipe={name: adamw_timm, per_epoch: true, steps_per_epoch: 5}", "eval.every=0", "eval.batches=4",
+        "log.every=1", "ckpt.every=0"])
+    assert execute(prepare(cfg, tmp_path)) == 0
+    rows = read_jsonl(tmp_path / "metrics.jsonl")
+    assert rows[0]["lr"] == pytest.approx(1e-6) and rows[4]["lr"] == rows[0]["lr"]  # epoch 0: warmup start
+    assert rows[5]["lr"] > rows[0]["lr"] and rows[-1]["train_loss"] < rows[0]["train_loss"]
