@@ -146,6 +146,7 @@ def optimum_log2(xs: Sequence[float], ys: Sequence[float], direction: str = "low
             if a > 0:
                 opt = float(np.clip(-b / (2 * a), lx[i - 1], lx[i + 1]))
                 refined = True
+    opt = round(opt, 9)  # fit noise must not decide a rule like "shift <= 1"
     return {"log2_opt": opt, "opt": 2.0 ** opt, "resolution": resolution, "at_edge": best["at_edge"],
             "refined": refined, "best": best["best"]}
 
