@@ -154,16 +154,24 @@ class ClaimbenchLM(TemplateLM):
         for b in tqdm(range(0, len(items), self.batch_size), disable=disable_tqdm, desc="loglikelihood"):
             chunk = items[b:b + self.batch_size]
             logits = self._logits([inp for _, inp, _ in chunk])
-            for row, (i, inp, cont) in enumerate(chunk):
-                pos = torch.arange(len(inp) - len(cont), len(inp), device=logits.device)
-                lp = F.log_softmax(logits[row, pos].float(), dim=-1)
-                target = torch.tensor(cont, device=logits.device)
-                ll = lp.gather(-1, target[:, None]).sum().item()
-                greedy = bool((lp.argmax(-1) == target).all().item())
-                out[i] = (ll, greedy)
+            rows, cols, targets = [], [], []
+            for r, (_, inp, cont) in enumerate(chunk):  # only the continuation positions are scored
+                rows += [r] * len(cont)
+                cols += range(len(inp) - len(cont), len(inp))
+                targets += cont
+            dev = logits.device
+            seg, tgt = torch.tensor(rows, device=dev), torch.tensor(targets, device=dev)
+            lp = F.log_softmax(logits[seg, torch.tensor(cols, device=dev)].float(), dim=-1)
+            tok_ll = lp.gather(-1, tgt[:, None]).squeeze(1).double()
+            miss = (lp.argmax(-1) != tgt).double()
+            sums = torch.zeros(2, len(chunk), dtype=torch.float64, device=dev)
+            sums[0].index_add_(0, seg, tok_ll)
+            sums[1].index_add_(0, seg, miss)
+            for (i, _, _), ll, n_miss in zip(chunk, *sums.tolist(), strict=True):  # one host sync per batch
+                out[i] = (ll, n_miss == 0)
                 key = requests[i][0]
                 if key is not None:
-                    self.cache_hook.add_partial("loglikelihood", key, (ll, greedy))
+                    self.cache_hook.add_partial("loglikelihood", key, out[i])
         return out  # type: ignore[return-value]
 
     def rolling_windows(self, tokens: list[int]) -> list[tuple[list[int], list[int]]]:
