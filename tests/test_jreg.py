@@ -129,6 +129,10 @@ def test_jreg_lowers_final_layer_distance(tmp_path, arch):
     assert d1 < 0.5 * d0, (d0, d1)
     assert _final(rows1, "jreg/jump") < _final(rows0, "jreg/jump")
     assert "jreg/penalty" in rows1[-1] and "jreg/penalty" not in rows0[-1]
+    # early exit (C8) reads out layers ceil(4/2)=2..3 with the model's own final norm and head, on held-out text
+    ee = {k for k in rows0[-1] if k.startswith("jreg/early_exit_ce")}
+    assert ee == {"jreg/early_exit_ce", "jreg/early_exit_ce/2", "jreg/early_exit_ce/3"}
+    assert rows0[-1]["jreg/early_exit_ce"] > probe["final_val_loss"] - 0.5  # early layers predict no better
     assert abs(reg["final_val_loss"] - plain["final_val_loss"]) < 0.1  # the penalty does not wreck the LM
 
 

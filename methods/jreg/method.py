@@ -36,6 +36,9 @@ class JREGOptions(BaseModel):
         "none", description="none: gradient through h_{l-1} and h_l (reconstructed default); input: h_{l-1} detached")
     jump_form: Literal[tuple(JUMP_FORMS)] = Field(DEFAULT_JUMP_FORM, description="form of the logged jreg/jump")
     jump_k: int = Field(DEFAULT_JUMP_K, ge=1, description="'last k layers' of the logged jump strength")
+    early_exit: bool = Field(True, description="log jreg/early_exit_ce: CE of final norm + head applied to "
+                                               "h_l, l = ceil(L/2)..L-1, on fixed held-out windows (log steps only)")
+    early_exit_batch: int = Field(8, ge=1, description="held-out windows for the early-exit CE")
 
     @field_validator("weights")
     @classmethod
@@ -139,4 +142,33 @@ class JREG(Method):
         row.update({f"jreg/dist/{i}": d for i, d in enumerate(prof["distances"], start=1)})
         if self.last_penalty is not None:
             row["jreg/penalty"] = self.last_penalty.item()
+        if self.options.early_exit:
+            row.update(self.early_exit_ce(model))
         return row
+
+    @torch.no_grad()
+    def early_exit_ce(self, model: torch.nn.Module) -> dict[str, float]:
+        """Claim C8 (balanced middle layers): the model's own final norm and head read out h_l early.
+
+        GPT only (it has `ln_f`, `lm_head` and a held-out token stream); {} elsewhere. One extra forward
+        of `early_exit_batch` windows per log step, never per training step."""
+        wl, layers = self.ctx.workload, range(math.ceil(self.n / 2), self.n)
+        if not (hasattr(model, "ln_f") and hasattr(model, "lm_head") and hasattr(wl, "val_stream")) or not layers:
+            return {}
+        if getattr(self, "_val_batch", None) is None:
+            from benchmarks.workloads.gpt import EVAL_KEY
+            from claimbench.seeding import stable_key
+
+            self._val_batch = tuple(t.to(self.ctx.device) for t in
+                                    wl.val_stream.batch(stable_key(EVAL_KEY, 0), self.options.early_exit_batch))
+        was_training = model.training
+        model.eval()
+        try:
+            x, y = self._val_batch
+            hs = wl.forward(model, (x, y), frozenset({"hidden_states"})).hidden_states
+            ce = {layer: torch.nn.functional.cross_entropy(model.lm_head(model.ln_f(hs[layer])).flatten(0, 1).float(),
+                                                           y.flatten()).item() for layer in layers}
+        finally:
+            model.train(was_training)
+        return {"jreg/early_exit_ce": sum(ce.values()) / len(ce),
+                **{f"jreg/early_exit_ce/{layer}": v for layer, v in ce.items()}}
