@@ -93,11 +93,20 @@ def attach(module: nn.Module, kind: str, init: float = 1.0) -> Multipliers:
 
 def merge(model: nn.Module) -> nn.Module:
     """Fold every multiplier (and scalar-norm parametrization) into a plain weight, in place: the result has
-    the workload's original parameter names, so its state_dict loads into a model built without LRM."""
+    the workload's original parameter names, so its state_dict loads into a model built without LRM.
+
+    Done by hand rather than with `parametrize.remove_parametrizations`: that deletes the `weight` property from
+    the module's generated class, which a deepcopy shares, so merging a copy would break the trained model."""
     for mod in list(model.modules()):
-        if parametrize.is_parametrized(mod):
-            for tensor_name in list(mod.parametrizations.keys()):
-                parametrize.remove_parametrizations(mod, tensor_name, leave_parametrized=True)
+        if not parametrize.is_parametrized(mod):
+            continue
+        with torch.no_grad():
+            merged = {name: getattr(mod, name).detach().clone() for name in mod.parametrizations.keys()}
+        originals = {name: mod.parametrizations[name].original for name in merged}
+        del mod._modules["parametrizations"]
+        mod.__class__ = type(mod).__bases__[0]  # the plain class the parametrization subclassed
+        for name, value in merged.items():
+            mod.register_parameter(name, nn.Parameter(value, requires_grad=originals[name].requires_grad))
     return model
 
 

@@ -1,0 +1,270 @@
+"""The `lrm` plugin: Eq. 4 gradients, placements by role, optimizer groups and clip exclusion, merge() exactness,
+muP-init function preservation, ABM equilibrium, diagnostics, vision/MLP workloads, and bad input."""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn as nn
+
+from benchmarks.models.gpt import GPT
+from claimbench import registry
+from claimbench.config import ConfigError, load_config
+from claimbench.plugin import Workload
+from claimbench.testing import micro_overrides
+from claimbench.train import Trainer, prepare
+from methods.lrm import LRM, LRMOptions, merge
+from methods.lrm.diagnostics import ABM
+from methods.lrm.multipliers import Multipliers, attach
+
+
+def trainer(tmp_path: Path, methods: list, **sets) -> Trainer:
+    cfg = load_config(None, micro_overrides(4, methods, **sets), base={})
+    tr = Trainer(prepare(cfg, tmp_path / "run"))
+    tr.t_start = 0.0
+    return tr
+
+
+def wrapped(tr: Trainer) -> dict[str, str]:
+    """module path -> multiplier kind, read off the trained model."""
+    return {a.name: a.mult.kind for m in tr.methods if isinstance(m, LRM) for a in m.attached}
+
+
+# ------------------------------------------------------------------------------------------ the math
+
+def test_vector_multiplier_gradients_are_eq4():
+    torch.manual_seed(0)
+    lin = nn.Linear(6, 5, bias=False)
+    w_hat = lin.weight.detach().clone()
+    mult = attach(lin, "both")
+    with torch.no_grad():
+        mult.row.uniform_(0.5, 2)
+        mult.col.uniform_(0.5, 2)
+    x = torch.randn(7, 6)
+    y = lin(x)
+    y.pow(2).sum().backward()
+    r, c = mult.row.detach(), mult.col.detach()
+    w_eff = r[:, None] * w_hat * c[None, :]
+    G = 2 * (x @ w_eff.T).T @ x  # dL/dW for L = sum (x W^T)^2
+    torch.testing.assert_close(lin.parametrizations.weight.original.grad, r[:, None] * c[None, :] * G)
+    torch.testing.assert_close(mult.row.grad, (w_hat * c[None, :] * G).sum(1))
+    torch.testing.assert_close(mult.col.grad, (r[:, None] * w_hat * G).sum(0))
+
+
+def test_scalar_multiplier_gradient_sums_the_matrix():
+    torch.manual_seed(0)
+    lin = nn.Linear(4, 3, bias=False)
+    w_hat = lin.weight.detach().clone()
+    mult = attach(lin, "scalar", init=0.7)
+    x = torch.randn(5, 4)
+    lin(x).sum().backward()
+    G = torch.ones(5, 3).T @ x
+    torch.testing.assert_close(mult.s.grad, (w_hat * G).sum())
+    assert isinstance(lin.parametrizations.weight[0], Multipliers)
+
+
+# ------------------------------------------------------------------------------------------ placement
+
+def test_paper_placement_wraps_every_matrix_but_the_head(tmp_path):
+    tr = trainer(tmp_path, [{"name": "lrm"}], **{"model.arch": "llama"})
+    kinds = wrapped(tr)
+    assert kinds["wte"] == "both" and "lm_head" not in kinds
+    assert {kinds[f"blocks.0.{m}"] for m in ("attn.q", "attn.k", "attn.v", "attn.o", "mlp.fc", "mlp.gate",
+                                             "mlp.proj")} == {"both"}
+    roles = tr.ctx.roles
+    assert {n for n, r in roles.items() if r == "multiplier"} == {
+        n for n, _ in tr.model.named_parameters() if n.endswith((".0.row", ".0.col"))}
+    assert roles["blocks.0.attn.q.parametrizations.weight.original"] == "attn_q"
+    assert set(roles) == {n for n, _ in tr.model.named_parameters()}
+
+
+def test_symmetry_free_placement(tmp_path):
+    tr = trainer(tmp_path, [{"name": "lrm", "placement": "symmetry_free"}], **{"model.arch": "llama"})
+    kinds = wrapped(tr)
+    assert kinds["blocks.1.attn.q"] == "row" and kinds["blocks.1.attn.o"] == "both"
+    assert "blocks.1.attn.k" not in kinds and "blocks.1.attn.v" not in kinds
+    assert kinds["blocks.1.mlp.gate"] == "row" and kinds["blocks.1.mlp.proj"] == "both"
+    assert "blocks.1.mlp.fc" not in kinds
+
+
+def test_scalar_and_head_placements_and_tied_gpt2(tmp_path):
+    kinds = wrapped(trainer(tmp_path / "a", [{"name": "lrm", "placement": "scalar", "head": "row"}],
+                            **{"model.arch": "llama"}))
+    assert kinds["lm_head"] == "row" and kinds["blocks.0.mlp.fc"] == "scalar" and kinds["wte"] == "scalar"
+    kinds = wrapped(trainer(tmp_path / "b", [{"name": "lrm", "placement": "mlp_scalar"}], **{"model.arch": "llama"}))
+    assert set(kinds.values()) == {"scalar"} and all(".mlp." in k for k in kinds) and len(kinds) == 6
+    # gpt2 ties the head to the embedding: the shared matrix is left alone (the head stays unchanged)
+    kinds = wrapped(trainer(tmp_path / "c", [{"name": "lrm"}], **{"model.arch": "gpt2"}))
+    assert "wte" not in kinds and kinds["blocks.0.attn.q"] == "both"
+
+
+# ------------------------------------------------------------------------------------------ optimizer
+
+@pytest.mark.parametrize("clip", ["exclude", "include"])
+def test_multiplier_group_and_clip_norm_membership(tmp_path, clip):
+    tr = trainer(tmp_path, [{"name": "lrm", "weight_decay": 0.0, "lr_scale": 3.0, "clip": clip}],
+                 **{"model.arch": "llama", "train.weight_decay": 0.1})
+    roles = tr.ctx.roles
+    mult = [g for g in tr.optimizer.param_groups if all(roles[n] == "multiplier" for n in g["names"])]
+    assert len(mult) == 1 and mult[0]["weight_decay"] == 0.0 and mult[0]["lr"] == pytest.approx(3 * tr.train_cfg.lr)
+    w_hat = next(g for g in tr.optimizer.param_groups if "wte.parametrizations.weight.original" in g["names"])
+    assert w_hat["weight_decay"] == 0.1  # the matrices keep the run's weight decay
+    ids = {id(p) for p in mult[0]["params"]}
+    in_clip = {id(p) for p in tr.params} & ids
+    assert (in_clip == ids) if clip == "include" else not in_clip
+
+
+def test_s_factor_moves_lr_and_wd_at_fixed_product(tmp_path):
+    tr = trainer(tmp_path, [{"name": "lrm", "placement": "none", "s_factor": {"readout": 8.0}}],
+                 **{"model.arch": "llama", "train.weight_decay": 0.1})
+    g = next(g for g in tr.optimizer.param_groups if g["names"] == ["lm_head.weight"])
+    assert g["lr"] == pytest.approx(8 * tr.train_cfg.lr) and g["weight_decay"] == pytest.approx(0.1 / 8)
+
+
+def test_clip_factors_are_smaller_when_multipliers_are_included(tmp_path):
+    tr = trainer(tmp_path, [{"name": "lrm", "clip": "include"}], **{"model.arch": "llama", "train.grad_clip": 0.05,
+                                                                    "train.lr": 1e-2})
+    for _ in range(2):
+        _, _, out, _ = tr.train_step()
+    row = tr.methods[0].metrics(tr.step, tr.model, out)
+    assert row["lrm/mult_grad_norm"] > 0
+    assert row["lrm/clip_factor_incl"] < row["lrm/clip_factor_excl"] <= 1.0
+    assert row["lrm/clip_factor_excl"] == pytest.approx(min(1.0, 0.05 / (row["lrm/rest_grad_norm"] + 1e-6)))
+
+
+# ------------------------------------------------------------------------------------------ merge / init
+
+@pytest.mark.parametrize("arch", ["llama", "gpt2"])
+def test_merged_model_equals_trained_model_and_loads_into_a_plain_gpt(tmp_path, arch):
+    tr = trainer(tmp_path, [{"name": "lrm", "lr_scale": 30.0}], **{"model.arch": arch, "train.lr": 1e-2})
+    for _ in range(4):
+        tr.train_step()
+    model = tr.model.eval()
+    mults = [p for n, p in model.named_parameters() if tr.ctx.roles[n] == "multiplier"]
+    assert max((p - 1).abs().max().item() for p in mults) > 1e-2  # the multipliers did move
+    x = torch.randint(0, 512, (2, 32))
+    with torch.no_grad():
+        before = model(x).logits
+        merged = merge(copy.deepcopy(model))
+        after = merged(x).logits
+        plain = GPT(model.cfg).eval()
+        plain.load_state_dict(merged.state_dict())
+        exported = plain(x).logits
+    assert not any("parametrizations" in n for n, _ in merged.named_parameters())
+    torch.testing.assert_close(after, before, atol=1e-6, rtol=0)
+    torch.testing.assert_close(exported, before, atol=1e-6, rtol=0)
+
+
+def test_mup_init_absorbs_forward_multipliers_without_changing_the_function(tmp_path):
+    sets = {"model.arch": "llama", "model.embed_mult": 3.0, "model.attn_scale": 1 / 16}
+    base = trainer(tmp_path / "a", [], **sets).model.eval()
+    tr = trainer(tmp_path / "b", [{"name": "lrm", "init": "mup"}], **sets)
+    model = tr.model.eval()
+    assert model.cfg.embed_mult == 1.0 and model.blocks[0].attn.scale == pytest.approx(1 / 4)
+    assert model.wte.parametrizations.weight[0].row[0].item() == pytest.approx(3.0)
+    assert model.blocks[0].attn.k.parametrizations.weight[0].row[0].item() == pytest.approx(0.25)
+    x = torch.randint(0, 512, (2, 32))
+    with torch.no_grad():
+        torch.testing.assert_close(model(x).logits, base(x).logits, atol=1e-5, rtol=0)
+
+
+# ------------------------------------------------------------------------------------------ diagnostics
+
+def test_abm_settles_at_sqrt_lr_over_wd_and_resumes_exactly():
+    finals = []
+    for lr, wd in ((0.01, 0.3), (0.01, 1.2)):  # S ratio 2 -> RMS ratio 2 under sqrt(lr/wd)
+        abm = ABM(1024, 0.02, (0.9, 0.95), 1e-8, seed=0)
+        for _ in range(1500):  # >= 4.5 relaxation times 1/(lr wd)
+            abm.step(lr, wd)
+        finals.append(abm.rms())
+    assert finals[0] / finals[1] == pytest.approx(2.0, rel=0.1)
+    a = ABM(1000, 0.02, (0.9, 0.95), 1e-8, seed=1)
+    for _ in range(3):
+        a.step(0.01, 0.1)
+    state = copy.deepcopy(a.state_dict())
+    a.step(0.01, 0.1)
+    a.step(0.01, 0.1)
+    b = ABM(1000, 0.02, (0.9, 0.95), 1e-8, seed=1)
+    b.load_state_dict(state)
+    b.step(0.01, 0.1)
+    b.step(0.01, 0.1)
+    assert torch.equal(a.param, b.param)
+
+
+def test_diagnostics_in_metrics_jsonl(tmp_path):
+    from claimbench.testing import run_micro
+
+    res, rows = run_micro(tmp_path / "run", steps=4, methods=[{"name": "lrm"}], **{"model.arch": "llama"})
+    last = rows[-1]
+    for key in ("lrm/rms_w/blocks.0.attn.q", "lrm/rms_r/blocks.0.attn.q", "lrm/rms_c/wte", "lrm/abm_rms",
+                "lrm/readout_rms_w", "lrm/row_spread/attn_q", "lrm/row_spread/mlp_gate", "lrm/qk_log10_ratio",
+                "lrm/resid_rms", "lrm/clip_factor_excl", "lrm/clip_factor_incl", "lrm/final_norm_rms"):
+        assert key in last and math.isfinite(last[key]), key
+    assert res["status"] == "ok"
+
+
+def test_final_norm_variants(tmp_path):
+    tr = trainer(tmp_path / "s", [{"name": "lrm", "placement": "none", "final_norm": "scalar"}],
+                 **{"model.arch": "llama"})
+    trainable = {n for n, p in tr.model.named_parameters() if p.requires_grad}
+    assert "ln_f.parametrizations.weight.0.s" in trainable and "ln_f.parametrizations.weight.original" not in trainable
+    tr = trainer(tmp_path / "f", [{"name": "lrm", "placement": "none", "final_norm": "frozen", "freeze_norms": True}],
+                 **{"model.arch": "llama"})
+    assert not any(p.requires_grad for n, p in tr.model.named_parameters() if tr.ctx.roles[n] == "norm")
+
+
+# ------------------------------------------------------------------------------------------ other workloads
+
+@pytest.mark.parametrize("name", ["mlp", "vit", "swin"])
+def test_lrm_on_vision_and_mlp_workloads_trains_and_merges(tmp_path, name):
+    from benchmarks.data.images import micro_image_dir
+
+    sets = [f"workload={name}", "size=micro", f"data.dir={micro_image_dir()}", "train.steps=2",
+            "train.batch_size=8", "train.warmup_steps=0", "log.every=1", "eval.every=0", "ckpt.every=0",
+            f"methods={json.dumps([{'name': 'lrm', 'lr_scale': 30.0}])}", "train.lr=1e-2"]
+    tr = Trainer(prepare(load_config(None, sets, base={}), tmp_path / "run"))
+    assert wrapped(tr) and all(tr.ctx.roles[n] for n, _ in tr.model.named_parameters())
+    for _ in range(2):
+        _, _, out, _ = tr.train_step()
+    assert math.isfinite(out.loss.item())
+    x = tr.run.workload.train_batch(0, 0, 4)[0]
+    model = tr.model.eval()
+    with torch.no_grad():
+        trained = model(x)
+        torch.testing.assert_close(merge(copy.deepcopy(model))(x), trained, atol=1e-6, rtol=0)
+        torch.testing.assert_close(model(x), trained, atol=0, rtol=0)  # merging a copy leaves the model intact
+
+
+# ------------------------------------------------------------------------------------------ bad input
+
+@pytest.mark.parametrize("opts, needle", [({"placement": "everywhere"}, "placement"),
+                                         ({"weight_decay": -1e-3}, "weight_decay"),
+                                         ({"s_factor": {"norm": 2.0}}, "s_factor")])
+def test_bad_options_are_one_line_errors_before_training(tmp_path, opts, needle):
+    cfg = load_config(None, micro_overrides(4, [{"name": "lrm", **opts}]), base={})
+    with pytest.raises(ConfigError) as e:
+        prepare(cfg, tmp_path / "run")
+    assert needle in str(e.value) and "\n" not in str(e.value)
+    assert not (tmp_path / "run").exists()
+
+
+def test_workload_without_matrix_roles_is_rejected():
+    class NormsOnly(Workload):
+        name = "normsonly"
+        sizes = {"micro": {}}
+
+        def build_model(self):
+            return nn.Sequential(nn.LayerNorm(4))
+
+        def param_roles(self, model):
+            return {n: "norm" if n.endswith("weight") else "bias" for n, _ in model.named_parameters()}
+
+    cfg = load_config(None, [o for o in micro_overrides(4) if not o.startswith("data.")], base={})
+    with pytest.raises(ConfigError, match="matrix"):
+        LRM.check(LRMOptions(), NormsOnly(cfg))
+    assert registry.get("method", "lrm") is LRM
