@@ -209,3 +209,25 @@ def test_attn_probe_leaves_training_unchanged(tmp_path):
     probed, rows = run_micro(tmp_path / "b", steps=10, methods=[{"name": "attn_probe", "probe_every": 5}], **sets)
     assert probed["final_train_loss"] == base["final_train_loss"]
     assert "attn/entropy_mean/L1" in rows[-1] and "spectral/sigma1/blocks.0.attn.q.weight" in rows[-1]
+
+
+def test_lr_crash_rule_and_tau_band():
+    from methods.adamw2.analysis import RunInfo, lr_crash, tau_band
+
+    def run(arm, lr, seed, status, val=None, tau=None):
+        return RunInfo(None, arm, lr, seed, tau, status, 50 if status == "diverged" else None, val, 128)
+
+    runs = [run("warmup", lr, s, "ok") for lr in (1e-2, 3e-2, 1e-1) for s in range(3)]
+    runs += [run("nowarmup", 1e-2, s, "ok") for s in range(3)]
+    runs += [run("nowarmup", 3e-2, s, "diverged" if s else "ok") for s in range(3)]  # 2 of 3
+    runs += [run("nowarmup", 1e-1, s, "diverged") for s in range(3)]
+    assert lr_crash(runs)["lr_crash"] == 3e-2
+    runs[3] = run("warmup", 3e-2, 0, "diverged")  # the control crashes too: not LR_crash
+    assert lr_crash(runs)["lr_crash"] == 1e-1
+    ref = [run("warmup", 3e-2, s, "ok", 3.0 + 0.001 * s) for s in range(2)]
+    taus = [run("adamw2", 3e-2, s, "ok", v, tau) for tau, v in ((0.01, 3.5), (0.03, 3.01), (0.1, 3.0), (0.3, 2.99))
+            for s in range(2)]
+    band = tau_band(taus, ref)
+    assert band["log2_band_width"] == pytest.approx(math.log2(0.3 / 0.03))
+    taus[-1] = run("adamw2", 3e-2, 1, "diverged", None, 0.3)
+    assert tau_band(taus, ref)["log2_band_width"] == pytest.approx(math.log2(0.1 / 0.03))
