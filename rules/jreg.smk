@@ -1,9 +1,18 @@
-# JREG (issue 10): the held-out jump profile of every run of a `jreg*` grid entry, then one summary
-# (summary.json with the statistic each JREG claim reads, jump.md, jump_over_training.png, profiles.png).
+# JREG (issue 10): the held-out jump profile of every run of a `jreg*` grid entry (the claims' grids of
+# `papers: [jreg]`, or config/jreg-smoke.d), one summary (summary.json with the statistic each JREG claim
+# reads, jump.md, jump_over_training.png, profiles.png) and claim C7's per-task regressions from lm_eval.json.
 #   snakemake jreg_summary --cores 2 --configfile config/jreg-smoke.yaml   (target first: --configfile takes a list)
-# With no jreg grid in the profile, JREG_RUNS is empty and these rules are never scheduled.
+# With no jreg run in the profile these rules are never scheduled.
+
+from claimbench.claims import load_all as jreg_load_claims
 
 JREG_RUNS = sorted(rid for rid, spec in RUNS.items() if spec.meta.get("group", "").startswith("jreg"))
+JREG_C7 = next((c for c in jreg_load_claims() if c.id == "jreg.c7_task_regressions"), None)
+JREG_C7_ARMS = {arm: sorted(specs) for arm, specs in (JREG_C7.arms(config["profile"]) if JREG_C7 else {}).items()}
+JREG_C7_READY = {"jreg", "base"} <= set(JREG_C7_ARMS) and all(
+    rid in RUNS for arm in ("jreg", "base") for rid in JREG_C7_ARMS[arm])
+TARGETS += [f"{RESULTS}/jreg/summary.json"] if JREG_RUNS else []
+TARGETS += [f"{RESULTS}/analysis/jreg/task_regressions.json"] if JREG_C7_READY else []
 
 
 rule jreg_profile:
@@ -44,3 +53,21 @@ rule jreg_summary:
     shell:
         "{params.py} -m methods.jreg.summary --runs {params.runs} --profiles {input.profiles} "
         "--out {params.out} > {log} 2>&1"
+
+
+rule jreg_task_regressions:
+    conda:
+        "../environment.yml"
+    input:
+        jreg=[f"{RUNS_DIR}/{rid}/lm_eval.json" for rid in JREG_C7_ARMS.get("jreg", [])],
+        base=[f"{RUNS_DIR}/{rid}/lm_eval.json" for rid in JREG_C7_ARMS.get("base", [])],
+    output:
+        f"{RESULTS}/analysis/jreg/task_regressions.json",
+    params:
+        py=PY,
+        jreg=lambda w, input: " ".join(str(Path(p).parent) for p in input.jreg),
+        base=lambda w, input: " ".join(str(Path(p).parent) for p in input.base),
+    log:
+        f"{RESULTS}/logs/jreg_task_regressions.log",
+    shell:
+        "{params.py} -m methods.jreg.tasks --jreg {params.jreg} --base {params.base} --out {output} > {log} 2>&1"
