@@ -25,8 +25,20 @@ COLUMNS = ["paper", "claim", "statement", "source", "paper_value", "our_value", 
 
 
 def build_studies(claims: list[Claim], profile: str, runs_dir: str | Path, results_dir: str | Path) -> list[dict]:
-    """One study per claim, computed fresh from the run files (missing/corrupt runs -> not_run)."""
-    return [run_study(c, profile, runs_dir, results_dir, unknown_plugins(c, profile)) for c in claims]
+    """One study per claim, computed fresh from the run files (missing/corrupt runs -> not_run).
+
+    Plugins are looked up (importing every plugin module, seconds) only to explain missing runs:
+    a claim whose runs all exist needs no registry.
+    """
+    studies = []
+    for c in claims:
+        s = run_study(c, profile, runs_dir, results_dir)
+        if s["missing"]:
+            unknown = unknown_plugins(c, profile)
+            if unknown:
+                s = run_study(c, profile, runs_dir, results_dir, unknown)
+        studies.append(s)
+    return studies
 
 
 def fmt(x) -> str:
