@@ -176,3 +176,39 @@ def test_jump_on_hf_directory_takes_last_state_before_norm(tmp_path):
     assert torch.allclose(model.transformer.ln_f(m.hidden_states[-1][:1]), hf[-1], atol=1e-5)
     assert not torch.allclose(m.hidden_states[-1][:1], hf[-1], atol=1e-3)
     assert jump_profile(m.hidden_states)["distances"][-1] != pytest.approx(m.info["d_last_hf_normed"], abs=1e-4)
+
+
+def test_task_regressions_counts_only_beyond_noise():
+    from methods.jreg.tasks import compare
+
+    def doc(a: float, b: float) -> dict:
+        return {"results": {"t_a": {"acc,none": a}, "t_b": {"acc,none": b}}, "chance": {"t_a": 0.5, "t_b": 0.25}}
+
+    base = {0: doc(0.70, 0.40), 1: doc(0.72, 0.41), 2: doc(0.71, 0.39)}
+    jreg = {0: doc(0.60, 0.45), 1: doc(0.63, 0.36), 2: doc(0.61, 0.44)}  # t_a drops 0.10 every seed; t_b noise
+    r = compare(jreg, base)
+    assert r["tasks"]["t_a"]["regressed"] and not r["tasks"]["t_b"]["regressed"]
+    assert r["n_regressed"] == 1 and r["n_improved"] == 0 and r["seeds"] == [0, 1, 2]
+
+
+def test_summary_pairs_arms_by_seed(tmp_path):
+    from methods.jreg.measure import from_checkpoint, profile_record
+    from methods.jreg.summary import main
+
+    sets = {"model.n_layer": 4, "model.arch": "llama", "log.every": 10}
+    dirs = []
+    for name, lam in (("base", 0.0), ("reg", 1.0)):
+        run_micro(tmp_path / name, 30, [{"name": "jreg", "lam": lam}], **sets)
+        rec = profile_record(from_checkpoint(tmp_path / name / "ckpt.pt", None, max_windows=4), "ratio", 1)
+        (tmp_path / f"{name}.json").write_text(json.dumps(rec))
+        dirs.append(str(tmp_path / name))
+    assert main(["--runs", *dirs, "--profiles", str(tmp_path / "base.json"), str(tmp_path / "reg.json"),
+                 "--out", str(tmp_path / "out")]) == 0
+    s = json.loads((tmp_path / "out" / "summary.json").read_text())
+    (setting,) = s["settings"].values()
+    assert set(s_arm.split()[0] for s_arm in setting["arms"]) == {"baseline", "jreg"}
+    (paired,) = setting["paired"].values()
+    base_d = json.loads((tmp_path / "base.json").read_text())["distances"][-1]
+    reg_d = json.loads((tmp_path / "reg.json").read_text())["distances"][-1]
+    assert paired["d_last"]["values"] == pytest.approx([reg_d - base_d])
+    assert (tmp_path / "out" / "jump_over_training.png").is_file() and (tmp_path / "out" / "jump.md").is_file()
