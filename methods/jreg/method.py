@@ -19,9 +19,10 @@ from claimbench.plugin import Method, Outputs, Workload
 from claimbench.registry import register_method
 from methods.jreg.metric import DEFAULT_JUMP_FORM, DEFAULT_JUMP_K, JUMP_FORMS, jump_profile, token_cosines
 
-# Workloads whose forward returns embeddings + every block's output (pre final norm) on request.
-# `vit` is not listed: its workload had not landed with hidden states when this was written.
-HIDDEN_STATE_WORKLOADS = frozenset({"gpt"})
+# Workloads whose forward returns embeddings + every block's output (pre final norm) on request, all of one
+# width. Not swin (patch merging changes the width between stages: no cosine across a merge) nor mlp (no
+# transformer, and its blocks are not the paper's subject).
+HIDDEN_STATE_WORKLOADS = frozenset({"gpt", "vit"})
 
 
 class JREGOptions(BaseModel):
