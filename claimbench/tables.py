@@ -153,6 +153,9 @@ def paper_page(paper: dict, studies: list[dict], claims: list[Claim], results: P
            + (f" · our reading of the paper: `{paper['spec']}`" if paper.get("spec") else ""), "",
            f"Profile `{profile}`. {verdict_counts(studies)}. {_provenance_line(studies)}", "",
            df[["claim", "paper_value", "our_value", "scale", "verdict"]].to_markdown(index=False), ""]
+    summary = results / "analysis" / paper["id"] / "summary.md"
+    if summary.is_file():  # a paper's own analysis stage (LR_crash search, law fits, ...) writes its details here
+        out += [f"The paper's analysis stage: [analysis/{paper['id']}/summary.md]({summary.relative_to(results)})", ""]
     by_id = {c.id: c for c in claims}
     for s in studies:
         c = by_id[s["claim"]]

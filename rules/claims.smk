@@ -35,8 +35,8 @@ rule study:
         py=PY,
         profile=config["profile"],
         runs_dir=RUNS_DIR,
-        results=RESULTS,
-        out=f"{RESULTS}/studies",
+        results=lambda w, output: Path(output[0]).parent.parent,
+        out=lambda w, output: Path(output[0]).parent,
     log:
         f"{RESULTS}/logs/study/{{claim}}.log",
     shell:
@@ -58,7 +58,7 @@ rule tables:
         py=PY,
         profile=config["profile"],
         runs_dir=RUNS_DIR,
-        results=RESULTS,
+        results=lambda w, output: Path(output.md).parent,
     log:
         f"{RESULTS}/logs/tables.log",
     shell:
@@ -79,7 +79,7 @@ rule figures:
         py=PY,
         profile=config["profile"],
         runs_dir=RUNS_DIR,
-        results=RESULTS,
+        results=lambda w, output: Path(output[0]).parent.parent,
     log:
         f"{RESULTS}/logs/figures.log",
     shell:
