@@ -201,3 +201,29 @@ def test_unregistered_plugin_is_not_run_naming_it(toy):
     c.grid = {"smoke": {**c.grid["smoke"], "b": {**c.grid["smoke"]["b"], "methods": [["nosuchmethod"]]}}}
     (s,) = build_studies([c], "smoke", runs, results)
     assert s["verdict"] == "not_run" and s["why"] == "not implemented yet: method 'nosuchmethod'"
+
+
+@pytest.mark.slow
+def test_snakemake_tables_rule_lists_every_claim(tmp_path):
+    """`snakemake tables` through the real Snakefile: no runs at this profile -> every claim not_run."""
+    import os
+    import subprocess
+    import sys
+
+    from claimbench.testing import REPO
+
+    cfg = {"profile": "micro", "runs_dir": "runs/micro", "results_dir": "results", "threads_per_run": 1,
+           "data": {"shakespeare": {"corpus": "shakespeare", "vocab_size": 512, "dir": "data/shakespeare"}},
+           "grid": []}
+    (tmp_path / "micro.yaml").write_text(yaml.safe_dump(cfg))
+    env = {**os.environ, "PATH": f"{os.path.dirname(sys.executable)}:{os.environ['PATH']}"}
+    r = subprocess.run([sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory",
+                        str(tmp_path), "--configfile", str(tmp_path / "micro.yaml"), "--cores", "1", "tables"],
+                       capture_output=True, text=True, env=env, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    df = pd.read_csv(tmp_path / "results" / "claims.csv")
+    assert list(df["claim"]) == [c.id for c in load_all()] and set(df["verdict"]) == {"not_run"}
+    bad = subprocess.run([sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory",
+                          str(tmp_path), "--configfile", str(tmp_path / "micro.yaml"), "--cores", "1", "-n",
+                          "--config", "papers=[nosuchpaper]"], capture_output=True, text=True, env=env, timeout=600)
+    assert bad.returncode != 0 and "unknown paper 'nosuchpaper'" in bad.stdout + bad.stderr
