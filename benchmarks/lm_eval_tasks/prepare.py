@@ -3,7 +3,7 @@
 - `cb_shakespeare_cloze`: a LAMBADA-style last-word cloze (our own, not LAMBADA): the closing word of
   a speech given the speech, from the held-out plays `VAL_PLAYS` only, which no run trains on.
   Unlike LAMBADA, passages are not filtered for needing the wider context.
-- `cb_shakespeare_ppl`: the held-out plays, one document per scene, for rolling perplexity.
+- `cb_shakespeare_ppl`: the held-out plays cut into documents of a few speeches, for rolling perplexity.
 - `cb_quartz`: QuaRTz two-way multiple choice, parsed from the raw file `fetch_data.sh` extracts.
 Run as `claimbench lm-eval-data --out data/lm_eval`; tasks read the directory given by the
 environment variable CLAIMBENCH_LM_EVAL_DATA (default: data/lm_eval in the repository).
@@ -25,6 +25,7 @@ RAW_QUARTZ = "raw/quartz_samples.jsonl"
 FETCH = "benchmarks/lm_eval_tasks/fetch_data.sh"
 MIN_WORDS = 20  # a cloze passage gives at least this much context
 MAX_CHARS = 1200  # and at most this much (whole lines, cut from the front)
+PPL_CHARS = 2000  # perplexity documents: a few speeches each, so a small `limit` is cheap and still varied
 _LAST_WORD = re.compile(r"^(.*\S) ([A-Za-z][A-Za-z']*[A-Za-z])[^A-Za-z]*$", re.S)
 _QUARTZ = re.compile(r"(.*)\n\n A: (.*)\n B: (.*)", re.S)
 
@@ -60,17 +61,17 @@ def cloze_docs() -> list[dict]:
 
 
 def ppl_docs() -> list[dict]:
-    """Each held-out play cut into scenes (the text before the first scene stays with it)."""
+    """Each held-out play cut at speech boundaries into documents of about PPL_CHARS characters."""
     docs = []
     for play, text in val_play_texts().items():
-        pending = ""
-        for part in re.split(r"(?<=\n)(?=SCENE )", text):
-            pending += part
-            if len(pending) >= 500:  # a title or act heading alone is no document
-                docs.append({"play": play, "text": pending.strip() + "\n"})
-                pending = ""
-        if pending.strip():
-            docs.append({"play": play, "text": pending.strip() + "\n"})
+        pending: list[str] = []
+        for block in text.split("\n\n"):
+            pending.append(block)
+            if sum(len(b) + 2 for b in pending) >= PPL_CHARS:
+                docs.append({"play": play, "text": "\n\n".join(pending).strip() + "\n"})
+                pending = []
+        if "".join(pending).strip():
+            docs.append({"play": play, "text": "\n\n".join(pending).strip() + "\n"})
     return docs
 
 
