@@ -273,13 +273,13 @@ def test_cli_evaluates_checkpoint_offline_and_other_models_pass_through(run_dir,
             "--include_path", str(REPO / "benchmarks/lm_eval_tasks"), "--limit", "3", "--batch_size", "4"]
     p = subprocess.run([*base, "--model", "claimbench", "--model_args", f"checkpoint={run_dir / 'ckpt.pt'}",
                         "--output_path", str(tmp_path / "out")], cwd=REPO, env=_offline_env(tmp_path),
-                       capture_output=True, text=True, timeout=170)
+                       capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, p.stderr[-3000:]
     assert "cb_quartz" in p.stdout and "acc_norm" in p.stdout and "perplexity" in p.stdout
     saved = list((tmp_path / "out").rglob("results_*.json"))
     assert saved and json.loads(saved[0].read_text())["results"]["cb_quartz"]["sample_len"] == 3
     p = subprocess.run([*base, "--model", "dummy"], cwd=REPO, env=_offline_env(tmp_path), capture_output=True,
-                       text=True, timeout=170)
+                       text=True, timeout=300)
     assert p.returncode == 0 and "cb_quartz" in p.stdout, p.stderr[-3000:]
 
 

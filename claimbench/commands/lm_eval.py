@@ -5,13 +5,15 @@ tasks' jsonl).
 lm-eval 0.4 has no entry point for outside models, so the launcher imports our model module (which
 registers `claimbench`) and hands every argument to `lm_eval.__main__.cli_evaluate()` unchanged:
 `--model hf` and every other lm-eval model keep working. Before that it checks the data of the tasks
-it knows, so a missing data set fails at once, before any model loads.
+it knows, so a missing data set fails at once, before any model loads, and it sets HF_HUB_OFFLINE=1 and
+HF_DATASETS_OFFLINE=1 unless they are set (export them as 0 to let lm-eval download).
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 LM_EVAL_SUBCOMMANDS = ("run", "ls", "validate")
 
@@ -31,10 +33,12 @@ def cmd_lm_eval(ns) -> int:
     from claimbench.lm_eval_tasks import TASKS, check_data
 
     args = list(ns.args)
+    for flag in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"):  # never reach for the network unless asked to
+        os.environ.setdefault(flag, "1")
     tasks = _arg(args, "--tasks")
     if tasks:
         known = [t for t in tasks.split(",") if t in TASKS]
-        check_data(known, os.environ.get("HF_HOME"))
+        check_data(known, os.environ.get("HF_HOME") or Path.home() / ".cache" / "huggingface")
     from lm_eval.__main__ import cli_evaluate
 
     import claimbench.lm_eval_model  # noqa: F401  (registers the model "claimbench")
