@@ -46,7 +46,7 @@ def output_names(stat: dict) -> set[str]:
     if kind == "trend":
         return COMMON | {"rho_min", "rho_max", "n"}
     if kind == "from_file":
-        return COMMON
+        return COMMON | set(stat.get("values", {}))
     raise ValueError(kind)
 
 
@@ -166,6 +166,7 @@ def compute(stat: dict, evidence: dict[str, list[RunEvidence]], grid: dict, path
         lo_k, hi_k = stat.get("ci_keys", [None, None])
         out["ci_lo"] = _dig(data, lo_k) if lo_k else out["estimate"]
         out["ci_hi"] = _dig(data, hi_k) if hi_k else out["estimate"]
+        out.update({name: _dig(data, key) for name, key in stat.get("values", {}).items()})
     return out
 
 

@@ -54,6 +54,12 @@ TOY = {
                        "direction": "higher", "chance": 0.25},
          "rule": {"reproduced_if": "ci_lo > 0", "not_reproduced_if": "ci_hi < 0",
                   "cannot_judge_at": {"gpu": "not at gpu"}}},
+        {"id": "toy.law", "statement": "The law picks the best schedule.", "source": "abstract",
+         "paper_value": {"value": 0.94, "setting": "toy"},
+         "grid": {"smoke": {"a": arm(1e-3)}},
+         "statistic": {"kind": "from_file", "path": "{results}/analysis/toy.json", "key": "laws.x.hit_rate",
+                       "values": {"low": "laws.x.wilson_low"}},
+         "rule": {"reproduced_if": "estimate >= 0.75 and low > 0.3", "not_reproduced_if": "estimate < 0.6"}},
         {"id": "toy.transfer", "statement": "The optimal LR moves by less than one octave with width.",
          "source": "Fig. 3", "paper_value": {"value": 0, "unit": "log2", "setting": "toy"},
          "grid": {"smoke": {"fl": {"workload": "gpt", "size": "micro", "recipes": ["adamw"], "seeds": [0],
@@ -149,6 +155,19 @@ def test_lm_eval_scores_and_scale_rule(toy):
     assert s["verdict"] == "reproduced" and s["estimate"] == pytest.approx(0.11, abs=1e-9)
     g = run_study(toy[0]["toy.downstream"], "gpu", toy[1], toy[2])
     assert g["verdict"] == "not_run" and "no grid" in g["why"]
+
+
+def test_from_file_statistic_reads_an_analysis_output(toy):
+    claims, runs, results = toy
+    s = _study(claims, runs, results, "toy.law")
+    assert s["verdict"] == "not_run" and "analysis output missing" in s["why"]
+    (results / "analysis").mkdir(parents=True)
+    (results / "analysis" / "toy.json").write_text('{"laws": {"x": {"hit_rate": 0.8, "wilson_low": 0.45}}}')
+    s = _study(claims, runs, results, "toy.law")
+    assert s["verdict"] == "reproduced" and s["values"]["low"] == 0.45
+    (results / "analysis" / "toy.json").write_text('{"laws": {}}')
+    with pytest.warns(UserWarning, match="no usable value at 'laws.x.hit_rate'"):
+        assert _study(claims, runs, results, "toy.law")["verdict"] == "not_run"
 
 
 def test_optimum_shift_from_a_sweep(toy):
