@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from benchmarks.data.images import ImageData, ImagePipeline, micro_image_dir, open_split
+from benchmarks.data.images import ImageData, ImagePipeline, micro_image_dir, open_split, random_resized_crop_params
 from benchmarks.models.vision import SplitQKV, capture
 from claimbench import registry
 from claimbench.config import ConfigError, load_config
@@ -102,6 +102,10 @@ def test_imagefolder_layout(data_dir, tmp_path):
     assert x.shape == (4, 3, 24, 24) and int(y.max()) < pipe.num_classes
     assert torch.equal(x, pipe.train_batch(0, 0, 4)[0])
     assert pipe.val_batch(0, 2)[0].shape == (2, 3, 24, 24)
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        top, left, h, w = random_resized_crop_params(28, 40, rng)
+        assert 0 <= top and top + h <= 28 and 0 <= left and left + w <= 40 and h > 0 and w > 0
 
 
 def test_augmentation_and_padding(data_dir):

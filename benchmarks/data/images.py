@@ -187,27 +187,46 @@ class FolderSet:
         return len(self.samples)
 
     def get(self, indices: np.ndarray, train: bool, keys: list[int], img_size: int | None) -> tuple[torch.Tensor, ...]:
+        """Decode in threads; `train`: RandomResizedCrop drawn from each sample's key, else resize + center crop."""
         from PIL import Image
-        from torchvision.transforms import v2
+        from torchvision.transforms.v2 import functional as TF
 
         size = img_size or 224
-        if train:
-            tf = v2.Compose([v2.RandomResizedCrop(size, antialias=True)])
-        else:
-            tf = v2.Compose([v2.Resize(int(size / 0.875), antialias=True), v2.CenterCrop(size)])
 
         def load(j: int) -> torch.Tensor:
             path, _ = self.samples[int(indices[j])]
             with Image.open(path) as im:
-                x = v2.functional.pil_to_tensor(im.convert("RGB"))
-            if not train:
-                return tf(x)
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(stable_key(keys[j], CROP_KEY))  # the sample's own crop, whatever the batching
-                return tf(x)
+                x = TF.pil_to_tensor(im.convert("RGB"))
+            if train:
+                top, left, h, w = random_resized_crop_params(x.shape[-2], x.shape[-1],
+                                                             np.random.default_rng(stable_key(keys[j], CROP_KEY)))
+                return TF.resized_crop(x, top, left, h, w, [size, size], antialias=True)
+            x = TF.resize(x, [int(size / 0.875)], antialias=True)
+            return TF.center_crop(x, [size, size])
 
         xs = list(self.pool.map(load, range(len(indices))))
         return torch.stack(xs), torch.tensor([self.samples[int(i)][1] for i in indices], dtype=torch.int64)
+
+
+def random_resized_crop_params(height: int, width: int, rng: np.random.Generator, scale=(0.08, 1.0),
+                               ratio=(3 / 4, 4 / 3)) -> tuple[int, int, int, int]:
+    """torchvision's RandomResizedCrop.get_params, drawn from `rng` (torch's global RNG is not thread-safe)."""
+    area = height * width
+    log_ratio = (np.log(ratio[0]), np.log(ratio[1]))
+    for _ in range(10):
+        target = area * rng.uniform(*scale)
+        aspect = float(np.exp(rng.uniform(*log_ratio)))
+        w, h = int(round(np.sqrt(target * aspect))), int(round(np.sqrt(target / aspect)))
+        if 0 < w <= width and 0 < h <= height:
+            return int(rng.integers(0, height - h + 1)), int(rng.integers(0, width - w + 1)), h, w
+    in_ratio = width / height  # fallback: the central crop of the allowed aspect ratios
+    if in_ratio < ratio[0]:
+        w, h = width, int(round(width / ratio[0]))
+    elif in_ratio > ratio[1]:
+        w, h = int(round(height * ratio[1])), height
+    else:
+        w, h = width, height
+    return (height - h) // 2, (width - w) // 2, h, w
 
 
 def open_split(data_dir: str | Path, split: str) -> tuple[RecordSet | FolderSet, dict]:
@@ -295,7 +314,8 @@ class ImagePipeline:
 
     def train_batch(self, step: int, micro: int, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
         d = self._draws(step, micro, batch_size)
-        x, y = self.train.get(self.train_indices(step, micro, batch_size), True, d["keys"].tolist(), self.img_size)
+        x, y = self.train.get(self.train_indices(step, micro, batch_size), self.augment, d["keys"].tolist(),
+                              self.img_size)
         if self.randaugment is not None:
             x = self._randaugment(x, d["keys"])
         x = self._fit(self._normalize(x))
@@ -327,9 +347,10 @@ class ImagePipeline:
         return F.interpolate(x, size=(size, size), mode="bilinear", antialias=h > size, align_corners=False)
 
     def _crop_pad(self) -> int:
+        """Pad of the random crop: img_size // 8 for the small sets; none for ImageFolder (RandomResizedCrop)."""
         if self.opts.crop_pad is not None:
             return self.opts.crop_pad
-        return (self.out_size or 32) // 8
+        return 0 if isinstance(self.train, FolderSet) else (self.out_size or 32) // 8
 
     def _crop_flip(self, x: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor, flip: torch.Tensor) -> torch.Tensor:
         """Random crop of the zero-padded image (offsets dy, dx in [0, 2 * pad]) and horizontal flip."""
