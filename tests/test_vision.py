@@ -6,6 +6,7 @@ import hashlib
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -280,3 +281,28 @@ def test_adamw_timm_recipe_trains_the_mlp(data_dir, tmp_path):
     rows = read_jsonl(tmp_path / "metrics.jsonl")
     assert rows[0]["lr"] == pytest.approx(1e-6) and rows[4]["lr"] == rows[0]["lr"]  # epoch 0: warmup start
     assert rows[5]["lr"] > rows[0]["lr"] and rows[-1]["train_loss"] < rows[0]["train_loss"]
+
+
+def test_resume_is_exact_with_augmentation_and_drop_path(data_dir, tmp_path):
+    """Stop a ViT run after 3 of 6 steps (checkpoint), resume it, and get the numbers of an unbroken run."""
+    from claimbench.io import atomic_torch_save
+    from claimbench.train import Trainer
+
+    sets = ["size=micro", f"data.dir={data_dir}", "train.steps=6", "train.batch_size=8", "train.warmup_steps=2",
+            "model.drop_path_rate=0.2", "data.augment=true", "eval.every=0", "eval.batches=2", "log.every=1",
+            "ckpt.every=0"]
+    cfg = load_config(REPO / "benchmarks/configs/vit.yaml", sets)
+    assert execute(prepare(cfg, tmp_path / "whole")) == 0
+    broken = tmp_path / "broken"
+    trainer = Trainer(prepare(cfg, broken))
+    broken.mkdir()
+    for _ in range(3):
+        trainer.train_step()
+    trainer.t_start = time.perf_counter()  # fit() sets it; state_dict() reads it
+    atomic_torch_save(broken / "ckpt.pt", trainer.state_dict())
+    assert execute(prepare(cfg, broken)) == 0
+    whole, resumed = (json.loads((d / "result.json").read_text()) for d in (tmp_path / "whole", broken))
+    assert resumed["final_val_loss"] == whole["final_val_loss"]
+    assert resumed["final_train_loss"] == whole["final_train_loss"]
+    a, b = (torch.load(d / "ckpt.pt", weights_only=True)["model"] for d in (tmp_path / "whole", broken))
+    assert all(torch.equal(a[k], b[k]) for k in a)
