@@ -34,7 +34,7 @@ NOWARMUP_REPLAY = {
         rep.run_id,
         rep.config,
         tuple(
-            "recipe=" + json.dumps({"name": "replayed_warmup", "source": f"{RUNS_DIR}/{src.run_id}"})
+            f"recipe={json.dumps({'name': 'replayed_warmup', 'source': f'{RUNS_DIR}/{src.run_id}'})}"
             if s == "recipe=replayed_warmup"
             else s
             for s in rep.sets
@@ -103,7 +103,7 @@ rule nowarmup_study:
         tau_band=f"{NOWARMUP_OUT}/tau_band.json",
     params:
         py=PY,
-        out=NOWARMUP_OUT,
+        out=lambda w, output: str(Path(output.summary).parent),
         figures=f"{RESULTS}/figures/nowarmup",
     log:
         f"{RESULTS}/logs/nowarmup_study.log",
