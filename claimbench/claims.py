@@ -215,7 +215,7 @@ def select_grid(paper_ids: list[str], profile: str, data_names: list[str] | None
 
 
 def check_options(claim: Claim, profile: str) -> None:
-    """Every run config of the claim validates, recipe and method options included (no training, no data)."""
+    """Every run config of the claim validates: size, model, recipe and method options (no training, no data)."""
     from claimbench import registry
     from claimbench.config import load_config
     from claimbench.plugin import validate_options
@@ -224,6 +224,7 @@ def check_options(claim: Claim, profile: str) -> None:
         for spec in specs.values():
             try:
                 cfg = load_config(REPO / spec.config, list(spec.sets))
+                registry.get("workload", cfg.workload)(cfg)  # size and model options (reads no data)
                 rc = registry.get("recipe", cfg.recipe.name)
                 validate_options(rc.Options, cfg.recipe.options, f"recipe ({cfg.recipe.name})")
                 for i, ref in enumerate(cfg.methods):
