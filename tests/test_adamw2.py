@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import math
 
 import pytest
@@ -231,3 +232,24 @@ def test_lr_crash_rule_and_tau_band():
     assert band["log2_band_width"] == pytest.approx(math.log2(0.3 / 0.03))
     taus[-1] = run("adamw2", 3e-2, 1, "diverged", None, 0.3)
     assert tau_band(taus, ref)["log2_band_width"] == pytest.approx(math.log2(0.1 / 0.03))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["vit", "swin"])
+def test_timm_fused_qkv_is_split_and_probed(tmp_path, name):
+    from benchmarks.data.images import micro_image_dir
+    from claimbench.train import Trainer
+
+    cfg = load_config(None, [f"workload={name}", "size=micro", f"data.dir={micro_image_dir()}", "train.steps=3",
+                             "train.batch_size=8", "log.every=1", "eval.every=0", "ckpt.every=0",
+                             "recipe=adamw_nowarmup", "methods=[{name: adamw2, probe_every: 3}]"], base={})
+    trainer = Trainer(prepare(cfg, tmp_path / "r"))
+    watch = trainer.optimizer.watch
+    qkv = [w for w in watch.values() if w.name.endswith("qkv.weight")]
+    assert qkv and all(len(w.capped) == 3 for w in qkv)
+    trainer.fit(tmp_path / "m.jsonl", tmp_path / "c.pt")
+    rows = [json.loads(x) for x in (tmp_path / "m.jsonl").read_text().splitlines()]
+    assert any(n.endswith("qkv.weight[1]") for n in trainer.optimizer.last["names"])
+    assert math.isfinite(rows[-1]["attn/qk_sigma1_max"]) and math.isfinite(rows[-1]["attn/entropy_min"])
+    if name == "vit":
+        assert math.isfinite(rows[-1]["attn/max_logit"])
