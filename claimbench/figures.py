@@ -20,8 +20,9 @@ from claimbench.io import atomic_write_bytes
 
 def loss_curves(ax, study: dict, key: str = "train_loss") -> bool:
     drew = False
-    for i, (arm, runs) in enumerate(study["runs"].items()):
-        color = f"C{i}"
+    groups = _groups(study)
+    for i, (label, runs) in enumerate(groups.items()):
+        color = f"C{i % 10}"
         curves = []
         for r in runs:
             ev = read_run(Path(r["run_dir"]))
@@ -40,13 +41,25 @@ def loss_curves(ax, study: dict, key: str = "train_loss") -> bool:
             stacked[j, np.searchsorted(grid, s)] = v
         with np.errstate(all="ignore"):
             mean = np.nanmean(stacked, axis=0)
-        ax.plot(grid, mean, color=color, label=f"{arm} (n={len(curves)})")
+        ax.plot(grid, mean, color=color, label=f"{label} (n={len(curves)})")
         if len(curves) > 1:
             ax.fill_between(grid, np.nanmin(stacked, axis=0), np.nanmax(stacked, axis=0), color=color, alpha=0.2)
         drew = True
     ax.set_xlabel("step")
     ax.set_ylabel(key)
     return drew
+
+
+def _groups(study: dict) -> dict[str, list[dict]]:
+    """Runs per curve: one per arm, split by the arm's swept values (seeds pooled into the band)."""
+    out: dict[str, list[dict]] = {}
+    for arm, runs in study["runs"].items():
+        varying = sorted({k for r in runs for k, v in r.get("sets", {}).items() if k != "seed"
+                          and len({str(x.get("sets", {}).get(k)) for x in runs}) > 1})
+        for r in runs:
+            tag = ", ".join(f"{k.rsplit('.', 1)[-1]}={r['sets'].get(k)}" for k in varying)
+            out.setdefault(f"{arm} {tag}".strip(), []).append(r)
+    return out
 
 
 def sweep_curves(ax, study: dict, claim: Claim) -> bool:

@@ -68,7 +68,7 @@ def cmd_tables(args) -> int:
 
 
 def cmd_figures(args) -> int:
-    from claimbench.figures import write_figures
+    from claimbench.figures import figures_dir, write_figures
     from claimbench.tables import build_studies
 
     profile, runs_dir, results_dir = _paths(args)
@@ -77,7 +77,7 @@ def cmd_figures(args) -> int:
         warnings.simplefilter("always")
         figs = write_figures(build_studies(claims, profile, runs_dir, results_dir), claims, results_dir)
     _report(caught)
-    print(f"{results_dir / 'figures'}: {len(figs)} figures")
+    print(f"{figures_dir(results_dir)}: {len(figs)} figures")
     return 0
 
 
