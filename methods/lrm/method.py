@@ -230,8 +230,9 @@ class LRM(Method):
         if self.ln_f is not None and getattr(self.ln_f, "weight", None) is not None:
             row["lrm/final_norm_rms"] = rms(self.ln_f.weight)
         row["lrm/logit_rms"] = rms(outputs.logits)
-        if outputs.hidden_states:
+        if outputs.hidden_states:  # C6: the last residual stream; C4: every block's output, by depth
             row["lrm/resid_rms"] = rms(outputs.hidden_states[-1])
+            row.update({f"lrm/resid_rms/{i}": rms(h) for i, h in enumerate(outputs.hidden_states[1:])})
         row.update(self.clip_diag)
         return row
 

@@ -1,0 +1,281 @@
+"""The LRM studies: one JSON of per-claim numbers from the runs of config/papers/lrm.<profile>.yaml.
+
+Each grid entry names its `study`; this module reads every run's result.json and metrics.jsonl and reduces each
+study to the numbers the claims (benchmarks/claims/lrm.yaml, via `from_file`) and results/analysis/lrm/summary.md
+show. A missing or failed run is reported as such (its numbers are None), never filled in.
+
+    python -m methods.lrm.analysis --grid config/papers/lrm.smoke.yaml --runs-dir runs/smoke \
+        --out results/analysis/lrm/summary.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from claimbench.grid import RunSpec, expand
+from claimbench.io import atomic_write_json, atomic_write_text, read_jsonl
+
+
+def _sets(spec: RunSpec) -> dict[str, Any]:
+    return {k: yaml.safe_load(v) for k, v in (s.split("=", 1) for s in spec.sets)}
+
+
+def _lrm_opts(sets: dict) -> dict:
+    for m in sets.get("methods") or []:
+        if m == "lrm":
+            return {"name": "lrm"}
+        if isinstance(m, dict) and m.get("name") == "lrm":
+            return m
+    return {}
+
+
+class Run:
+    """One run's sets, result and metrics (empty when it has not run or failed)."""
+
+    def __init__(self, spec: RunSpec, runs_dir: Path):
+        self.spec, self.sets = spec, _sets(spec)
+        self.lrm = _lrm_opts(self.sets)
+        d = runs_dir / spec.run_id
+        self.result = json.loads((d / "result.json").read_text()) if (d / "result.json").is_file() else {}
+        self.rows = read_jsonl(d / "metrics.jsonl") if self.ok else []
+
+    @property
+    def ok(self) -> bool:
+        return self.result.get("status") == "ok"
+
+    @property
+    def loss(self) -> float | None:
+        return self.result.get("final_val_loss") if self.ok else None
+
+    def last(self, key: str) -> float | None:
+        vals = [r[key] for r in self.rows if r.get(key) is not None]
+        return vals[-1] if vals else None
+
+    def series(self, key: str) -> list[tuple[int, float]]:
+        return [(r["step"], r[key]) for r in self.rows if r.get(key) is not None]
+
+
+def _mean_sd(xs: list[float | None]) -> dict[str, Any]:
+    v = [x for x in xs if x is not None and math.isfinite(x)]
+    return {"mean": statistics.fmean(v) if v else None, "sd": statistics.stdev(v) if len(v) > 1 else None,
+            "n": len(v), "missing": len(xs) - len(v)}
+
+
+def _slope(xs: list[float], ys: list[float | None]) -> float | None:
+    """Log-log slope of y against x over the points that exist and are positive."""
+    pts = [(x, y) for x, y in zip(xs, ys, strict=True) if y is not None and y > 0]
+    if len(pts) < 2:
+        return None
+    return float(np.polyfit(np.log([p[0] for p in pts]), np.log([p[1] for p in pts]), 1)[0])
+
+
+def _arm(run: Run) -> str:
+    has_lrm = bool(run.lrm) and run.lrm.get("placement", "both") != "none"
+    return f"{run.sets['recipe']}{'+lrm' if has_lrm else ''}"
+
+
+# ------------------------------------------------------------------------------------------ studies
+
+def perf(runs: list[Run]) -> dict:
+    """C10/C11 (loss) and C5: each arm at its best LR of the shared grid (mean over seeds), the LRM gains."""
+    by = defaultdict(lambda: defaultdict(list))
+    for r in runs:
+        by[_arm(r)][r.sets["train.lr"]].append(r)
+    arms = {}
+    for arm, lrs in by.items():
+        table = {lr: _mean_sd([r.loss for r in rs]) for lr, rs in sorted(lrs.items())}
+        scored = {lr: t["mean"] for lr, t in table.items() if t["mean"] is not None and t["missing"] == 0}
+        best = min(scored, key=scored.get) if scored else None
+        spread = {k: _mean_sd([r.last(f"lrm/row_spread/{k}") for r in lrs[best]]) if best else None
+                  for k in ("attn_q", "mlp_gate")}
+        arms[arm] = {"by_lr": {str(k): v for k, v in table.items()}, "best_lr": best,
+                     "best": table[best] if best else None, "row_spread": spread,
+                     "edge_optimum": best is not None and best in (min(lrs), max(lrs))}
+    best = lambda a: (arms.get(a) or {}).get("best") or {}  # noqa: E731
+    diff = lambda a, b: (best(a).get("mean") - best(b).get("mean")  # noqa: E731
+                         if best(a).get("mean") is not None and best(b).get("mean") is not None else None)
+    ratio = lambda a, b, k: (arms[a]["row_spread"][k]["mean"] / arms[b]["row_spread"][k]["mean"]  # noqa: E731
+                             if a in arms and b in arms and arms[a]["row_spread"][k]
+                             and arms[a]["row_spread"][k]["mean"] and arms[b]["row_spread"][k]["mean"] else None)
+    sds = [best(a)["sd"] for a in arms if best(a).get("sd") is not None]
+    sd = max(sds) if sds else None
+    return {"arms": arms, "gain_adamw": diff("adamw+lrm", "adamw"), "gain_muon": diff("muon+lrm", "muon"),
+            "muon_vs_adamw": diff("muon", "adamw"), "max_seed_sd": sd,
+            "row_spread_ratio_attn_q": ratio("adamw+lrm", "adamw", "attn_q"),
+            "row_spread_ratio_mlp_gate": ratio("adamw+lrm", "adamw", "mlp_gate")}
+
+
+def projector(runs: list[Run]) -> dict:
+    """C1/C2: per final-norm arm, the log-log slope of the head's RMS against S (paper: ~0.5), its ratio to the
+    ABM reference, the norm multiplier's slope (compensation: about -0.5) and the loss range across S."""
+    names = {"frozen": "FPN", "scalar": "SPN", "vector": "VPN"}
+    out = {}
+    for key, name in names.items():
+        rs = sorted((r for r in runs if r.lrm.get("final_norm", "vector") == key),
+                    key=lambda r: r.lrm["s_factor"]["readout"])
+        s = [r.lrm["s_factor"]["readout"] for r in rs]
+        w = [r.last("lrm/readout_rms_w") for r in rs]
+        abm = [r.last("lrm/abm_rms") for r in rs]
+        losses = [r.loss for r in rs]
+        ok = [x for x in losses if x is not None]
+        out[name] = {"S": s, "head_rms": w, "abm_rms": abm, "val_loss": losses,
+                     "slope_head_rms": _slope(s, w), "slope_abm": _slope(s, abm),
+                     "head_over_abm": [a / b if a and b else None for a, b in zip(w, abm, strict=True)],
+                     "slope_norm_mult": _slope(s, [r.last("lrm/final_norm_rms") for r in rs]) if key != "frozen"
+                     else None,
+                     "loss_range": (max(ok) - min(ok)) if len(ok) == len(losses) and ok else None}
+    return out
+
+
+def mlp_scale(runs: list[Run]) -> dict:
+    """C3: val loss against S_MLP without and with the 3 scalar MLP multipliers; `rise` = loss(S max) - loss(S=1)."""
+    out = {}
+    for arm, placement in (("no_mult", "none"), ("scalar_mult", "mlp_scalar")):
+        rs = sorted((r for r in runs if r.lrm.get("placement") == placement),
+                    key=lambda r: r.lrm["s_factor"]["hidden_matrix"])
+        by_s = {r.lrm["s_factor"]["hidden_matrix"]: r.loss for r in rs}
+        rise = by_s.get(max(by_s)) - by_s[1.0] if by_s and by_s.get(1.0) is not None and by_s.get(max(by_s)) \
+            is not None else None
+        out[arm] = {"val_loss_by_S": {str(k): v for k, v in by_s.items()}, "rise": rise}
+    return out
+
+
+def symmetry(runs: list[Run]) -> dict:
+    """C6: final |log10(M_q/M_k)|, log10(M_q M_k) and the residual RMS growth (last / after warmup) per WD."""
+    out = {}
+    for r in runs:
+        resid = r.series("lrm/resid_rms")
+        start = next((v for s, v in resid if s > r.sets.get("train.warmup_steps", 0)), None)
+        out[f"wd={r.lrm.get('weight_decay', 2e-3)}"] = {
+            "qk_log10_ratio": r.last("lrm/qk_log10_ratio"), "qk_log10_prod": r.last("lrm/qk_log10_prod"),
+            "resid_growth": resid[-1][1] / start if resid and start else None, "val_loss": r.loss,
+            "status": r.result.get("status")}
+    return out
+
+
+def width(runs: list[Run]) -> dict:
+    """C7: log-log slopes against width of the mean What RMS, the logit RMS and the learned projector multiplier."""
+    rs = sorted(runs, key=lambda r: r.sets["model.n_embd"])
+    d = [r.sets["model.n_embd"] for r in rs]
+
+    def mean_w(r: Run) -> float | None:
+        v = [x for k, x in (r.rows[-1].items() if r.rows else []) if k.startswith("lrm/rms_w/")]
+        return statistics.fmean(v) if v else None
+
+    w, logit, mult = [mean_w(r) for r in rs], [r.last("lrm/logit_rms") for r in rs], \
+        [r.last("lrm/final_norm_rms") for r in rs]
+    return {"width": d, "mean_w_rms": w, "logit_rms": logit, "projector_mult": mult,
+            "slope_w_rms": _slope(d, w), "slope_logit_rms": _slope(d, logit), "slope_projector_mult": _slope(d, mult)}
+
+
+def clip(runs: list[Run], reference: list[Run]) -> dict:
+    """C8: mean clip factor over the first 10% of steps with the multipliers included (its own norm) and in the
+    excluded reference; final val-loss difference include - exclude (mean over seeds)."""
+    def early(rs: list[Run], key: str) -> dict:
+        vals = []
+        for r in rs:
+            n = r.sets["train.steps"] // 10
+            s = [v for step, v in r.series(key) if step <= n]
+            vals.append(statistics.fmean(s) if s else None)
+        return _mean_sd(vals)
+
+    inc, exc = _mean_sd([r.loss for r in runs]), _mean_sd([r.loss for r in reference])
+    return {"early_clip_factor_include": early(runs, "lrm/clip_factor_incl"),
+            "early_clip_factor_exclude": early(reference, "lrm/clip_factor_excl"),
+            "val_loss_include": inc, "val_loss_exclude": exc,
+            "loss_diff": inc["mean"] - exc["mean"] if inc["mean"] is not None and exc["mean"] is not None else None}
+
+
+def head(runs: list[Run], reference: list[Run]) -> dict:
+    """C9: val-loss difference (head row multipliers) - (head left alone), mean over seeds."""
+    a, b = _mean_sd([r.loss for r in runs]), _mean_sd([r.loss for r in reference])
+    return {"val_loss_head_row": a, "val_loss_reference": b,
+            "loss_diff": a["mean"] - b["mean"] if a["mean"] is not None and b["mean"] is not None else None}
+
+
+def depth(runs: list[Run], reference: list[Run]) -> dict:
+    """C4: ratio scalar-LRM / baseline of each block's output RMS, and whether it rises with depth."""
+    if not runs or not reference or not runs[0].rows or not reference[0].rows:
+        return {"ratio_by_layer": None, "rises_with_depth": None}
+    a, b = runs[0].rows[-1], reference[0].rows[-1]
+    layers = sorted(int(k.rsplit("/", 1)[1]) for k in a if k.startswith("lrm/resid_rms/"))
+    ratio = [a[f"lrm/resid_rms/{i}"] / b[f"lrm/resid_rms/{i}"] for i in layers if f"lrm/resid_rms/{i}" in b]
+    return {"ratio_by_layer": ratio, "rises_with_depth": len(ratio) > 1 and ratio[-1] > ratio[0]}
+
+
+def analyse(grid: list[dict], runs_dir: Path) -> dict:
+    studies: dict[str, list[Run]] = defaultdict(list)
+    for entry in grid:
+        for spec in expand([entry]).values():
+            studies[entry.get("study", "")].append(Run(spec, runs_dir))
+    perf_runs = studies.get("perf", [])
+    # the references of C8, C9, C4: lrm:perf's AdamW arms at the fixed LR of those studies
+    lr = next((r.sets["train.lr"] for r in studies.get("clip", []) + studies.get("head", [])), None)
+    ref_lrm = [r for r in perf_runs if _arm(r) == "adamw+lrm" and r.sets["train.lr"] == lr and r.lrm == {"name": "lrm"}]
+    ref_probe = [r for r in perf_runs if _arm(r) == "adamw" and r.sets["train.lr"] == lr and r.sets["seed"] == 0]
+    out = {"C10": perf(perf_runs), "C1_C2": projector(studies.get("projector", [])),
+           "C3": mlp_scale(studies.get("mlp_scale", [])), "C6": symmetry(studies.get("symmetry", [])),
+           "C7": width(studies.get("width", [])), "C8": clip(studies.get("clip", []), ref_lrm),
+           "C9": head(studies.get("head", []), ref_lrm), "C4": depth(studies.get("depth", []), ref_probe)}
+    out["runs"] = {"total": sum(len(v) for v in studies.values()),
+                   "ok": sum(r.ok for v in studies.values() for r in v),
+                   "diverged": sum(r.result.get("status") == "diverged" for v in studies.values() for r in v)}
+    return out
+
+
+def summary_md(s: dict) -> str:
+    c10, c8, c9 = s["C10"], s["C8"], s["C9"]
+    fmt = lambda x: "n/a" if x is None else f"{x:+.4f}" if isinstance(x, float) else str(x)  # noqa: E731
+    lines = ["# LRM studies (methods/lrm/analysis.py)", "",
+             f"Runs: {s['runs']['ok']}/{s['runs']['total']} ok, {s['runs']['diverged']} diverged.", "",
+             "| claim | number | value |", "|---|---|---|",
+             f"| C10 | val loss gain of LRM, AdamW (best LR each) | {fmt(c10['gain_adamw'])} |",
+             f"| C10 | val loss gain of LRM, Muon | {fmt(c10['gain_muon'])} |",
+             f"| C10 | Muon - AdamW | {fmt(c10['muon_vs_adamw'])} |",
+             f"| C10 | largest seed SD at the best LR | {fmt(c10['max_seed_sd'])} |",
+             f"| C5 | row-norm spread ratio LRM/baseline, W_q | {fmt(c10['row_spread_ratio_attn_q'])} |",
+             f"| C5 | row-norm spread ratio LRM/baseline, W_gate | {fmt(c10['row_spread_ratio_mlp_gate'])} |"]
+    for name, v in s["C1_C2"].items():
+        lines.append(f"| C1/C2 | {name}: slope of head RMS vs S; slope of ABM; loss range over S | "
+                     f"{fmt(v['slope_head_rms'])}; {fmt(v['slope_abm'])}; {fmt(v['loss_range'])} |")
+    for arm, v in s["C3"].items():
+        lines.append(f"| C3 | {arm}: loss(S max) - loss(S=1) | {fmt(v['rise'])} |")
+    for arm, v in s["C6"].items():
+        lines.append(f"| C6 | {arm}: |log10 Mq/Mk|, residual RMS growth | {fmt(v['qk_log10_ratio'])}, "
+                     f"{fmt(v['resid_growth'])} |")
+    c7 = s["C7"]
+    lines += [f"| C7 | slopes vs width: What RMS, logit RMS, projector multiplier | {fmt(c7['slope_w_rms'])}, "
+              f"{fmt(c7['slope_logit_rms'])}, {fmt(c7['slope_projector_mult'])} |",
+              f"| C8 | early clip factor include / exclude | {fmt(c8['early_clip_factor_include']['mean'])} / "
+              f"{fmt(c8['early_clip_factor_exclude']['mean'])} |",
+              f"| C8 | val loss include - exclude | {fmt(c8['loss_diff'])} |",
+              f"| C9 | val loss head rows - none | {fmt(c9['loss_diff'])} |",
+              f"| C4 | block-output RMS ratio scalar-LRM/baseline by depth | {s['C4']['ratio_by_layer']} |"]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--grid", required=True)
+    p.add_argument("--runs-dir", required=True)
+    p.add_argument("--out", required=True)
+    a = p.parse_args(argv)
+    grid = yaml.safe_load(Path(a.grid).read_text())["grid"]
+    s = analyse(grid, Path(a.runs_dir))
+    out = Path(a.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(out, s)
+    atomic_write_text(out.with_suffix(".md"), summary_md(s))
+
+
+if __name__ == "__main__":
+    main()
