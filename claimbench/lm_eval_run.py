@@ -38,12 +38,15 @@ def parse_tasks(spec: str) -> list[tuple[str, int | None]]:
 
 
 @contextmanager
-def offline_env(hf_home: str | Path):
-    """No network for the hub or datasets, and an HF_HOME of our choosing; the caller's env comes back after."""
-    keys = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "HF_HOME")
+def offline_env(hf_home: str | Path, data_dir: str | Path | None = None):
+    """No network for the hub or datasets, an HF_HOME of our choosing and (if given) the offline tasks' data
+    directory; the caller's environment comes back after."""
+    keys = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "HF_HOME", "CLAIMBENCH_LM_EVAL_DATA")
     saved = {k: os.environ.get(k) for k in keys}
     Path(hf_home).mkdir(parents=True, exist_ok=True)
     os.environ.update(HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", HF_HOME=str(Path(hf_home).resolve()))
+    if data_dir is not None:
+        os.environ["CLAIMBENCH_LM_EVAL_DATA"] = str(Path(data_dir).resolve())
     try:
         yield
     finally:
@@ -57,16 +60,16 @@ def offline_env(hf_home: str | Path):
 def evaluate_run(run_dir: str | Path, tasks: list[tuple[str, int | None]], out: str | Path | None = None,
                  limit: int | None = None, batch_size: int = 16, device: str | None = None,
                  dtype: str = "float32", hf_home: str | Path | None = None, seed: int = 1234,
-                 threads: int | None = None) -> dict:
-    """Check every task's data (before loading the model), evaluate, write and return the lm_eval.json dict."""
+                 threads: int | None = None, data_dir: str | Path | None = None) -> dict:
+    """Check every task's data (before loading the model), evaluate, write and return the lm_eval.json dict.
+    `data_dir`: the offline tasks' jsonl (default: $CLAIMBENCH_LM_EVAL_DATA or data/lm_eval)."""
     run_dir = Path(run_dir)
     out = Path(out) if out else run_dir / "lm_eval.json"
-    names = [t for t, _ in tasks]
-    check_data(names, hf_home)
     ckpt = run_dir / "ckpt.pt"
-    if not ckpt.is_file():
-        raise ConfigError(f"checkpoint not found: {ckpt}")
-    with offline_env(hf_home or run_dir / "hf_home"):
+    with offline_env(hf_home or run_dir / "hf_home", data_dir):
+        check_data([t for t, _ in tasks], hf_home)
+        if not ckpt.is_file():
+            raise ConfigError(f"checkpoint not found: {ckpt}")
         doc = _evaluate(ckpt, run_dir.name, tasks, limit, batch_size, device, dtype, seed, threads)
     text = json.dumps(doc, indent=2, default=_jsonable, allow_nan=True) + "\n"
     atomic_write_text(out, text)

@@ -40,6 +40,7 @@ rule lm_eval:
         run_dir=lambda w, output: str(Path(output[0]).parent),
         tasks=lambda w: LM_EVAL.tasks_arg(w.run_id),
         opts=LM_EVAL.options(),
+        data_dir=lambda w, input: str(Path(input.data[0]).parent) if input.data else LM_EVAL_DATA,
     log:
         f"{RUNS_DIR}/{{run_id}}/lm_eval.log",
     threads: 1
@@ -48,4 +49,4 @@ rule lm_eval:
         gpu=config.get("gpus_per_run", 0),
     shell:
         "{params.py} -m claimbench lm-eval-run {params.run_dir} --tasks {params.tasks} {params.opts} "
-        "--threads {threads} > {log} 2>&1"
+        "--data-dir {params.data_dir} --threads {threads} > {log} 2>&1"

@@ -312,3 +312,28 @@ def test_task_table_matches_lm_eval_task_yaml():
             continue
         path = index[leaf].cfg.get("dataset_path")
         assert path in {p for p, _ in info.hub}, (name, leaf, path)
+
+
+@pytest.mark.slow
+def test_dag_runs_lm_eval_stage_for_the_runs_that_ask(tmp_path, task_data):
+    """A micro grid through the real Snakefile: the `lm_eval` rule makes lm_eval.json for the listed entry only."""
+    cfg = {"profile": "lmeval-test", "runs_dir": "runs/t", "results_dir": "results", "threads_per_run": 1,
+           "data": {"shakespeare": {"corpus": "shakespeare", "vocab_size": 512, "dir": "data/shakespeare"}},
+           "grid": [{"name": name, "config": "benchmarks/configs/gpt.yaml", "workload": "gpt", "size": "micro",
+                     "recipes": ["adamw"], "seeds": [0], "set": {"train.steps": 10 + i, "eval.every": 0}}
+                    for i, name in enumerate(("evaluated", "not_evaluated"))],
+           "lm_eval": {"suites": {"offline": ["cb_shakespeare_ppl", "cb_quartz"]}, "runs": {"evaluated": "offline"},
+                       "limit": 2, "batch_size": 4}}
+    (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(cfg))
+    (tmp_path / "benchmarks").mkdir()
+    (tmp_path / "benchmarks" / "configs").symlink_to(REPO / "benchmarks" / "configs")
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    p = subprocess.run([sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory",
+                        str(tmp_path), "--configfile", str(tmp_path / "cfg.yaml"), "--cores", "2"],
+                       capture_output=True, text=True, env=env, timeout=400)
+    assert p.returncode == 0, p.stderr[-3000:]
+    (done,) = list((tmp_path / "runs" / "t").glob("*/lm_eval.json"))
+    doc = json.loads(done.read_text())
+    assert doc["run_id"] == done.parent.name and set(doc["results"]) == {"cb_shakespeare_ppl", "cb_quartz"}
+    assert (tmp_path / "data" / "lm_eval" / "cb_quartz.jsonl").is_file()  # made by the lm_eval_data rule
+    assert len(list((tmp_path / "runs" / "t").glob("*/result.json"))) == 2

@@ -91,10 +91,15 @@ def quartz_docs(raw: Path) -> list[dict]:
     return docs
 
 
+def raw_quartz(out: Path) -> Path:
+    """`out`'s raw file, else the repository's (where fetch_data.sh puts it), so any --out works."""
+    return next((d / RAW_QUARTZ for d in (out, DEFAULT_DIR) if (d / RAW_QUARTZ).is_file()), out / RAW_QUARTZ)
+
+
 BUILDERS = {
     "cb_shakespeare_cloze": lambda out: cloze_docs(),
     "cb_shakespeare_ppl": lambda out: ppl_docs(),
-    "cb_quartz": lambda out: quartz_docs(out / RAW_QUARTZ),
+    "cb_quartz": lambda out: quartz_docs(raw_quartz(out)),
 }
 
 

@@ -54,7 +54,7 @@ def cmd_lm_eval_run(ns) -> int:
     from claimbench.lm_eval_run import evaluate_run, parse_tasks
 
     doc = evaluate_run(ns.run_dir, parse_tasks(ns.tasks), out=ns.out, limit=ns.limit, batch_size=ns.batch_size,
-                       device=ns.device, dtype=ns.dtype, hf_home=ns.hf_home, threads=ns.threads)
+                       device=ns.device, dtype=ns.dtype, hf_home=ns.hf_home, threads=ns.threads, data_dir=ns.data_dir)
     for task, res in doc["results"].items():
         scores = ", ".join(f"{k.split(',')[0]} {v:.4g}" for k, v in res.items()
                            if "," in k and "_stderr" not in k and isinstance(v, (int, float)))
@@ -85,6 +85,8 @@ def register(sub) -> None:
     r.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
     r.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"))
     r.add_argument("--hf-home", default=None, help="HF_HOME holding standard tasks' data (default: RUN_DIR/hf_home)")
+    r.add_argument("--data-dir", default=None, help="offline tasks' jsonl (default: $CLAIMBENCH_LM_EVAL_DATA "
+                   "or data/lm_eval)")
     r.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
     r.add_argument("--out", default=None, help="default: RUN_DIR/lm_eval.json")
     r.set_defaults(fn=cmd_lm_eval_run)
