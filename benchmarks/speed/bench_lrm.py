@@ -55,6 +55,7 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--threads", type=int, default=1, help="intra-op threads (CPU time is exact only for 1)")
     p.add_argument("--log-every", type=int, default=10)
+    p.add_argument("--ablate", action="store_true", help="also time lrm without ABM and the placement-none probe")
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     with tempfile.TemporaryDirectory() as d:
@@ -62,6 +63,11 @@ def main() -> None:
                 "lrm": make_trainer(a.size, [{"name": "lrm", "track_residual": False}], Path(d) / "b", a.threads,
                                     a.arch),
                 "lrm+metrics": make_trainer(a.size, [{"name": "lrm"}], Path(d) / "c", a.threads, a.arch)}
+        if a.ablate:  # where the overhead goes: no ABM reference; no multipliers (diagnostics only)
+            arms["lrm-noABM"] = make_trainer(a.size, [{"name": "lrm", "track_residual": False, "abm_role": "none"}],
+                                             Path(d) / "e", a.threads, a.arch)
+            arms["probe-only"] = make_trainer(a.size, [{"name": "lrm", "placement": "none", "track_residual": False}],
+                                              Path(d) / "f", a.threads, a.arch)
         for t in arms.values():
             time_block(t, 3, 0)  # warm-up
         wall: dict[str, list[float]] = {k: [] for k in arms}

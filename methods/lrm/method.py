@@ -38,7 +38,7 @@ class LRMOptions(BaseModel):
     freeze_norms: bool = False  # every norm gain frozen at 1 (C3, C7)
     final_norm: Literal["vector", "scalar", "frozen"] = "vector"  # GPT ln_f gain: VPN / SPN / FPN (C1, C2)
     s_factor: dict[str, float] = Field(default_factory=dict)  # role -> k: that role's matrices get LR*k, WD/k
-    abm_role: str = "readout"  # the matrix whose ABM reference is simulated (C1); first of that role
+    abm_role: str = "readout"  # the matrix whose ABM reference is simulated (C1), first of that role; "none": off
     track_residual: bool = True  # lrm/resid_rms from the last hidden state (asks the model for hidden states)
 
     @field_validator("s_factor")
