@@ -31,14 +31,14 @@ def power_iteration(mat: torch.Tensor, v: torch.Tensor, iters: int) -> tuple[tor
 
     The estimate |W^T a| >= |W v| is a lower bound of sigma1 that tightens geometrically. A zero matrix gives
     sigma 0 and keeps the old vector (no host sync: the choice is a torch.where)."""
-    sigma = torch.zeros((), device=mat.device, dtype=mat.dtype)
+    u = v
     for _ in range(iters):
-        a = mat @ v
-        a = a / a.norm().clamp_min(TINY)
+        a = mat @ u
+        a = a / torch.linalg.vector_norm(a).clamp_min(TINY)
         w = mat.mT @ a
-        sigma = w.norm()
-        v = torch.where(sigma > 0, w / sigma.clamp_min(TINY), v)
-    return sigma, v
+        sigma = torch.linalg.vector_norm(w)
+        u = w / sigma.clamp_min(TINY)
+    return sigma, torch.where(sigma > 0, u, v)
 
 
 def sigma1(mat: torch.Tensor, iters: int = 50, seed: int = 0) -> float:
