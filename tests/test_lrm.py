@@ -268,3 +268,34 @@ def test_workload_without_matrix_roles_is_rejected():
     with pytest.raises(ConfigError, match="matrix"):
         LRM.check(LRMOptions(), NormsOnly(cfg))
     assert registry.get("method", "lrm") is LRM
+
+
+# ------------------------------------------------------------------------------------------ analysis
+
+def test_analysis_reduces_real_runs_to_claim_numbers(tmp_path):
+    """A miniature of config/papers/lrm.smoke.yaml trained for real (micro GPT), then methods.lrm.analysis."""
+    from claimbench.grid import expand
+    from claimbench.testing import micro_data_dir
+    from claimbench.train import execute
+    from methods.lrm import analysis
+
+    base = {"model.arch": "llama", "train.steps": 6, "train.batch_size": 4, "train.warmup_steps": 0,
+            "train.lr": 4e-3, "train.grad_clip": 0.01, "log.every": 1, "eval.every": 0, "eval.batches": 2,
+            "ckpt.every": 0, "data.dir": str(micro_data_dir())}
+    grid = [{"name": "lrm:perf", "study": "perf", "config": "benchmarks/configs/gpt.yaml", "workload": "gpt",
+             "size": "micro", "recipes": ["adamw"], "methods": [[{"name": "lrm", "placement": "none"}], ["lrm"]],
+             "seeds": [0], "set": base},
+            {"name": "lrm:clip", "study": "clip", "config": "benchmarks/configs/gpt.yaml", "workload": "gpt",
+             "size": "micro", "recipes": ["adamw"], "methods": [[{"name": "lrm", "clip": "include"}]], "seeds": [0],
+             "set": base}]
+    for rid, spec in expand(grid).items():
+        cfg = load_config(Path(analysis.__file__).parents[2] / spec.config, list(spec.sets))
+        assert execute(prepare(cfg, tmp_path / rid)) == 0
+    s = analysis.analyse(grid, tmp_path)
+    assert s["runs"] == {"total": 3, "ok": 3, "diverged": 0}
+    assert set(s["C10"]["arms"]) == {"adamw", "adamw+lrm"} and isinstance(s["C10"]["gain_adamw"], float)
+    assert s["C10"]["row_spread_ratio_attn_q"] > 0
+    c8 = s["C8"]
+    assert c8["early_clip_factor_include"]["n"] == 1 and c8["early_clip_factor_exclude"]["n"] == 1
+    assert c8["early_clip_factor_include"]["mean"] < 1 and isinstance(c8["loss_diff"], float)
+    assert "| C8 |" in analysis.summary_md(s)

@@ -183,7 +183,7 @@ def clip(runs: list[Run], reference: list[Run]) -> dict:
     def early(rs: list[Run], key: str) -> dict:
         vals = []
         for r in rs:
-            n = r.sets["train.steps"] // 10
+            n = max(1, r.sets["train.steps"] // 10)
             s = [v for step, v in r.series(key) if step <= n]
             vals.append(statistics.fmean(s) if s else None)
         return _mean_sd(vals)
