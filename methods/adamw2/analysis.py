@@ -46,7 +46,9 @@ def arm_of(cfg: dict) -> tuple[str, float | None]:
     recipe = cfg["recipe"]["name"]
     methods = {m["name"]: m.get("options", {}) for m in cfg.get("methods", [])}
     if "adamw2" in methods:
-        return "adamw2", float(methods["adamw2"].get("tau", 0.01))
+        from methods.adamw2.method import DEFAULT_TAU
+
+        return "adamw2" + ("_warmup" if recipe == "adamw" else ""), float(methods["adamw2"].get("tau", DEFAULT_TAU))
     if "sigma_reparam" in methods:
         return "sigma_reparam", None
     if cfg.get("model", {}).get("qk_norm"):
@@ -60,6 +62,8 @@ def load_run(path: Path) -> RunInfo:
     res = json.loads((path / "result.json").read_text())
     rows = [json.loads(x) for x in (path / "metrics.jsonl").read_text().splitlines() if x.strip()]
     arm, tau = arm_of(cfg)
+    if cfg["workload"] != "gpt":  # vision arms are tabled apart from the GPT ones
+        arm = f"{cfg['workload']}_{arm}"
     return RunInfo(path, arm, float(cfg["train"]["lr"]), int(cfg["seed"]), tau, res["status"],
                    res.get("diverged_at"), res.get("final_val_loss"),
                    int(cfg.get("model", {}).get("block_size") or 128), rows)
