@@ -228,6 +228,7 @@ def main(argv: list[str] | None = None) -> None:
     table = arms_table(arms)
     mal = malignant(list({r.path: r for r in sweep + arms}.values()))  # sweep and arms share runs
     lr0 = min((r.lr for r in taus), default=None)
+    taus += [r for r in arms if r.arm == "adamw2" and r.lr == lr0 and r.path not in {t.path for t in taus}]
     band = tau_band(taus, [r for r in arms if r.arm == "warmup" and r.lr == lr0])
     for name, obj in (("lr_crash", crash), ("arms", table), ("malignant", mal), ("tau_band", band)):
         (out / f"{name}.json").write_text(json.dumps(obj, indent=1) + "\n")
