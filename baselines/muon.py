@@ -58,6 +58,8 @@ class MuonWithAdamW(torch.optim.Optimizer):
         for k, opt in (("muon", self.muon), ("adamw", self.adamw)):
             if opt is not None:
                 opt.load_state_dict(state[k])
+        # torch's load_state_dict builds new group dicts: share them again, or a scheduler would drive stale ones
+        self.param_groups = [g for opt in (self.muon, self.adamw) if opt is not None for g in opt.param_groups]
 
 
 def split_groups(groups: list[dict], roles: dict[str, str], lr_scale: float = 1.0) -> tuple[list[dict], list[dict]]:

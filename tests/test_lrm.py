@@ -299,3 +299,22 @@ def test_analysis_reduces_real_runs_to_claim_numbers(tmp_path):
     assert c8["early_clip_factor_include"]["n"] == 1 and c8["early_clip_factor_exclude"]["n"] == 1
     assert c8["early_clip_factor_include"]["mean"] < 1 and isinstance(c8["loss_diff"], float)
     assert "| C8 |" in analysis.summary_md(s)
+
+
+@pytest.mark.parametrize("recipe", ["adamw", "muon"])
+def test_exact_resume_with_multipliers_and_abm(tmp_path, recipe):
+    """A run restarted from its checkpoint (saved and loaded as the trainer does) continues bit-identically."""
+    sets = {"model.arch": "llama", "recipe": recipe, "train.lr": 1e-2}
+    a = trainer(tmp_path / "a", [{"name": "lrm"}], **sets)
+    for _ in range(2):
+        a.train_step()
+    torch.save(a.state_dict(), tmp_path / "ckpt.pt")
+    b = trainer(tmp_path / "b", [{"name": "lrm"}], **sets)
+    b.load_state_dict(torch.load(tmp_path / "ckpt.pt", weights_only=True))
+    for _ in range(2):
+        la, *_ = a.train_step()
+        lb, *_ = b.train_step()
+        assert la.item() == lb.item()
+    for (n, p), (_, q) in zip(a.model.named_parameters(), b.model.named_parameters(), strict=True):
+        assert torch.equal(p, q), n
+    assert torch.equal(a.methods[0].abm.param, b.methods[0].abm.param)
