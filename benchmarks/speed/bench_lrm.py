@@ -24,8 +24,8 @@ from claimbench.testing import REPO
 from claimbench.train import Trainer, prepare
 
 
-def make_trainer(size: str, methods: list, out: Path, threads: int, arch: str) -> Trainer:
-    cfg = load_config(REPO / "benchmarks/configs/gpt.yaml", [
+def make_trainer(size: str, methods: list, out: Path, threads: int, arch: str, batch: int = 16) -> Trainer:
+    cfg = load_config(REPO / "benchmarks/configs/gpt.yaml", [f"train.batch_size={batch}",
         f"size={size}", "train.steps=100000", "eval.every=0", "ckpt.every=0", "log.every=10",
         f"train.threads={threads}", f"data.dir={REPO / 'data/shakespeare'}", f"model.arch={arch}",
         f"methods={json.dumps(methods)}"])
@@ -55,19 +55,22 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--threads", type=int, default=1, help="intra-op threads (CPU time is exact only for 1)")
     p.add_argument("--log-every", type=int, default=10)
+    p.add_argument("--batch-size", type=int, default=16, help="sequences per step (the overhead is O(params), "
+                   "the step O(tokens): it shrinks as the batch grows)")
     p.add_argument("--ablate", action="store_true", help="also time lrm without ABM and the placement-none probe")
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     with tempfile.TemporaryDirectory() as d:
-        arms = {"baseline": make_trainer(a.size, [], Path(d) / "a", a.threads, a.arch),
+        arms = {"baseline": make_trainer(a.size, [], Path(d) / "a", a.threads, a.arch, a.batch_size),
                 "lrm": make_trainer(a.size, [{"name": "lrm", "track_residual": False}], Path(d) / "b", a.threads,
-                                    a.arch),
-                "lrm+metrics": make_trainer(a.size, [{"name": "lrm"}], Path(d) / "c", a.threads, a.arch)}
+                                    a.arch, a.batch_size),
+                "lrm+metrics": make_trainer(a.size, [{"name": "lrm"}], Path(d) / "c", a.threads, a.arch,
+                                            a.batch_size)}
         if a.ablate:  # where the overhead goes: no ABM reference; no multipliers (diagnostics only)
             arms["lrm-noABM"] = make_trainer(a.size, [{"name": "lrm", "track_residual": False, "abm_role": "none"}],
-                                             Path(d) / "e", a.threads, a.arch)
+                                             Path(d) / "e", a.threads, a.arch, a.batch_size)
             arms["probe-only"] = make_trainer(a.size, [{"name": "lrm", "placement": "none", "track_residual": False}],
-                                              Path(d) / "f", a.threads, a.arch)
+                                              Path(d) / "f", a.threads, a.arch, a.batch_size)
         for t in arms.values():
             time_block(t, 3, 0)  # warm-up
         wall: dict[str, list[float]] = {k: [] for k in arms}
@@ -77,7 +80,8 @@ def main() -> None:
                 w, c = time_block(t, a.block, a.log_every if k == "lrm+metrics" else 0)
                 wall[k].append(w)
                 cpu[k].append(c)
-    print(f"GPT {a.size} ({a.arch}), {a.rounds} rounds x {a.block} steps per arm, alternating, {a.threads} thread(s)")
+    print(f"GPT {a.size} ({a.arch}), batch {a.batch_size}, {a.rounds} rounds x {a.block} steps per arm, "
+          f"alternating, {a.threads} thread(s)")
     for label, times in (("CPU", cpu), ("wall", wall)):
         med = {k: statistics.median(v) for k, v in times.items()}
         for k, v in med.items():
