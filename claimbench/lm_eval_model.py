@@ -92,8 +92,11 @@ class ClaimbenchLM(TemplateLM):
 
     def __init__(self, checkpoint: str, device: str | None = None, dtype: str = "float32",
                  batch_size: int | str = DEFAULT_BATCH, max_length: int | None = None,
-                 max_gen_toks: int = DEFAULT_MAX_GEN, **_ignored) -> None:
+                 max_gen_toks: int = DEFAULT_MAX_GEN, max_batch_size: int | None = None, **unknown) -> None:
         super().__init__()
+        if unknown:  # a mistyped model_arg must not be silently ignored
+            raise ConfigError(f"model_args: unknown {', '.join(sorted(unknown))} (known: checkpoint, device, dtype, "
+                              "batch_size, max_length, max_gen_toks)")
         if not device or (str(device).startswith("cuda") and not torch.cuda.is_available()):
             device = "cuda" if torch.cuda.is_available() else "cpu"  # lm-eval's CLI passes cuda by default
         self._device = torch.device(device)

@@ -146,6 +146,9 @@ def test_generate_until_greedy_stop_and_max_tokens(lm):
 def test_missing_and_corrupt_checkpoint_one_line_error(run_dir, tmp_path):
     from claimbench.lm_eval_model import ClaimbenchLM
 
+    with pytest.raises(ConfigError, match="unknown chekpoint"):
+        ClaimbenchLM(str(run_dir), chekpoint="x")
+
     with pytest.raises(ConfigError) as e:
         ClaimbenchLM(str(tmp_path / "nope" / "ckpt.pt"), device="cpu")
     assert str(tmp_path / "nope" / "ckpt.pt") in str(e.value) and "\n" not in str(e.value)
