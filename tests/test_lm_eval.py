@@ -107,6 +107,16 @@ def test_batch_size_does_not_change_results(run_dir, lm):
     assert max(abs(x - y) for x, y in zip(ra, rb, strict=True)) < 1e-5
 
 
+def test_llama_arch_loads_and_is_batch_invariant(tmp_path):
+    from claimbench.lm_eval_model import ClaimbenchLM
+
+    run_micro(tmp_path / "llama", steps=3, **{"model.arch": "llama"})
+    a, b = (ClaimbenchLM(str(tmp_path / "llama"), device="cpu", batch_size=bs) for bs in (1, 8))
+    reqs = [Instance("loglikelihood", {}, (" ".join(["word"] * i) or "x", " end"), i) for i in range(20)]
+    x, y = a.loglikelihood(reqs, disable_tqdm=True), b.loglikelihood(reqs, disable_tqdm=True)
+    assert max(abs(p[0] - q[0]) for p, q in zip(x, y, strict=True)) < 1e-5
+
+
 @pytest.mark.parametrize("n", [0, 1, 31, 32, 33, 101])
 def test_rolling_windows_score_every_token_once(lm, n):
     assert lm.max_length == 32  # micro block_size
