@@ -150,12 +150,14 @@ def mlp_scale(runs: list[Run]) -> dict:
 
 
 def symmetry(runs: list[Run]) -> dict:
-    """C6: final |log10(M_q/M_k)|, log10(M_q M_k) and the residual RMS growth (last / after warmup) per WD."""
+    """C6: final |log10(M_q/M_k)|, log10(M_q M_k) and the residual RMS growth (last / after warmup), for the
+    multiplier-WD-0 run (`no_wd`) and the WD 2e-3 one (`with_wd`); keys hold no dots, for dotted look-ups."""
     out = {}
     for r in runs:
         resid = r.series("lrm/resid_rms")
         start = next((v for s, v in resid if s > r.sets.get("train.warmup_steps", 0)), None)
-        out[f"wd={r.lrm.get('weight_decay', 2e-3)}"] = {
+        wd = r.lrm.get("weight_decay", 2e-3)
+        out["no_wd" if wd == 0 else "with_wd"] = {"weight_decay": wd,
             "qk_log10_ratio": r.last("lrm/qk_log10_ratio"), "qk_log10_prod": r.last("lrm/qk_log10_prod"),
             "resid_growth": resid[-1][1] / start if resid and start else None, "val_loss": r.loss,
             "status": r.result.get("status")}
