@@ -70,3 +70,20 @@ def test_replayed_warmup_without_source_run_is_refused(tmp_path):
     with pytest.raises(ConfigError, match="train the AdamW\\^2 run first") as e:
         prepare(cfg, tmp_path / "run")
     assert "\n" not in str(e.value)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("profile", ["smoke"])
+def test_paper_grid_runs_all_validate(tmp_path, profile):
+    """Every run of config/papers/nowarmup.<profile>.yaml is a valid config (plugins and their options included)."""
+    import yaml
+
+    from claimbench.grid import expand
+    from claimbench.testing import REPO, micro_data_dir
+
+    grid = yaml.safe_load((REPO / "config" / "papers" / f"nowarmup.{profile}.yaml").read_text())["grid"]
+    runs = expand(grid)
+    assert {e["study"] for e in grid} == {"sweep", "arms", "tau"} and any(e.get("replay") for e in grid)
+    for spec in runs.values():
+        cfg = load_config(REPO / spec.config, [*spec.sets, f"data.dir={micro_data_dir()}"])
+        prepare(cfg, tmp_path / spec.run_id)
