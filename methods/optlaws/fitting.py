@@ -42,6 +42,15 @@ def multistart(objective: Callable[[torch.Tensor], torch.Tensor], starts: Sequen
         g = g.numpy()
         return float(val.detach()), np.where(np.isfinite(g), g, 0.0)
 
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tensors of ~1e5 elements: threads only add contention
+    try:
+        return _multistart(fun, starts, bounds, name, short_iter, long_iter, keep, lambda: nfev)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _multistart(fun, starts, bounds, name, short_iter, long_iter, keep, count) -> tuple[np.ndarray, dict]:
     opts = {"ftol": 1e-12, "gtol": 1e-8}
     first = []
     for x0 in starts:
@@ -61,7 +70,7 @@ def multistart(objective: Callable[[torch.Tensor], torch.Tensor], starts: Sequen
     if best.status == 1:  # iteration limit: not converged
         raise FitError(f"{name}: L-BFGS-B did not converge in {long_iter} iterations (objective {best.fun:.4g})")
     info = {"objective": float(best.fun), "iterations": int(best.nit), "message": str(best.message),
-            "starts": len(starts), "evaluations": nfev}
+            "starts": len(starts), "evaluations": count()}
     return best.x, info
 
 

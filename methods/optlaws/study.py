@@ -1,0 +1,250 @@
+"""The Opt-Laws study over a grid of runs: the three laws side by side on the claims' statistics.
+
+Operational definitions (the suite's, since the paper's are not public; see ../shared/papers/optlaws.md §4):
+- fitting window: logged points after the first 10% of steps (the published MPL curves likewise start
+  after warmup); the laws describe the slow phase, not the first drop from ln(vocab);
+- final loss: mean logged train loss over the last 5% of steps (actual), mean prediction there (predicted);
+- seed noise: mean |final(seed 0) - final(seed 1)| over the repeated (family, peak LR) pairs; two schedules
+  whose final losses differ by less than that are tied;
+- held-out accuracy (C6): fit on constant, cosine and two-stage runs (as MPL fits on constant, cosine and a
+  two-stage curve) at every peak LR, predict every other family;
+- Top-2 (C1): a configuration is a peak LR; fit on the other peak LRs, hit if a schedule tied with the
+  actual best is among the two predicted best;
+- out-of-family (C2): leave one family out of the fit (5 settings), hit if the predicted best family at the
+  middle peak LR is tied with the actual best;
+- divergence (C3): leave-one-run-out threshold rule on each law's divergence score over all runs (probes
+  included), F1 against status == diverged; baseline: peak LR above the median peak LR.
+A law whose fit fails is reported as a failed fit for that statistic, never scored as a prediction.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from claimbench.grid import expand
+from claimbench.io import atomic_write_text
+from methods.optlaws.base import LAWS, FitError, Law
+from methods.optlaws.curves import Curve, read_run
+from methods.optlaws.selection import ThresholdRule, f1
+
+LAW_ORDER = ("optlaws", "multipower", "annealing")
+FIT_FAMILIES = ("constant", "cosine", "two_stage")
+OUT_OF_FAMILY = ("wsd_exp", "wsd", "linear", "two_stage", "inverse_sqrt")
+SKIP_FRAC = 0.1
+
+
+def window(curve: Curve, skip_frac: float = SKIP_FRAC) -> Curve:
+    """The curve without its logged points in the first `skip_frac` of the planned steps (schedule kept whole)."""
+    keep = curve.steps > skip_frac * len(curve.lrs)
+    return Curve(curve.name, curve.lrs, curve.steps[keep], curve.loss[keep], curve.source, curve.meta)
+
+
+@dataclass
+class Run:
+    curve: Curve
+    family: str
+    lr: float
+    seed: int
+    probe: bool
+    status: str
+
+    @property
+    def final(self) -> float:
+        return final_of(self.curve, self.curve.loss)
+
+
+def final_of(curve: Curve, values: np.ndarray) -> float:
+    keep = curve.steps > 0.95 * len(curve.lrs)
+    return float(np.mean(values[keep])) if keep.any() else float(values[-1])
+
+
+def load_runs(grid_path: Path, runs_dir: Path) -> list[Run]:
+    runs = []
+    for rid, spec in expand(yaml.safe_load(grid_path.read_text())["grid"]).items():
+        kind, fam = spec.meta["group"].split(":", 1)
+        sets = dict(s.split("=", 1) for s in spec.sets)
+        res = runs_dir / rid / "result.json"
+        status = json.loads(res.read_text())["status"] if res.is_file() else "missing"
+        if status == "missing":
+            continue
+        runs.append(Run(window(read_run(runs_dir / rid)), fam, float(sets["train.lr"]), int(sets["seed"]),
+                        kind == "optlaws-probe", status))
+    return runs
+
+
+def _fit(name: str, curves: list[Curve], seed: int) -> tuple[Law | None, str | None]:
+    try:
+        return LAWS[name].fit(curves, seed=seed), None
+    except FitError as e:
+        return None, str(e)
+
+
+def _r2(pred: np.ndarray, act: np.ndarray) -> float:
+    ss = float(np.sum((act - act.mean()) ** 2))
+    return 1 - float(np.sum((act - pred) ** 2)) / ss if ss > 0 else float("nan")
+
+
+def seed_noise(runs: list[Run]) -> dict:
+    by: dict[tuple[str, float], dict[int, float]] = {}
+    for r in runs:
+        if not r.probe and r.status == "ok":
+            by.setdefault((r.family, r.lr), {})[r.seed] = r.final
+    gaps = [abs(v[0] - v[1]) for v in by.values() if 0 in v and 1 in v]
+    return {"pairs": len(gaps), "gaps": gaps, "tie": float(np.mean(gaps)) if gaps else 0.0}
+
+
+def held_out(law_name: str, base: list[Run], seed: int) -> dict:
+    fit = [r.curve for r in base if r.family in FIT_FAMILIES]
+    law, err = _fit(law_name, fit, seed)
+    if law is None:
+        return {"failed": err}
+    rows = {}
+    for r in base:
+        if r.family in FIT_FAMILIES:
+            continue
+        p = law.predict(r.curve)
+        fp, fa = final_of(r.curve, p), r.final
+        rows[f"{r.family}@{r.lr:g}"] = {"family": r.family, "lr": r.lr, "final_pred": fp, "final_actual": fa,
+                                        "rel_error": abs(fp - fa) / fa, "r2": _r2(p, r.curve.loss),
+                                        "mae": float(np.mean(np.abs(p - r.curve.loss))), "curve_pred": p.tolist()}
+    errs = [v["rel_error"] for v in rows.values()]
+    return {"fit": sorted({f"{r.family}@{r.lr:g}" for r in base if r.family in FIT_FAMILIES}), "predictions": rows,
+            "rel_error_mean": float(np.mean(errs)), "rel_error_worst": float(np.max(errs)),
+            "rel_error_median": float(np.median(errs)), "r2_mean": float(np.mean([v["r2"] for v in rows.values()])),
+            "params": law.params}
+
+
+def _best_hit(pred: dict[str, float], actual: dict[str, float], tie: float, k: int) -> bool:
+    best = min(actual.values())
+    top = sorted(pred, key=pred.get)[:k]
+    return any(actual[s] - best <= tie for s in top)
+
+
+def top2(law_name: str, base: list[Run], tie: float, seed: int) -> dict:
+    groups = {}
+    for lr in sorted({r.lr for r in base}):
+        inside = [r for r in base if r.lr == lr]
+        law, err = _fit(law_name, [r.curve for r in base if r.lr != lr], seed)
+        if law is None:
+            groups[f"{lr:g}"] = {"failed": err}
+            continue
+        pred = {r.family: final_of(r.curve, law.predict(r.curve)) for r in inside}
+        actual = {r.family: r.final for r in inside}
+        groups[f"{lr:g}"] = {"hit": _best_hit(pred, actual, tie, 2), "predicted_top2": sorted(pred, key=pred.get)[:2],
+                             "actual_best": min(actual, key=actual.get), "candidates": len(inside)}
+    scored = [g for g in groups.values() if "hit" in g]
+    hits = sum(g["hit"] for g in scored)
+    k = max((g["candidates"] for g in scored), default=0)
+    return {"groups": groups, "hits": hits, "n": len(scored), "hit_rate": hits / len(scored) if scored else None,
+            "wilson_low": wilson_low(hits, len(scored)), "random_rate": 2 / k if k else None,
+            "failed_fits": len(groups) - len(scored)}
+
+
+def out_of_family(law_name: str, base: list[Run], tie: float, seed: int) -> dict:
+    lrs = sorted({r.lr for r in base})
+    ref = lrs[len(lrs) // 2]
+    settings = {}
+    for fam in OUT_OF_FAMILY:
+        law, err = _fit(law_name, [r.curve for r in base if r.family != fam], seed)
+        if law is None:
+            settings[fam] = {"failed": err}
+            continue
+        inside = [r for r in base if r.lr == ref]
+        pred = {r.family: final_of(r.curve, law.predict(r.curve)) for r in inside}
+        actual = {r.family: r.final for r in inside}
+        settings[fam] = {"hit": _best_hit(pred, actual, tie, 1), "predicted_best": min(pred, key=pred.get),
+                         "actual_best": min(actual, key=actual.get)}
+    scored = [s for s in settings.values() if "hit" in s]
+    return {"reference_lr": ref, "settings": settings, "hits": sum(s["hit"] for s in scored), "n": len(scored),
+            "failed_fits": len(settings) - len(scored)}
+
+
+def divergence(law: Law | None, runs: list[Run]) -> dict:
+    if law is None:
+        return {"failed": "no fitted law"}
+    obs = [r for r in runs if r.status in ("ok", "diverged") and r.seed == 0]
+    y = np.array([r.status == "diverged" for r in obs])
+    score = [law.divergence_score(r.curve) for r in obs]
+    pred = np.array([ThresholdRule.fit(score[:i] + score[i + 1:], list(y[:i]) + list(y[i + 1:])).predict(score[i])
+                     for i in range(len(obs))])
+    lrs = np.array([r.lr for r in obs])
+    base = lrs > np.median(lrs)
+    return {"f1": f1(y, pred), "tp": int(np.sum(y & pred)), "fp": int(np.sum(~y & pred)),
+            "fn": int(np.sum(y & ~pred)), "tn": int(np.sum(~y & ~pred)), "diverged": int(y.sum()),
+            "stable": int((~y).sum()), "baseline_f1_peak_lr_above_median": f1(y, base),
+            "threshold_all_runs": ThresholdRule.fit(score, list(y)).threshold}
+
+
+def wilson_low(k: int, n: int, z: float = 1.96) -> float | None:
+    if n == 0:
+        return None
+    p = k / n
+    return (p + z * z / (2 * n) - z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))) / (1 + z * z / n)
+
+
+def run_study(grid: Path, runs_dir: Path, out: Path, md: Path, figures: Path, seed: int = 0) -> dict:
+    import torch
+
+    torch.set_num_threads(1)
+    runs = load_runs(grid, runs_dir)
+    base = [r for r in runs if not r.probe and r.status == "ok" and r.seed == 0]
+    noise = seed_noise(runs)
+    tie = noise["tie"]
+    result: dict = {"grid": str(grid), "runs": len(runs), "law_runs": len(base), "seed_noise": noise, "laws": {}}
+    for name in LAW_ORDER:
+        full, err = _fit(name, [r.curve for r in base], seed)
+        result["laws"][name] = {
+            "label": LAWS[name].label,
+            "held_out": held_out(name, base, seed),
+            "top2": top2(name, base, tie, seed),
+            "out_of_family": out_of_family(name, base, tie, seed),
+            "divergence": divergence(full, runs),
+            "full_fit": {"failed": err} if full is None else {"params": full.params, "info": full.info},
+        }
+    result["actual_final"] = {f"{r.family}@{r.lr:g}/s{r.seed}": r.final for r in runs if r.status == "ok"}
+    result["run_wall_s"] = {r.curve.name: float(r.curve.meta.get("wall_s") or 0.0) for r in runs}
+    result["status"] = {f"{r.family}@{r.lr:g}/s{r.seed}{'/probe' if r.probe else ''}": r.status for r in runs}
+    figs = plot(result, base, figures)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out, json.dumps(result, indent=1, default=float) + "\n")
+    from methods.optlaws.report import markdown
+
+    atomic_write_text(md, markdown(result, figs, out))
+    return result
+
+
+def plot(result: dict, base: list[Run], figures: Path) -> list[Path]:
+    """One figure per held-out schedule: actual curve and each law's prediction."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figures.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for r in base:
+        key = f"{r.family}@{r.lr:g}"
+        if r.family in FIT_FAMILIES:
+            continue
+        fig, ax = plt.subplots(figsize=(5, 3.4))
+        ax.plot(r.curve.steps, r.curve.loss, color="black", lw=1, label="actual")
+        for name in LAW_ORDER:
+            ho = result["laws"][name]["held_out"]
+            if "predictions" in ho and key in ho["predictions"]:
+                ax.plot(r.curve.steps, ho["predictions"][key]["curve_pred"], lw=1.2, label=LAWS[name].label)
+        ax.set(title=f"held out: {key}", xlabel="step", ylabel="train loss")
+        lo = float(np.min(r.curve.loss))
+        ax.set_ylim(lo - 0.1, lo + 1.5)
+        ax.legend(fontsize=6)
+        fig.tight_layout()
+        p = figures / f"heldout_{r.family}_lr{r.lr:g}.png"
+        fig.savefig(p, dpi=90)
+        plt.close(fig)
+        paths.append(p)
+    return paths
