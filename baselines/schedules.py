@@ -117,18 +117,28 @@ def inverse_sqrt(total: int, warmup: int = 0, min_ratio: float = 0.0) -> Schedul
     return f
 
 
-def to_piecewise(schedule: Schedule, total: int, knots: int = 24, warmup: int = 0) -> list[list[float]]:
+def to_piecewise(schedule: Schedule, total: int, knots: int = 8, warmup: int = 0,
+                 tol: float = 0.005) -> list[list[float]]:
     """Sample a schedule after warmup as a config `piecewise` list ([step, factor] pairs from step 0).
 
     Lets a run config express any family here (the config schema only names cosine/constant/linear/wsd):
-    `piecewise(to_piecewise(s, T, warmup=W), W)` equals `s` at the knots and both sides of every jump, and
-    interpolates linearly between. Warmup is not sampled: pass it as `train.warmup_steps`.
+    `piecewise(to_piecewise(s, T, warmup=W), W)` is within `tol` of `s` at every step (knots are added
+    where the linear interpolation is worst; jumps keep both sides). Warmup is not sampled: pass it as
+    `train.warmup_steps`.
     """
+    vals = [1.0 if s < warmup else schedule(s) for s in range(total)]
     steps = {0, total - 1} | {warmup + int(round(i * (total - 1 - warmup) / max(1, knots - 1))) for i in range(knots)}
     for s in range(warmup + 1, total):
-        if abs(schedule(s) - schedule(s - 1)) > 0.02:  # a jump stays a jump
+        if abs(vals[s] - vals[s - 1]) > 0.2 * abs(vals[s - 1]):  # a jump stays a jump
             steps |= {s - 1, s}
-    return [[s, 1.0 if s < warmup else round(schedule(s), 6)] for s in sorted(steps)]
+    for _ in range(total):
+        pts = sorted(steps)
+        approx = piecewise([(s, vals[s]) for s in pts])
+        err, worst = max((abs(approx(s) - vals[s]), s) for s in range(total))
+        if err <= tol:
+            break
+        steps.add(worst)
+    return [[s, round(vals[s], 6)] for s in sorted(steps)]
 
 
 FAMILIES: dict[str, Callable[..., Schedule]] = {

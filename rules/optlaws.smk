@@ -1,4 +1,4 @@
-# Opt-Laws (issue 9): schedule-family grid -> three loss laws fitted and compared -> results/optlaws.md.
+# Opt-Laws (issue 9): schedule-family grid -> three loss laws fitted and compared -> results/optlaws.json + results/optlaws_study.md (results/optlaws.md is the claims table of issue 3).
 # Behind a switch so the default profile stays fast:
 #   snakemake --profile config/smoke --config 'papers=[optlaws]' optlaws
 # The grid is config/optlaws-<profile>.yaml (entries named 'optlaws:<family>' / 'optlaws-probe:<family>').
@@ -11,7 +11,7 @@ RUNS.update(OPTLAWS_RUNS)
 
 rule optlaws:
     input:
-        f"{RESULTS}/optlaws.md",
+        f"{RESULTS}/optlaws_study.md",
 
 
 rule optlaws_runs:
@@ -26,7 +26,7 @@ rule optlaws_study:
         grid=str(OPTLAWS_GRID),
         runs=[f"{RUNS_DIR}/{rid}/result.json" for rid in sorted(OPTLAWS_RUNS)],
     output:
-        md=f"{RESULTS}/optlaws.md",
+        md=f"{RESULTS}/optlaws_study.md",
         js=f"{RESULTS}/optlaws.json",
     params:
         py=PY,

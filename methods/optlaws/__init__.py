@@ -28,7 +28,7 @@ class OptLaws(Method):
         return [{
             "name": "optlaws_study",
             "consumes": "runs/<profile>/<run>/{metrics.jsonl,config.yaml,result.json} of config/optlaws-<profile>.yaml",
-            "produces": ["results/optlaws.json", "results/optlaws.md", "results/figures/optlaws/*.png"],
+            "produces": ["results/optlaws.json", "results/optlaws_study.md", "results/figures/optlaws/*.png"],
             "command": "claimbench law study --grid config/optlaws-<profile>.yaml --runs-dir runs/<profile> "
-                       "--out results/optlaws.json --md results/optlaws.md --figures results/figures/optlaws",
+                       "--out results/optlaws.json --md results/optlaws_study.md --figures results/figures/optlaws",
         }]

@@ -1,4 +1,4 @@
-"""results/optlaws.md from the study JSON: the three laws side by side, with the smoke thresholds' readings.
+"""results/optlaws_study.md from the study JSON: the three laws side by side, with the smoke thresholds' readings.
 
 The verdicts here apply the smoke thresholds of ../shared/papers/optlaws.md §4 to our statistics; the
 claims machinery (benchmarks/claims/optlaws.yaml) reads the same numbers from results/optlaws.json.
