@@ -1,12 +1,13 @@
-# Opt-Laws (issue 9): schedule-family grid -> three loss laws fitted and compared -> results/optlaws.json + results/optlaws_study.md (results/optlaws.md is the claims table of issue 3).
-# Behind a switch so the default profile stays fast:
+# Opt-Laws (issue 9): schedule-family grid -> three loss laws fitted and compared -> results/optlaws.json
+# (read by the claims of benchmarks/claims/optlaws.yaml) + results/optlaws_study.md + figures.
+# Behind the papers switch so the default profile stays fast:
 #   snakemake --profile config/smoke --config 'papers=[optlaws]' optlaws
-# The grid is config/optlaws-<profile>.yaml (entries named 'optlaws:<family>' / 'optlaws-probe:<family>').
+# The grid is config/papers/optlaws.<profile>.yaml (the Snakefile adds it to RUNS when optlaws is selected);
+# entries are named 'optlaws:<family>' / 'optlaws-probe:<family>'.
 
-OPTLAWS_GRID = REPO / "config" / f"optlaws-{config['profile']}.yaml"
+OPTLAWS_GRID = REPO / "config" / "papers" / f"optlaws.{config['profile']}.yaml"
 OPTLAWS_ON = "optlaws" in (config.get("papers") or []) and OPTLAWS_GRID.is_file()
 OPTLAWS_RUNS = expand(yaml.safe_load(OPTLAWS_GRID.read_text())["grid"]) if OPTLAWS_ON else {}
-RUNS.update(OPTLAWS_RUNS)
 
 
 rule optlaws:

@@ -157,7 +157,7 @@ def register(subparsers) -> None:
     s.add_argument("--top-k", type=int, default=3)
     s.set_defaults(fn=cmd_select)
     t = sub.add_parser("study", help="the three laws compared on a grid of runs (DAG stage)")
-    t.add_argument("--grid", required=True, help="config/optlaws-<profile>.yaml")
+    t.add_argument("--grid", required=True, help="config/papers/optlaws.<profile>.yaml")
     t.add_argument("--runs-dir", required=True)
     t.add_argument("--out", required=True, help="study JSON")
     t.add_argument("--md", required=True, help="markdown report")

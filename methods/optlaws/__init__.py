@@ -27,8 +27,9 @@ class OptLaws(Method):
     def stages(cls) -> list[dict[str, Any]]:
         return [{
             "name": "optlaws_study",
-            "consumes": "runs/<profile>/<run>/{metrics.jsonl,config.yaml,result.json} of config/optlaws-<profile>.yaml",
+            "consumes": "runs/<profile>/<run>/{metrics.jsonl,config.yaml,result.json} "
+                        "of the runs of config/papers/optlaws.<profile>.yaml",
             "produces": ["results/optlaws.json", "results/optlaws_study.md", "results/figures/optlaws/*.png"],
-            "command": "claimbench law study --grid config/optlaws-<profile>.yaml --runs-dir runs/<profile> "
+            "command": "claimbench law study --grid config/papers/optlaws.<profile>.yaml --runs-dir runs/<profile> "
                        "--out results/optlaws.json --md results/optlaws_study.md --figures results/figures/optlaws",
         }]

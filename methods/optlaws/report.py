@@ -54,7 +54,7 @@ def markdown(res: dict, figures: list[Path], json_path: Path) -> str:
         "Shakespeare corpus, AdamW, batch 16, 600 steps, warmup 30; seven schedule families (constant, cosine to",
         "0.1, linear to 0, WSD linear decay, WSD exponential decay, two-stage x0.3 at 60%, inverse-sqrt) x peak LR",
         "{1e-3, 3e-3, 1e-2}, a second seed for constant and cosine at 3e-3, and divergence probes at peak LR",
-        "{0.3, 1, 3, 10} for constant, cosine and WSD-exp (config/optlaws-smoke.yaml). "
+        "{0.3, 1, 3, 10} for constant, cosine and WSD-exp (config/papers/optlaws.smoke.yaml). "
         f"{res['runs']} runs, {sum(res.get('run_wall_s', {}).values()):.0f} s of training in total "
         "(sum of result.json wall_s). The faithful scale (10M-120M GPTs, 2k-10k steps) belongs to the gpu profile.",
         "",
