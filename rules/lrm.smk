@@ -26,6 +26,8 @@ rule lrm_study:
     output:
         json=f"{LRM_OUT}/summary.json",
         md=f"{LRM_OUT}/summary.md",
+        claims=[f"{LRM_OUT}/{f}" for f in ("c1_norm_slope.json", "c2_projector.json", "c4_residual_norms.json",
+                                           "c7_width.json")],
     params:
         py=PY,
         grid=str(LRM_GRID),

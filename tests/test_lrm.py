@@ -299,6 +299,10 @@ def test_analysis_reduces_real_runs_to_claim_numbers(tmp_path):
     assert c8["early_clip_factor_include"]["n"] == 1 and c8["early_clip_factor_exclude"]["n"] == 1
     assert c8["early_clip_factor_include"]["mean"] < 1 and isinstance(c8["loss_diff"], float)
     assert "| C8 |" in analysis.summary_md(s)
+    files = analysis.claim_files(s)  # what benchmarks/claims/lrm.yaml reads; no projector/width runs here: None
+    assert files["c2_projector.json"]["excess_fpn_over_vpn"] is None and files["c7_width.json"]["exponent"] is None
+    fit = analysis._fit_ci([1, 2, 4, 8], [1.0, 2 ** 0.5, 2.0, 8 ** 0.5 * 1.01])
+    assert fit["slope"] == pytest.approx(0.5, abs=0.01) and fit["ci_lo"] < fit["slope"] < fit["ci_hi"]
 
 
 @pytest.mark.parametrize("recipe", ["adamw", "muon"])

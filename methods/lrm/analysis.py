@@ -214,6 +214,65 @@ def depth(runs: list[Run], reference: list[Run]) -> dict:
     return {"ratio_by_layer": ratio, "rises_with_depth": len(ratio) > 1 and ratio[-1] > ratio[0]}
 
 
+def _fit_ci(x: list[float], y: list[float], groups: list[str] | None = None) -> dict[str, float | None]:
+    """Least-squares slope of log y on log x (one intercept per group) with a 95% t interval from its standard
+    error; None where there are not more points than parameters."""
+    groups = groups or ["all"] * len(x)
+    names = sorted(set(groups))
+    if len(x) <= len(names) + 1:
+        return {"slope": None, "ci_lo": None, "ci_hi": None, "n": len(x)}
+    from scipy import stats
+
+    X = np.column_stack([np.log(x)] + [[1.0 if g == n else 0.0 for g in groups] for n in names])
+    coef, res, *_ = np.linalg.lstsq(X, np.log(y), rcond=None)
+    dof = len(x) - X.shape[1]
+    resid = np.log(y) - X @ coef
+    se = math.sqrt(float(resid @ resid) / dof * np.linalg.inv(X.T @ X)[0, 0])
+    t = float(stats.t.ppf(0.975, dof))
+    return {"slope": float(coef[0]), "ci_lo": float(coef[0] - t * se), "ci_hi": float(coef[0] + t * se),
+            "n": len(x), "dof": dof}
+
+
+def claim_files(s: dict) -> dict[str, dict]:
+    """The files benchmarks/claims/lrm.yaml reads with `from_file` (c1_norm_slope, c2_projector, c4_residual_norms,
+    c7_width), from this module's studies."""
+    from scipy import stats
+
+    pts = [(S, w, arm) for arm, v in s["C1_C2"].items() for S, w in zip(v["S"], v["head_rms"], strict=True)
+           if w is not None and w > 0]
+    c1 = _fit_ci([p[0] for p in pts], [p[1] for p in pts], [p[2] for p in pts]) if pts else {"slope": None}
+    c1["note"] = "log-log slope of the head's What RMS vs S, FPN/SPN/VPN pooled with one intercept each"
+    fpn, vpn = s["C1_C2"]["FPN"], s["C1_C2"]["VPN"]
+
+    def excess(arm: dict) -> float | None:
+        by = dict(zip(arm["S"], arm["val_loss"], strict=True))
+        ext = [by.get(k) for k in (min(arm["S"], default=None), max(arm["S"], default=None))]
+        if None in ext or by.get(1.0) is None:
+            return None
+        return statistics.fmean(ext) - by[1.0]
+
+    e_f, e_v = excess(fpn), excess(vpn)
+    sd = s["C10"]["max_seed_sd"]  # one seed per arm here: the seed noise of lrm:perf's runs (same model size)
+    est = e_f - e_v if e_f is not None and e_v is not None else None
+    half = 1.96 * math.sqrt(3) * sd if est is not None and sd is not None else None
+    c2 = {"excess_fpn_over_vpn": est, "ci_lo": est - half if half is not None else None,
+          "ci_hi": est + half if half is not None else None, "seed_sd_borrowed": sd,
+          "note": "[mean loss at the extreme S - loss at S=1] for FPN minus the same for VPN; 1 seed per point, "
+                  "interval from lrm:perf's seed SD (variance 3 sd^2)"}
+    ratio = s["C4"]["ratio_by_layer"]
+    rho = float(stats.spearmanr(range(len(ratio)), ratio)[0]) if ratio and len(ratio) >= 3 else None
+    c4 = {"rho": rho, "ratio_by_layer": ratio, "note": "Spearman rho of the LRM/baseline block-output RMS ratio vs "
+          "depth; None below 3 layers"}
+    c7w = s["C7"]
+    pts7 = [(d, m) for d, m in zip(c7w["width"], c7w["projector_mult"], strict=True) if m is not None and m > 0]
+    fit = _fit_ci([p[0] for p in pts7], [p[1] for p in pts7]) if pts7 else {"slope": None}
+    c7 = {"exponent": -fit["slope"] if fit.get("slope") is not None else None,
+          "ci_lo": -fit["ci_hi"] if fit.get("ci_hi") is not None else None,
+          "ci_hi": -fit["ci_lo"] if fit.get("ci_lo") is not None else None, "widths": [p[0] for p in pts7],
+          "note": "a in multiplier ~ d^-a, the learned projector multiplier = the scalar final-norm gain"}
+    return {"c1_norm_slope.json": c1, "c2_projector.json": c2, "c4_residual_norms.json": c4, "c7_width.json": c7}
+
+
 def analyse(grid: list[dict], runs_dir: Path) -> dict:
     studies: dict[str, list[Run]] = defaultdict(list)
     for entry in grid:
@@ -223,11 +282,14 @@ def analyse(grid: list[dict], runs_dir: Path) -> dict:
     # the references of C8, C9, C4: lrm:perf's AdamW arms at the fixed LR of those studies
     lr = next((r.sets["train.lr"] for r in studies.get("clip", []) + studies.get("head", [])), None)
     ref_lrm = [r for r in perf_runs if _arm(r) == "adamw+lrm" and r.sets["train.lr"] == lr and r.lrm == {"name": "lrm"}]
-    ref_probe = [r for r in perf_runs if _arm(r) == "adamw" and r.sets["train.lr"] == lr and r.sets["seed"] == 0]
+    depth_runs = studies.get("depth", [])
+    ref_probe = ([r for r in depth_runs if r.lrm.get("placement") == "none"]
+                 or [r for r in perf_runs if _arm(r) == "adamw" and r.sets["train.lr"] == lr and r.sets["seed"] == 0])
+    depth_runs = [r for r in depth_runs if r.lrm.get("placement") != "none"]
     out = {"C10": perf(perf_runs), "C1_C2": projector(studies.get("projector", [])),
            "C3": mlp_scale(studies.get("mlp_scale", [])), "C6": symmetry(studies.get("symmetry", [])),
            "C7": width(studies.get("width", [])), "C8": clip(studies.get("clip", []), ref_lrm),
-           "C9": head(studies.get("head", []), ref_lrm), "C4": depth(studies.get("depth", []), ref_probe)}
+           "C9": head(studies.get("head", []), ref_lrm), "C4": depth(depth_runs, ref_probe)}
     out["runs"] = {"total": sum(len(v) for v in studies.values()),
                    "ok": sum(r.ok for v in studies.values() for r in v),
                    "diverged": sum(r.result.get("status") == "diverged" for v in studies.values() for r in v)}
@@ -276,6 +338,8 @@ def main(argv: list[str] | None = None) -> None:
     out = Path(a.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out, s)
+    for name, content in claim_files(s).items():
+        atomic_write_json(out.parent / name, content)
     atomic_write_text(out.with_suffix(".md"), summary_md(s))
 
 
