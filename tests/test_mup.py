@@ -88,3 +88,32 @@ def test_unknown_role_is_a_one_line_error(tmp_path):
     with pytest.raises(ConfigError) as e:
         prepare(cfg, tmp_path / "run")
     assert "lr_mult" in str(e.value) and "\n" not in str(e.value)
+
+
+def test_mup_on_the_mlp_workload_scales_the_readout_by_hook(tmp_path):
+    """Roles, not model classes: on the residual MLP the readout multiplier 1/m is a forward hook on its head."""
+    import json
+
+    from benchmarks.data.images import micro_image_dir
+    from claimbench.train import Trainer
+
+    def build(methods):
+        sets = ["workload=mlp", "size=micro", f"data.dir={micro_image_dir()}", "train.steps=2", "train.batch_size=8",
+                "eval.every=0", "ckpt.every=0", f"methods={json.dumps(methods)}"]
+        torch.manual_seed(0)
+        return Trainer(prepare(load_config(None, sets, base={}), tmp_path / f"r{len(methods)}"))
+
+    sp, mup = build([]), build([{"name": "mup", "base_width": 1}])
+    width = mup.model.head.weight.shape[1]
+    x = sp.run.workload.train_batch(0, 0, 4)[0]
+    head_in = {}
+    sp.model.head.register_forward_hook(lambda m, i, o: head_in.setdefault("sp", (i[0], o)))
+    mup.model.head.register_forward_hook(lambda m, i, o: head_in.setdefault("mup", (i[0], o)))
+    with torch.no_grad():
+        mup.model(x)
+    h, out = head_in["mup"]
+    w, b = mup.model.head.weight, mup.model.head.bias
+    torch.testing.assert_close(out, F.linear(h, w, b) / width)
+    lrs = {n: g["lr"] for g in mup.optimizer.param_groups for n in g["names"]}
+    hidden = next(n for n, r in mup.ctx.roles.items() if r == "hidden_matrix")
+    assert lrs[hidden] == pytest.approx(mup.train_cfg.lr / width) and lrs["head.weight"] == mup.train_cfg.lr
