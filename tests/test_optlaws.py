@@ -21,7 +21,6 @@ needs_curves = pytest.mark.skipif(not CURVES.is_dir(), reason="published MPL cur
 
 
 @needs_curves
-@pytest.mark.slow  # ~5-10 s CPU per size, but minutes of wall time on a shared 2-core machine
 @pytest.mark.parametrize("size", ["25", "100"])
 def test_multipower_predicts_held_out_published_curves(size):
     """As the Multi-Power Law paper reports: fit on 3 schedules, < 0.5% mean final error and R^2 > 0.99 on 6."""

@@ -26,7 +26,7 @@ def log_huber(pred: torch.Tensor, target_log: torch.Tensor, delta: float = HUBER
 
 def multistart(objective: Callable[[torch.Tensor], torch.Tensor], starts: Sequence[np.ndarray],
                bounds: Sequence[tuple[float | None, float | None]], name: str, short_iter: int = 40,
-               long_iter: int = 1000, keep: int = 2) -> tuple[np.ndarray, dict]:
+               long_iter: int = 1000, keep: int = 1) -> tuple[np.ndarray, dict]:
     """Minimise `objective` from each start; returns (best theta, info). Raises FitError if none is finite."""
 
     nfev = 0
@@ -51,7 +51,7 @@ def multistart(objective: Callable[[torch.Tensor], torch.Tensor], starts: Sequen
 
 
 def _multistart(fun, starts, bounds, name, short_iter, long_iter, keep, count) -> tuple[np.ndarray, dict]:
-    opts = {"ftol": 1e-12, "gtol": 1e-8}
+    opts = {"ftol": 1e-10, "gtol": 1e-8}
     first = []
     for x0 in starts:
         x0 = np.clip(np.asarray(x0, float), [b[0] if b[0] is not None else -np.inf for b in bounds],

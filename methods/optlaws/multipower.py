@@ -22,7 +22,7 @@ from methods.optlaws.curves import Curve
 from methods.optlaws.fitting import jitter, log_huber, multistart
 from methods.optlaws.sums import Sums, prepare, stack
 
-FIT_BLOCKS = 128  # drop blocks per fitting curve (prediction uses 512)
+FIT_BLOCKS = 64  # drop blocks per fitting curve (prediction uses 512)
 NAMES = ("L0", "A", "alpha", "B", "C", "beta", "gamma")
 
 
