@@ -170,7 +170,7 @@ def function_space_lr(model: torch.nn.Module, inputs, updates: Mapping[str, torc
 
 def reference_function_space_lr(model: torch.nn.Module, inputs, updates: Mapping[str, torch.Tensor],
                                 lr: float = 1.0, output_fn: Callable[[torch.Tensor], torch.Tensor] | None = None,
-                                method: Literal["jvp", "fd"] = "jvp", fd_eps: float = 1e-3) -> dict[str, float]:
+                                method: Literal["jvp", "fd"] = "jvp", fd_eps: float = 1e-6) -> dict[str, float]:
     """The exact per-tensor FSLR: forward-mode JVP, or central finite differences of applying fd_eps * dW_l
     to that tensor alone (run the model in float64 for fd). The ground truth the estimators are tested on."""
     params = _check_updates(model, updates)
