@@ -1,14 +1,15 @@
 # FLeRM (issue 8): base runs record per-tensor function-space LRs -> `flerm_record` averages them over seeds into
 # one record per base LR -> scaled runs (method flerm, `base:` that record) train with the record as an input ->
 # `flerm_study` writes the optimal-LR shift tables, figures and verdicts. Behind a switch so other profiles stay fast:
-#   snakemake --profile config/smoke --config 'papers=[flerm]' flerm
+#   snakemake flerm --profile config/smoke --config 'papers=[flerm]'
+# (or `--config flerm=true`: this DAG alone, without the paper's claims grid)
 # The grid is config/papers/flerm.<profile>.yaml. A changed base run re-makes its record and retrains only the
 # scaled runs that read it (the record file is their input; `flerm_train` is `train` plus that input).
 
 from methods.flerm.dag import plan as flerm_plan
 
 FLERM_GRID = REPO / "config" / "papers" / f"flerm.{config['profile']}.yaml"
-FLERM_ON = "flerm" in (config.get("papers") or []) and FLERM_GRID.is_file()
+FLERM_ON = ("flerm" in (config.get("papers") or []) or bool(config.get("flerm", False))) and FLERM_GRID.is_file()
 FLERM_CFG = yaml.safe_load(FLERM_GRID.read_text()) if FLERM_ON else {}
 FLERM_RUNS = expand(FLERM_CFG.get("grid", []))
 RUNS.update(FLERM_RUNS)
@@ -66,7 +67,7 @@ rule flerm_study:
         js=f"{RESULTS}/analysis/flerm/transfer.json",
     params:
         py=PY,
-        runs_dir=RUNS_DIR,
+        runs_dir=lambda w, input: str(Path(input.runs[0]).parent.parent) if input.runs else RUNS_DIR,
         figures=f"{RESULTS}/figures/flerm",
     log:
         f"{RESULTS}/logs/flerm_study.log",
