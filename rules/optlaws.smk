@@ -31,7 +31,7 @@ rule optlaws_study:
         js=f"{RESULTS}/optlaws.json",
     params:
         py=PY,
-        runs_dir=RUNS_DIR,
+        runs_dir=lambda w, input: Path(input.runs[0]).parent.parent,
         figures=f"{RESULTS}/figures/optlaws",
     log:
         f"{RESULTS}/logs/optlaws_study.log",
