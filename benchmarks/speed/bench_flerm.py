@@ -17,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from claimbench.config import load_config
+from claimbench.config import load_config, to_yaml
 from claimbench.testing import micro_data_dir
 from claimbench.train import Trainer, prepare
 from methods.flerm.records import record_from_runs
@@ -44,8 +44,10 @@ def overrides(workload: str, steps: int, lr: float, methods: list, base: bool = 
 
 
 def timed_fit(sets: list[str], out: Path) -> float:
-    trainer = Trainer(prepare(load_config(None, sets, base={}), out))
+    cfg = load_config(None, sets, base={})
+    trainer = Trainer(prepare(cfg, out))
     out.mkdir(parents=True, exist_ok=True)
+    (out / "config.yaml").write_text(to_yaml(cfg))  # the record reader takes the LR and options from it
     t0 = time.perf_counter()
     trainer.t_start = t0
     trainer.fit(out / "metrics.jsonl", out / "ckpt.pt")
