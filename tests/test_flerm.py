@@ -240,3 +240,63 @@ def test_bad_input_is_a_config_error_before_training(tmp_path):
     with pytest.raises(ConfigError, match="every"):
         _prepare(tmp_path, 'methods=[{"name": "flerm", "every": 1}]', "log.every=5")
     assert not (tmp_path / "bad").exists()
+
+
+# ---------------------------------------------------------------------------------------------- DAG and study
+
+def _grid(tmp_path):
+    lrs = [2.0 ** k for k in range(-12, -5)]
+    x1, w2, w8 = ({"width": w, "n_blocks": 2} for w in (16, 32, 128))
+    rec = str(tmp_path / "rec" / "lr{lr}.json")
+    common = {"config": "benchmarks/configs/mlp.yaml", "data": "fashion_mnist", "workload": "mlp", "size": "micro",
+              "seeds": [0, 1]}
+    grid = [{**common, "name": "flerm:m:base", "methods": [[{"name": "flerm", "record": rec, "every": 100}]],
+             "set": {"model": x1}, "sweep": {"train.lr": lrs}},
+            {**common, "name": "flerm:m_width:sp", "sweep": {"model": [w2, w8], "train.lr": lrs}},
+            {**common, "name": "flerm:m_width:fl", "methods": [[{"name": "flerm", "base": rec}]],
+             "sweep": {"model": [w2, w8], "train.lr": lrs}}]
+    studies = {"m_width": {"kind": "width", "base": "m", "across": "model", "scales": [1, 2, 8],
+                           "values": [x1, w2, w8]}}
+    return grid, studies, lrs
+
+
+def test_dag_plan_wires_records_to_scaled_runs(tmp_path):
+    from claimbench.grid import expand
+    from methods.flerm.dag import plan
+
+    grid, _, lrs = _grid(tmp_path)
+    p = plan(expand(grid))
+    assert len(p.records) == len(lrs) and all(len(r) == 2 for r in p.records.values())  # 2 seeds per record
+    assert len(p.inputs) == 2 * len(lrs) * 2 and set(p.inputs.values()) == set(p.records)
+    with pytest.raises(ValueError, match="no base runs record"):
+        plan(expand(grid[1:]))
+
+
+def test_study_recovers_known_shifts_and_verdict(tmp_path):
+    """Synthetic losses with a known optimum per scale: SP's optimum moves -1 log2 per doubling, FLeRM's stays."""
+    import yaml
+
+    from claimbench.grid import expand
+    from methods.flerm.study import run
+
+    grid, studies, _ = _grid(tmp_path)
+    opt = {("sp", 16): -9, ("sp", 32): -10, ("sp", 128): -12, ("fl", 32): -9, ("fl", 128): -9}
+    for entry in grid:
+        arm = entry["name"].split(":")[2]
+        for rid, spec in expand([entry]).items():
+            sets = dict(s.split("=", 1) for s in spec.sets)
+            width = json.loads(sets["model"])["width"]
+            centre = opt[("sp" if arm == "base" else arm, width)]
+            loss = 1.0 + 0.1 * (math.log2(float(sets["train.lr"])) - centre) ** 2
+            (tmp_path / "runs" / rid).mkdir(parents=True)
+            (tmp_path / "runs" / rid / "result.json").write_text(json.dumps({"status": "ok",
+                                                                             "final_train_loss": loss}))
+    gfile = tmp_path / "grid.yaml"
+    gfile.write_text(yaml.safe_dump({"grid": grid, "studies": studies}))
+    res = run(gfile, tmp_path / "runs")["studies"]["m_width"]
+    sp, fl = res["arms"]["sp"], res["arms"]["fl"]
+    assert [s["mean"] for s in sp["shift"]] == pytest.approx([0, -1, -3], abs=1e-6)
+    assert [s["mean"] for s in fl["shift"]] == pytest.approx([0, 0, 0], abs=1e-6)
+    assert res["verdict"] == "reproduced"
+    (tmp_path / "runs" / next(iter(expand([grid[2]]))) / "result.json").unlink()
+    assert run(gfile, tmp_path / "runs")["studies"]["m_width"]["verdict"] == "not_run"
