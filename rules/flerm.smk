@@ -23,6 +23,8 @@ ruleorder: flerm_train > train
 
 
 use rule train as flerm_train with:
+    conda:
+        "../environment.yml"
     input:
         config=lambda w: str(REPO / RUNS[w.run_id].config),
         data=lambda w: [f"{DATA[RUNS[w.run_id].data]['dir']}/{f}" for f in DATA_FILES],
