@@ -35,8 +35,13 @@ CLAIM_STATISTICS = {
                                                     "with paired.<final arm>.d_last < 0; the last_k arm should "
                                                     "lower paired.<last_k arm>.jump_k2 (ratio over the last 2)",
     "C6 quality": "paired.<arm>.final_val_loss (not worse beyond 2 x SE); downstream scores come from lm_eval.json",
-    "C8 balanced middle layers": "not measured here (needs early-exit CE per layer)",
+    "C8 balanced middle layers": "paired.<arm>.early_exit_ce: jreg/early_exit_ce at the last log step (final norm + "
+                                 "head on h_l, l = ceil(L/2)..L-1, held-out windows); reproduced if < 0 beyond noise "
+                                 "while final_val_loss is not worse",
 }
+
+
+KEYS = ("jump", "jump_k2", "d_last", "d_prev", "final_val_loss", "early_exit_ce")
 
 
 def arm_label(cfg: dict) -> str:
@@ -58,9 +63,11 @@ def arm_label(cfg: dict) -> str:
 
 
 def setting_label(cfg: dict) -> str:
+    """Workload, size, and the model/steps overrides that distinguish settings (size presets are implied)."""
     m = cfg.get("model", {})
-    return (f"{cfg['workload']}-{cfg['size']} {m.get('arch', '')} L={m.get('n_layer', '?')} d={m.get('n_embd', '?')} "
-            f"steps={cfg['train']['steps']}").replace("  ", " ")
+    parts = [f"{cfg['workload']}-{cfg['size']}", m.get("arch", "")]
+    parts += [f"{k}={m[key]}" for k, key in (("L", "n_layer"), ("d", "n_embd")) if key in m]
+    return " ".join(p for p in parts + [f"steps={cfg['train']['steps']}"] if p)
 
 
 def growth(series: list[tuple[int, float]], total_steps: int) -> dict:
@@ -91,6 +98,7 @@ def load_run(run_dir: Path, profile: Path | None) -> dict:
             "jump_k2": jump_strength(d, DEFAULT_JUMP_FORM, 2) if d and len(d) >= 2 else None,
             "d_last": d[-1] if d else None, "d_prev": d[-2] if d and len(d) >= 2 else None,
             "final_is_max": (d[-1] == max(d[1:])) if d and len(d) >= 2 else None,
+            "early_exit_ce": next((r["jreg/early_exit_ce"] for r in reversed(rows) if "jreg/early_exit_ce" in r), None),
             "train_series": series, "train_dists": dists, "growth": growth(series, cfg["train"]["steps"])}
 
 
@@ -109,8 +117,7 @@ def summarise(runs: list[dict]) -> dict:
     for setting, arms in by_setting.items():
         s: dict = {"arms": {}, "paired": {}}
         for arm, rs in arms.items():
-            s["arms"][arm] = {key: _stats([r[key] for r in rs]) for key in
-                              ("jump", "jump_k2", "d_last", "d_prev", "final_val_loss")}
+            s["arms"][arm] = {key: _stats([r[key] for r in rs]) for key in KEYS}
             s["arms"][arm]["seeds"] = [r["seed"] for r in rs]
             s["arms"][arm]["final_is_max"] = [r["final_is_max"] for r in rs]
             s["arms"][arm]["growth"] = [r["growth"] for r in rs]
@@ -124,7 +131,7 @@ def summarise(runs: list[dict]) -> dict:
                 if arm == base:
                     continue
                 s["paired"][arm] = {}
-                for key in ("jump", "jump_k2", "d_last", "d_prev", "final_val_loss"):
+                for key in KEYS:
                     diffs = [r[key] - by_seed[r["seed"]][key] for r in rs
                              if r["seed"] in by_seed and r[key] is not None and by_seed[r["seed"]][key] is not None]
                     s["paired"][arm][key] = {**_stats(diffs), "baseline_sd": s["arms"][base][key]["sd"]}
@@ -160,7 +167,7 @@ def markdown(summary: dict) -> str:
         lines.append("")
     lines += ["## What each claim reads (summary.json)\n"] + [f"- **{k}**: {v}" for k, v in
                                                                summary["claim_statistics"].items()]
-    lines += ["", "Figures: `jump_over_training.png`, `profiles.png`.", ""]
+    lines += ["", "Figures: `jump_over_training.png`, `profiles.png`. Early-exit CE (C8): summary.json.", ""]
     return "\n".join(lines)
 
 
