@@ -54,7 +54,7 @@ def markdown(res: dict, figures: list[Path], json_path: Path) -> str:
         "Shakespeare corpus, AdamW, batch 16, 600 steps, warmup 30; seven schedule families (constant, cosine to",
         "0.1, linear to 0, WSD linear decay, WSD exponential decay, two-stage x0.3 at 60%, inverse-sqrt) x peak LR",
         "{1e-3, 3e-3, 1e-2}, a second seed for constant and cosine at 3e-3, and divergence probes at peak LR",
-        "{0.3, 1, 3, 10} for constant, cosine and WSD-exp (config/papers/optlaws.smoke.yaml). "
+        "{1, 3, 10} for constant and cosine, {3, 10} for WSD-exp (config/papers/optlaws.smoke.yaml). "
         f"{res['runs']} runs, {sum(res.get('run_wall_s', {}).values()):.0f} s of training in total "
         "(sum of result.json wall_s). The faithful scale (10M-120M GPTs, 2k-10k steps) belongs to the gpu profile.",
         "",
@@ -85,6 +85,14 @@ def markdown(res: dict, figures: list[Path], json_path: Path) -> str:
                       f"{dv0['stable']} stable runs. MPL and MTL have no instability term: their divergence rule is a "
                       "peak-LR threshold fitted on the other runs (leave one out); the reconstructed law thresholds "
                       "its escape feature."]
+    degenerate = [laws[n]["label"] for n, key in (("annealing", "C"), ("multipower", "B"))
+                  if laws[n]["full_fit"].get("params", {}).get(key, 1.0) * (
+                      laws[n]["full_fit"].get("params", {}).get("beta", 1.0)) < 1e-4]
+    if degenerate:
+        lines += ["", f"**Degenerate fits.** Fitted on all peak LRs, the annealing term of {' and '.join(degenerate)} "
+                      "goes to ~0: the law reduces to L0 + A S1^-alpha (more LR area = lower loss), which the 1e-2 "
+                      "runs contradict (past the best peak LR). Fitted within one peak LR the term is positive; "
+                      "these laws model the schedule shape, not peak-LR overshoot."]
     lines += ["", "## Readings at the smoke thresholds (../shared/papers/optlaws.md §4)", "",
               "| law | " + " | ".join(_verdicts(laws[LAW_ORDER[0]])) + " |",
               "|---" * (1 + len(_verdicts(laws[LAW_ORDER[0]]))) + "|"]
