@@ -297,6 +297,6 @@ def test_study_recovers_known_shifts_and_verdict(tmp_path):
     sp, fl = res["arms"]["sp"], res["arms"]["fl"]
     assert [s["mean"] for s in sp["shift"]] == pytest.approx([0, -1, -3], abs=1e-6)
     assert [s["mean"] for s in fl["shift"]] == pytest.approx([0, 0, 0], abs=1e-6)
-    assert res["verdict"] == "reproduced"
+    assert res["verdict"] == "reproduced" and res["score"] == 1.0
     (tmp_path / "runs" / next(iter(expand([grid[2]]))) / "result.json").unlink()
     assert run(gfile, tmp_path / "runs")["studies"]["m_width"]["verdict"] == "not_run"

@@ -127,6 +127,8 @@ def run(grid_file: Path, runs_dir: Path) -> dict:
             for arm, per_scale in arms.items():
                 res["arms"][arm] = analyse_arm(per_scale, len(labels))
             res["verdict"], res["why"] = verdict(res["kind"], res["arms"].get("sp"), res["arms"]["fl"])
+            # one number for a claims file's from_file statistic: 1 reproduced, 0.5 partial, 0 not reproduced
+            res["score"] = {"reproduced": 1.0, "partial": 0.5}.get(res["verdict"], 0.0)
             res["fl_max_abs_shift"] = max((abs(s["mean"]) for s in res["arms"]["fl"]["shift"]), default=0.0)
             res["sp_shift_largest"] = res["arms"]["sp"]["shift"][-1]["mean"]
             res["fl_shift_largest"] = res["arms"]["fl"]["shift"][-1]["mean"]
