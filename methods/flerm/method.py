@@ -149,7 +149,8 @@ class Flerm(Method):
             for p, old, lr in self.saved:
                 n = names[id(p)]
                 new_w[n] = p.detach().clone()
-                unit[n] = (p.detach() - old) / lr  # the per-unit-LR update
+                # the per-unit-LR update (a zero LR, e.g. warmup from 0, moves nothing: zero update, factor 1)
+                unit[n] = (p.detach() - old) / lr if lr > 0 else torch.zeros_like(old)
                 p.copy_(old)  # measure at the pre-step weights, as the paper
         fslr = self._estimate(model, unit, self.options.warmup_passes if step == 0 else 1)
         row = {"flerm/at_step": step, **{f"flerm/fslr/{n}": v for n, v in fslr.items()}}
