@@ -177,9 +177,13 @@ def figures(res: dict, out_dir: Path) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     for name, arms in res["curves"].items():
         st = res["studies"][name]
+        if not arms:
+            continue
         fig, axes = plt.subplots(1, len(arms), figsize=(5 * len(arms), 3.6), sharey=True, squeeze=False)
         for ax, (arm, per_scale) in zip(axes[0], sorted(arms.items(), key=lambda a: a[0] != "sp"), strict=True):
             for i, per_seed in sorted(per_scale.items(), key=lambda kv: int(kv[0])):
+                if not per_seed or not all(per_seed.values()):
+                    continue
                 lrs = sorted(set.intersection(*(set(map(float, c)) for c in per_seed.values())))
                 ys = [np.mean([per_seed[sd][lr] if lr in per_seed[sd] else per_seed[sd][str(lr)]
                                for sd in per_seed]) for lr in lrs]
