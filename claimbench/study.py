@@ -206,8 +206,9 @@ def _optimum_shift(stat: dict, evidence: dict, grid: dict, direction: str) -> di
 
 
 def _dig(data, key: str):
+    """The number at a dotted key; a part that indexes a list is an integer (`shifts.-1`: the last one)."""
     for part in key.split("."):
-        data = data[part]
+        data = data[int(part)] if isinstance(data, list) else data[part]
     return float(data)
 
 

@@ -17,6 +17,10 @@ STUDY_INPUTS = {
                        else ["result.json"])]
     for cid, c in STUDIED.items()
 }
+# a `from_file` statistic reads a file that a paper's analysis rule writes: it is an input of the claim's study
+STUDY_FILES = {cid: ([c.statistic["path"].format(results=RESULTS, runs_dir=RUNS_DIR, profile=config["profile"])]
+                     if c.statistic["kind"] == "from_file" else [])
+               for cid, c in STUDIED.items()}
 
 
 wildcard_constraints:
@@ -28,6 +32,7 @@ rule study:
         "../environment.yml"
     input:
         runs=lambda w: STUDY_INPUTS[w.claim],
+        analysis=lambda w: STUDY_FILES[w.claim],
         claims=lambda w: STUDIED[w.claim].file,
     output:
         report(f"{RESULTS}/studies/{{claim}}.json", category="Studies", labels={"claim": "{claim}"}),

@@ -54,7 +54,9 @@ def test_every_paper_has_its_claims_file():
     assert all(n >= 8 for n in counts.values()), counts
     assert len({c.id for c in claims}) == len(claims)
     for c in claims:
-        assert c.grid, c.id  # every claim names the runs that test it at some profile
+        # every claim names the runs that test it at some profile, or says under ours.grid why it has none yet
+        # (a plugin that cannot serve it: shown as not_run, and selecting the paper never trains for it)
+        assert c.grid or "not run" in c.ours.get("grid", ""), c.id
 
 
 def test_good_file_loads(tmp_path):

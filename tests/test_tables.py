@@ -170,6 +170,16 @@ def test_from_file_statistic_reads_an_analysis_output(toy):
         assert _study(claims, runs, results, "toy.law")["verdict"] == "not_run"
 
 
+def test_from_file_key_indexes_lists():
+    from claimbench.study import _dig
+
+    data = {"studies": {"w": {"score": 1, "best": [0.5, -0.25]}}}
+    assert _dig(data, "studies.w.score") == 1.0
+    assert _dig(data, "studies.w.best.-1") == -0.25 and _dig(data, "studies.w.best.0") == 0.5
+    with pytest.raises(IndexError):
+        _dig(data, "studies.w.best.2")
+
+
 def test_optimum_shift_from_a_sweep(toy):
     s = _study(*toy, "toy.transfer")
     assert s["values"]["shift_fl"] == pytest.approx(1.0) and s["values"]["resolution"] == pytest.approx(1.0)
