@@ -129,8 +129,32 @@ def test_selected_grid_is_the_claims_runs_shared_and_deduplicated(tmp_path):
 
 
 def test_nowarmup_crash_claim_reuses_the_smoke_profile_runs():
-    smoke = yaml.safe_load((REPO / "config" / "smoke.yaml").read_text())
-    profile_runs = set(expand(smoke["grid"]))
-    (crash,) = [c for c in load_all(CLAIMS_DIR) if c.id == "nowarmup.crash"]
-    claim_runs = {rid for specs in crash.arms("smoke").values() for rid in specs}
-    assert claim_runs and claim_runs <= profile_runs
+    # the crash-study claims read the probed runs of the plugin's own grid (config/papers/nowarmup.smoke.yaml)
+    grid = yaml.safe_load((REPO / "config" / "papers" / "nowarmup.smoke.yaml").read_text())
+    paper_runs = set(expand(grid["grid"]))
+    by_id = {c.id: c for c in load_all(CLAIMS_DIR)}
+    for cid in ("nowarmup.crash", "nowarmup.sigma_growth", "nowarmup.sec_concentration", "nowarmup.parity_gpt",
+                "nowarmup.malignant_collapse", "nowarmup.tau_band", "nowarmup.cost"):
+        claim_runs = {rid for specs in by_id[cid].arms("smoke").values() for rid in specs}
+        assert claim_runs and claim_runs <= paper_runs, cid
+
+
+@pytest.mark.parametrize("paper", ["lrm", "flerm"])
+def test_claims_share_the_runs_of_the_papers_own_grid(paper):
+    """A claim of a paper with its own grid (config/papers/<paper>.<profile>.yaml) trains nothing beyond it."""
+    for profile in ("smoke", "gpu"):
+        path = REPO / "config" / "papers" / f"{paper}.{profile}.yaml"
+        paper_runs = set(expand(yaml.safe_load(path.read_text())["grid"]))
+        for c in (c for c in load_all(CLAIMS_DIR) if c.paper["id"] == paper):
+            claim_runs = {rid for specs in c.arms(profile).values() for rid in specs}
+            assert claim_runs <= paper_runs, (c.id, profile)
+
+
+def test_from_file_claims_read_a_file_the_dag_makes():
+    """Each from_file claim with runs reads a file one of the rules writes (so its study job can wait for it)."""
+    rules = "\n".join(p.read_text() for p in (REPO / "rules").glob("*.smk"))
+    for c in load_all(CLAIMS_DIR):
+        if c.statistic["kind"] != "from_file" or not c.grid:
+            continue
+        name = Path(c.statistic["path"]).name
+        assert name in rules or name.removesuffix(".json") in rules, (c.id, name)
