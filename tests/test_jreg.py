@@ -182,13 +182,16 @@ def test_task_regressions_counts_only_beyond_noise():
     from methods.jreg.tasks import compare
 
     def doc(a: float, b: float) -> dict:
-        return {"results": {"t_a": {"acc,none": a}, "t_b": {"acc,none": b}}, "chance": {"t_a": 0.5, "t_b": 0.25}}
+        # chance as lm_eval.json stores it: {task: {metric: value}}
+        return {"results": {"t_a": {"acc,none": a}, "t_b": {"acc,none": b}},
+                "chance": {"t_a": {"acc": 0.5, "acc_norm": 0.5}, "t_b": {"acc": 0.25}}}
 
     base = {0: doc(0.70, 0.40), 1: doc(0.72, 0.41), 2: doc(0.71, 0.39)}
     jreg = {0: doc(0.60, 0.45), 1: doc(0.63, 0.36), 2: doc(0.61, 0.44)}  # t_a drops 0.10 every seed; t_b noise
     r = compare(jreg, base)
     assert r["tasks"]["t_a"]["regressed"] and not r["tasks"]["t_b"]["regressed"]
     assert r["n_regressed"] == 1 and r["n_improved"] == 0 and r["seeds"] == [0, 1, 2]
+    assert r["tasks"]["t_a"]["chance"] == 0.5 and not r["tasks"]["t_a"]["at_chance"]
 
 
 def test_summary_pairs_arms_by_seed(tmp_path):

@@ -31,6 +31,13 @@ def accuracy(doc: dict, task: str) -> float | None:
     return float(nums[0]) if nums else None
 
 
+def _acc_chance(doc: dict, task: str) -> float | None:
+    """Chance accuracy of a task as lm_eval.json stores it ({task: {metric: value}})."""
+    c = doc.get("chance", {}).get(task)
+    c = c.get("acc") if isinstance(c, dict) else c
+    return float(c) if isinstance(c, (int, float)) else None
+
+
 def by_seed(run_dirs: list[str]) -> dict[int, dict]:
     out = {}
     for d in map(Path, run_dirs):
@@ -51,8 +58,7 @@ def compare(jreg: dict[int, dict], base: dict[int, dict]) -> dict:
         d = [a - b for a, b in pairs]
         mean = statistics.fmean(d)
         se = statistics.stdev(d) / math.sqrt(len(d)) if len(d) > 1 else math.inf
-        chance = next((doc.get("chance", {}).get(task) for doc in base.values() if doc.get("chance", {}).get(task)),
-                      None)
+        chance = next((_acc_chance(doc, task) for doc in base.values() if _acc_chance(doc, task) is not None), None)
         at_chance = chance is not None and all(abs(x - chance) <= 0.02 for p in pairs for x in p)
         rows[task] = {"diff_mean": mean, "diff_se": se, "n": len(d), "chance": chance, "at_chance": at_chance,
                       "regressed": mean < 0 and -mean > 2 * se, "improved": mean > 0 and mean > 2 * se}
