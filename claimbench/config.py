@@ -10,7 +10,6 @@ import copy
 import difflib
 import hashlib
 import json
-import math
 import re
 from pathlib import Path
 from typing import Any, Literal
@@ -227,7 +226,3 @@ def closest(name: str, choices: list[str] | set[str]) -> str | None:
 def to_yaml(cfg: RunConfig) -> str:
     d = cfg.model_dump(mode="json")
     return yaml.safe_dump(d, sort_keys=False)
-
-
-def finite_or_str(x: float) -> float | str:
-    return x if math.isfinite(x) else str(x)
