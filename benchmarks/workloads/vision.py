@@ -12,9 +12,11 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from benchmarks.models.vision import build_swin, build_vit, capture, param_roles
 from benchmarks.workloads._classifier import ImageClassifier
 from claimbench.registry import register_workload
+
+# benchmarks.models.vision (and with it timm, ~1.5 s) is imported inside the methods: plugin discovery
+# imports every workload module, and a GPT run should not pay for timm.
 
 
 class ViTOptions(BaseModel):
@@ -76,6 +78,8 @@ class SwinOptions(BaseModel):
 
 class _TimmClassifier(ImageClassifier):
     def param_roles(self, model) -> dict[str, str]:
+        from benchmarks.models.vision import param_roles
+
         return param_roles(model)
 
     def no_weight_decay(self, model) -> set[str]:
@@ -87,6 +91,8 @@ class _TimmClassifier(ImageClassifier):
         want_hidden, want_probs = "hidden_states" in needs, "attn_probs" in needs
         if not (want_hidden or want_probs):
             return model(x), None, None
+        from benchmarks.models.vision import capture
+
         with capture(model, want_hidden, want_probs) as cap:
             out = model(x)
         return out, cap.hidden_states, cap.attn_probs
@@ -106,6 +112,8 @@ class ViTWorkload(_TimmClassifier):
     Options = ViTOptions
 
     def build_model(self):
+        from benchmarks.models.vision import build_vit
+
         return build_vit(self.opts, *self.data_shape())
 
 
@@ -126,4 +134,6 @@ class SwinWorkload(_TimmClassifier):
     Options = SwinOptions
 
     def build_model(self):
+        from benchmarks.models.vision import build_swin
+
         return build_swin(self.opts, *self.data_shape())
