@@ -16,7 +16,7 @@ import math
 import numpy as np
 import torch
 
-from methods.optlaws.base import FitError, Law, Units, register_law
+from methods.optlaws.base import Law, Units, register_law
 from methods.optlaws.curves import Curve
 from methods.optlaws.fitting import jitter, log_huber, multistart
 from methods.optlaws.sums import Sums, prepare, stack
@@ -63,11 +63,8 @@ class Annealing(Law):
         n = len(y)
         theta, info = multistart(lambda t: log_huber(pred(t), ylog) / n, starts, bounds, cls.name)
         info["lambda"] = LAMBDA
-        law = cls({"L0": float(theta[0]), "A": math.exp(theta[1]), "alpha": float(theta[2]),
+        return cls({"L0": float(theta[0]), "A": math.exp(theta[1]), "alpha": float(theta[2]),
                    "C": math.exp(theta[3])}, units, info)
-        if not np.all(np.isfinite(law.predict(curves[0]))):
-            raise FitError(f"{cls.name}: fitted parameters give non-finite predictions")
-        return law
 
     def _predict(self, schedule: Curve) -> np.ndarray:
         p = self.params

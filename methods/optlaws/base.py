@@ -70,7 +70,10 @@ class Law(ABC):
         if n < cls.n_params + 1:
             src = ", ".join(c.source or c.name for c in curves)
             raise FitError(f"{cls.name}: {n} points in {src}: fewer than the law's {cls.n_params} parameters + 1")
-        return cls._fit(curves, Units.of(curves), seed)
+        law = cls._fit(curves, Units.of(curves), seed)
+        if not np.all(np.isfinite(law.predict(curves[0]))):  # checked here once, for every law
+            raise FitError(f"{cls.name}: fitted parameters give non-finite predictions")
+        return law
 
     @classmethod
     @abstractmethod

@@ -17,7 +17,7 @@ import math
 import numpy as np
 import torch
 
-from methods.optlaws.base import FitError, Law, Units, register_law
+from methods.optlaws.base import Law, Units, register_law
 from methods.optlaws.curves import Curve
 from methods.optlaws.fitting import jitter, log_huber, multistart
 from methods.optlaws.sums import Sums, prepare, stack
@@ -70,10 +70,7 @@ class MultiPower(Law):
         theta, info = multistart(lambda t: log_huber(pred(t), ylog) / n, starts, bounds, cls.name)
         p = dict(zip(NAMES, [theta[0], math.exp(theta[1]), theta[2], math.exp(theta[3]), math.exp(theta[4]),
                              theta[5], theta[6]], strict=True))
-        law = cls({k: float(v) for k, v in p.items()}, units, info)
-        if not np.all(np.isfinite(law.predict(curves[0]))):
-            raise FitError(f"{cls.name}: fitted parameters give non-finite predictions")
-        return law
+        return cls({k: float(v) for k, v in p.items()}, units, info)
 
     def _predict(self, schedule: Curve) -> np.ndarray:
         p = self.params
