@@ -10,6 +10,7 @@ import argparse
 import sys
 import time
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
 
 import yaml
@@ -44,24 +45,34 @@ def _load(args):
     return claims
 
 
-def _report(caught) -> None:
+@contextmanager
+def _reporting_warnings():
+    """Collect warnings (corrupt run files, unusable values) and print each once, after the work."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield
     for msg in sorted({str(w.message) for w in caught}):
         print(f"warning: {msg}", file=sys.stderr)
 
 
-def cmd_tables(args) -> int:
-    from claimbench.figures import write_figures
-    from claimbench.tables import build_studies, verdict_counts, write_tables
+def _studies(args):
+    """(profile, results dir, claims, studies) for the claims and run files the arguments name."""
+    from claimbench.tables import build_studies
 
-    t0 = time.perf_counter()
     profile, runs_dir, results_dir = _paths(args)
     claims = _load(args)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        studies = build_studies(claims, profile, runs_dir, results_dir)
+    return profile, results_dir, claims, build_studies(claims, profile, runs_dir, results_dir)
+
+
+def cmd_tables(args) -> int:
+    from claimbench.figures import write_figures
+    from claimbench.tables import verdict_counts, write_tables
+
+    t0 = time.perf_counter()
+    with _reporting_warnings():
+        profile, results_dir, claims, studies = _studies(args)
         figs = [] if args.no_figures else write_figures(studies, claims, results_dir)
         written = write_tables(studies, claims, results_dir, profile)
-    _report(caught)
     print(f"{results_dir / 'claims.md'}: {len(studies)} claims ({verdict_counts(studies)}); "
           f"{len(written)} tables, {len(figs)} figures in {time.perf_counter() - t0:.1f} s")
     return 0
@@ -69,27 +80,19 @@ def cmd_tables(args) -> int:
 
 def cmd_figures(args) -> int:
     from claimbench.figures import figures_dir, write_figures
-    from claimbench.tables import build_studies
 
-    profile, runs_dir, results_dir = _paths(args)
-    claims = _load(args)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        figs = write_figures(build_studies(claims, profile, runs_dir, results_dir), claims, results_dir)
-    _report(caught)
+    with _reporting_warnings():
+        _, results_dir, claims, studies = _studies(args)
+        figs = write_figures(studies, claims, results_dir)
     print(f"{figures_dir(results_dir)}: {len(figs)} figures")
     return 0
 
 
 def cmd_study(args) -> int:
-    from claimbench.tables import build_studies, write_studies
+    from claimbench.tables import write_studies
 
-    profile, runs_dir, results_dir = _paths(args)
-    claims = _load(args)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        studies = build_studies(claims, profile, runs_dir, results_dir)
-    _report(caught)
+    with _reporting_warnings():
+        _, results_dir, _, studies = _studies(args)
     out = Path(args.out) if args.out else results_dir / "studies"
     write_studies(studies, out)
     for s in studies:
