@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import warnings
 from pathlib import Path
 
 import pandas as pd
 import yaml
 
+from claimbench.evidence import read_run as read_result
 from claimbench.io import atomic_write_text
 
 COLUMNS = ["run_id", "workload", "size", "arch", "recipe", "methods", "seed", "steps", "lr", "status",
@@ -28,13 +28,8 @@ def read_run(run_dir: Path) -> dict:
         warnings.warn(f"{run_dir / 'config.yaml'}: unreadable ({type(e).__name__}); run counted as missing",
                       stacklevel=2)
         return row
-    try:
-        res = json.loads((run_dir / "result.json").read_text())
-        row.update({k: res.get(k) for k in COLUMNS if k in res})
-    except (OSError, json.JSONDecodeError) as e:
-        warnings.warn(f"{run_dir / 'result.json'}: unreadable ({type(e).__name__}); run counted as missing",
-                      stacklevel=2)
-        row["status"] = "missing"
+    ev = read_result(run_dir)  # the one result.json reader: corrupt -> missing, with a warning naming it
+    row.update({k: ev.result[k] for k in COLUMNS if k in ev.result}, status=ev.status)
     return row
 
 
