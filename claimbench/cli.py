@@ -13,11 +13,17 @@ from claimbench.config import ConfigError
 
 
 def cmd_train(args) -> int:
+    from claimbench import distributed
     from claimbench.config import load_config
-    from claimbench.train import execute, prepare
+    from claimbench.train import EXIT_BAD_INPUT, execute, prepare
 
-    cfg = load_config(args.config, args.set)
-    return execute(prepare(cfg, args.out))
+    try:
+        cfg = load_config(args.config, args.set)
+        return execute(prepare(cfg, args.out))
+    except ConfigError:
+        if distributed.is_main():  # under torchrun every rank finds the same error; rank 0 says it once
+            raise
+        return EXIT_BAD_INPUT
 
 
 def cmd_list(args) -> int:

@@ -47,6 +47,8 @@ class TrainConfig(Strict):
     device: str = "cpu"
     dtype: Literal["float32", "bfloat16"] = "float32"
     compile: bool = False
+    parallel: Literal["ddp", "fsdp"] = Field("ddp", description="under torchrun: replicate (ddp) or shard (fsdp, "
+                                             "FSDP2 per block) the model")
 
     @field_validator("schedule")
     @classmethod
@@ -121,6 +123,8 @@ class RunConfig(Strict):
         """Hash of everything that changes the numbers (not threads/device bookkeeping)."""
         d = self.model_dump(mode="json")
         d["train"].pop("threads", None)
+        if d["train"].get("parallel") == "ddp":  # the default: left out, so configs older than the key keep their hash
+            d["train"].pop("parallel")
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
 

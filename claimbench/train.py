@@ -18,7 +18,7 @@ import torch
 import yaml
 from tqdm import tqdm
 
-from claimbench import registry
+from claimbench import distributed, registry
 from claimbench.config import ConfigError, RunConfig, to_yaml, validate
 from claimbench.divergence import DivergenceDetector
 from claimbench.io import atomic_torch_save, atomic_write_json, atomic_write_text, git_sha, read_jsonl, versions
@@ -55,6 +55,13 @@ def prepare(cfg: RunConfig, out: str | Path) -> Run:
         cls.check(specs[-1][1], workload)
     if cfg.train.device.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"train.device: '{cfg.train.device}' requested but no CUDA device is available")
+    distributed.check(cfg.train.device, cfg.train.batch_size, cfg.train.grad_accum)
+    if cfg.train.parallel == "fsdp" and distributed.world_size() > 1:
+        for i, (cls, _) in enumerate(specs):
+            if not getattr(cls, "supports_fsdp", False):
+                raise ConfigError(f"train.parallel: 'fsdp' shards every tensor across ranks, and methods[{i}] "
+                                  f"'{cls.name}' needs whole tensors (it does not declare supports_fsdp); "
+                                  "use train.parallel=ddp")
     workload.check_data()
     existing = out / "config.yaml"
     if existing.is_file():
@@ -99,7 +106,13 @@ class Trainer:
         self.cfg, self.train_cfg = cfg, cfg.train
         if self.train_cfg.device == "cpu":
             torch.set_num_threads(self.train_cfg.threads)
-        self.device = torch.device(self.train_cfg.device)
+        self.dist = distributed.env()  # rank 0 of 1 without torchrun: every distributed step below is skipped
+        self.device = torch.device(distributed.device_for(self.train_cfg.device))
+        distributed.init(self.device)
+        if self.device.type == "cuda":  # TF32 matmuls (float32 and bfloat16 runs alike); CPU numerics untouched
+            torch.backends.cuda.matmul.allow_tf32 = True
+            torch.backends.cudnn.allow_tf32 = True
+            torch.set_float32_matmul_precision("high")
         torch.manual_seed(cfg.seed)
         wl = run.workload
         model = wl.build_model().to(self.device)
@@ -123,7 +136,17 @@ class Trainer:
         # a group marked `"clip": False` (e.g. learnable multipliers) is left out of the global clip norm
         unclipped = {id(p) for g in groups if not g.get("clip", True) for p in g["params"]}
         self.params = [p for p in model.parameters() if p.requires_grad and id(p) not in unclipped]
-        self.fwd_model = torch.compile(model) if self.train_cfg.compile else model
+        # self.model stays the plain module (the methods' hooks, evaluation and checkpoints see it); the
+        # forward model is its data-parallel wrapper (FSDP2 shards self.model in place), compiled after wrapping
+        self.fsdp = self.dist.enabled and self.train_cfg.parallel == "fsdp"
+        self.ddp: torch.nn.parallel.DistributedDataParallel | None = None
+        fwd: torch.nn.Module = model
+        if self.fsdp:
+            _fully_shard(model)
+        elif self.dist.enabled:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            fwd = self.ddp = torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
+        self.fwd_model = torch.compile(fwd) if self.train_cfg.compile else fwd
         self.autocast = (torch.autocast(self.device.type, dtype=torch.bfloat16)
                          if self.train_cfg.dtype == "bfloat16" else nullcontext())
         self.hooks = {h: [m for m in self.methods if m.overrides(h)]
@@ -134,17 +157,33 @@ class Trainer:
 
     # ------------------------------------------------------------------ checkpoints
     def state_dict(self) -> dict:
+        """The checkpoint (every rank calls it: under FSDP gathering the full tensors is collective; rank 0
+        saves it). The model is the unwrapped module's state dict, so any world size can resume it."""
         rng = {"torch": torch.get_rng_state()}
         if torch.cuda.is_available():
             rng["cuda"] = torch.cuda.get_rng_state_all()
-        return {"step": self.step, "config_hash": self.cfg.hash(), "model": self.model.state_dict(),
-                "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+        if self.fsdp:
+            from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_dict
+
+            model_sd, optim_sd = get_state_dict(self.model, self.optimizer,
+                                                options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+        else:  # DDP replicates the optimizer state: each rank's is the whole of it
+            model_sd, optim_sd = self.model.state_dict(), self.optimizer.state_dict()
+        return {"step": self.step, "config_hash": self.cfg.hash(), "model": model_sd,
+                "optimizer": optim_sd, "scheduler": self.scheduler.state_dict(),
                 "rng": rng, "losses": self.losses, "detector": self.detector.state_dict(),
                 "methods": [m.state_dict() for m in self.methods], "wall_s": self.wall_before + self.elapsed()}
 
     def load_state_dict(self, state: dict) -> None:
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        """Every rank loads the whole checkpoint (DDP: the same replica everywhere; FSDP: each keeps its shard)."""
+        if self.fsdp:
+            from torch.distributed.checkpoint.state_dict import StateDictOptions, set_state_dict
+
+            set_state_dict(self.model, self.optimizer, model_state_dict=state["model"],
+                           optim_state_dict=state["optimizer"], options=StateDictOptions(full_state_dict=True))
+        else:
+            self.model.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         torch.set_rng_state(state["rng"]["torch"])
         if "cuda" in state["rng"] and torch.cuda.is_available():
@@ -162,21 +201,30 @@ class Trainer:
     def train_step(self) -> tuple[torch.Tensor, torch.Tensor, object, int]:
         """One optimizer step; returns the (task) loss and grad norm as tensors, no host sync."""
         tc, wl = self.train_cfg, self.run.workload
-        micro_bs = tc.batch_size // tc.grad_accum
+        accum, world = tc.grad_accum, self.dist.world_size
+        # rank r computes micro-batches r*accum .. r*accum+accum-1 of the step's global batch: the same examples
+        # as one process, split finer (the ranks' gradients are averaged, as accumulation averages micro-batches)
+        micro_bs = tc.batch_size // (accum * world)
         loss_sum, units = torch.zeros((), device=self.device), 0
-        for micro in range(tc.grad_accum):
-            batch = tuple(t.to(self.device, non_blocking=True) for t in wl.train_batch(self.step, micro, micro_bs))
-            with self.autocast:
-                out = wl.forward(self.fwd_model, batch, self.needs)
-                loss = out.loss
-                for m in self.hooks["extra_loss"]:
-                    extra = m.extra_loss(out)
-                    if extra is not None:
-                        loss = loss + extra
-            (loss / tc.grad_accum).backward()
+        for k in range(accum):
+            batch = self._to_device(wl.train_batch(self.step, self.dist.rank * accum + k, micro_bs))
+            last = k == accum - 1
+            if self.fsdp:
+                self.model.set_requires_gradient_sync(last)
+            with self.ddp.no_sync() if self.ddp is not None and not last else nullcontext():
+                with self.autocast:
+                    out = wl.forward(self.fwd_model, batch, self.needs)
+                    loss = out.loss
+                    for m in self.hooks["extra_loss"]:
+                        extra = m.extra_loss(out)
+                        if extra is not None:
+                            loss = loss + extra
+                (loss / accum).backward()
             loss_sum += out.loss.detach()
-            units += wl.batch_units(batch)
+            units += wl.batch_units(batch) * world  # throughput over all ranks (equal shards)
         grad_norm = torch.nn.utils.clip_grad_norm_(self.params, tc.grad_clip if tc.grad_clip > 0 else math.inf)
+        if self.fsdp:  # a replicated DTensor: its local value is the global norm
+            grad_norm = grad_norm.full_tensor()
         self.ctx.grad_norm = grad_norm  # pre-clip norm over the clipped params, for before_step diagnostics
         for m in self.hooks["before_step"]:
             m.before_step(self.step, self.model, self.optimizer)
@@ -188,7 +236,15 @@ class Trainer:
         self.step += 1
         return loss_sum / tc.grad_accum, grad_norm, out, units
 
+    def _to_device(self, batch: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+        """Host batch to the device: through pinned memory without blocking on CUDA; unchanged on CPU."""
+        if self.device.type == "cuda":
+            return tuple(t.pin_memory().to(self.device, non_blocking=True) for t in batch)
+        return tuple(t.to(self.device) for t in batch)
+
     def evaluate(self) -> dict[str, float]:
+        # every rank evaluates the same fixed batches with the same weights (identical numbers, and FSDP's
+        # forward is collective); only rank 0 writes them
         self.model.eval()
         with self.autocast:
             res = self.run.workload.evaluate(self.model, self.device, self.cfg.eval.batches,
@@ -202,11 +258,12 @@ class Trainer:
         steps, log_every = tc.steps, cfg.log.every
         self.t_start = time.perf_counter()
         unit = f"{self.run.workload.unit}_per_s"
-        bar = tqdm(total=steps, initial=self.step, disable=not sys.stderr.isatty(), desc=self.run.out.name,
-                   dynamic_ncols=True)
+        main = distributed.is_main()  # rank 0 logs and writes; every rank computes the same row
+        bar = tqdm(total=steps, initial=self.step, disable=not (main and sys.stderr.isatty()),
+                   desc=self.run.out.name, dynamic_ncols=True)
         pending: list[torch.Tensor] = []
         units, t_interval, last_log_step = 0, time.perf_counter(), self.step
-        metrics_file = open(metrics_path, "a")
+        metrics_file = open(metrics_path, "a") if main else None
         try:
             self.model.train()
             while self.step < steps and self.detector.diverged_at is None:
@@ -219,7 +276,9 @@ class Trainer:
                 if not (s % log_every == 0 or s == steps or due_eval or due_ckpt):
                     continue
                 dt = time.perf_counter() - t_interval
-                values = torch.stack(pending).tolist()  # the one host sync per log interval
+                # the one host sync (and the one all-reduce) per log interval: every rank gets the global
+                # mean losses, so all divergence detectors decide alike and all ranks stop together
+                values = distributed.all_reduce_mean(torch.stack(pending)).tolist()
                 pending.clear()
                 first = s - len(values) + 1
                 for i, v in enumerate(values):
@@ -235,19 +294,23 @@ class Trainer:
                         row.update(m.metrics(s, self.model, out))
                     if due_eval:
                         row.update(self.evaluate())
-                metrics_file.write(_json_line(row))
-                metrics_file.flush()
-                bar.update(s - last_log_step)
-                bar.set_postfix(loss=f"{row['train_loss'] or float('nan'):.4f}")
-                if bar.disable:
-                    print(f"{self.run.out.name} step {s}/{steps} loss {row['train_loss'] or float('nan'):.4f} "
-                          f"lr {row['lr']:.3g} {unit} {row[unit] or 0:.0f}", flush=True)
+                if main:
+                    metrics_file.write(_json_line(row))
+                    metrics_file.flush()
+                    bar.update(s - last_log_step)
+                    bar.set_postfix(loss=f"{row['train_loss'] or float('nan'):.4f}")
+                    if bar.disable:
+                        print(f"{self.run.out.name} step {s}/{steps} loss {row['train_loss'] or float('nan'):.4f} "
+                              f"lr {row['lr']:.3g} {unit} {row[unit] or 0:.0f}", flush=True)
                 last_log_step = s
                 if due_ckpt and self.detector.diverged_at is None:
-                    atomic_torch_save(ckpt_path, self.state_dict())
+                    state = self.state_dict()
+                    if main:
+                        atomic_torch_save(ckpt_path, state)
                 units, t_interval = 0, time.perf_counter()
         finally:
-            metrics_file.close()
+            if metrics_file is not None:
+                metrics_file.close()
             bar.close()
 
     def result(self) -> dict:
@@ -271,36 +334,61 @@ class Trainer:
 
 def execute(run: Run) -> int:
     """Train a prepared run (resuming from its checkpoint) and write its run files."""
+    """Train a prepared run (resuming from its checkpoint) and write its run files.
+
+    Under torchrun every rank trains; rank 0 alone writes config.yaml, metrics.jsonl, ckpt.pt and result.json.
+    """
     out, cfg = run.out, run.cfg
-    out.mkdir(parents=True, exist_ok=True)
+    main = distributed.is_main()
     result_path, ckpt_path, metrics_path = out / "result.json", out / "ckpt.pt", out / "metrics.jsonl"
     provenance = {"config_hash": cfg.hash(), "git_sha": git_sha(), "versions": versions()}
     try:
-        if not (out / "config.yaml").is_file():
-            atomic_write_text(out / "config.yaml", to_yaml(cfg))
+        if main:
+            out.mkdir(parents=True, exist_ok=True)
+            if not (out / "config.yaml").is_file():
+                atomic_write_text(out / "config.yaml", to_yaml(cfg))
         trainer = Trainer(run)
-        if ckpt_path.is_file():
+        if ckpt_path.is_file():  # every rank loads it (the file predates this launch: no race with rank 0)
             state = torch.load(ckpt_path, map_location=trainer.device, weights_only=True)
             if state.get("config_hash") != cfg.hash():
                 raise ConfigError(f"{ckpt_path}: checkpoint of a different config")
             trainer.load_state_dict(state)
-        # keep only the metrics the checkpoint covers: a killed run logs them again identically
-        kept = [r for r in read_jsonl(metrics_path) if r.get("step", 0) <= trainer.step]
-        atomic_write_text(metrics_path, "".join(_json_line(r) for r in kept))
-        result_path.unlink(missing_ok=True)
+        if main:
+            # keep only the metrics the checkpoint covers: a killed run logs them again identically
+            kept = [r for r in read_jsonl(metrics_path) if r.get("step", 0) <= trainer.step]
+            atomic_write_text(metrics_path, "".join(_json_line(r) for r in kept))
+            result_path.unlink(missing_ok=True)
         trainer.fit(metrics_path, ckpt_path)
         res = trainer.result()
         res["wall_s"] = trainer.wall_before + trainer.elapsed()
-        if res["status"] == "ok":
-            atomic_torch_save(ckpt_path, trainer.state_dict())
-        atomic_write_json(result_path, {**res, **provenance})
+        if trainer.dist.enabled:
+            res["world_size"] = trainer.dist.world_size
+        state = trainer.state_dict() if res["status"] == "ok" else None
+        if main:
+            if state is not None:
+                atomic_torch_save(ckpt_path, state)
+            atomic_write_json(result_path, {**res, **provenance})
         return EXIT_OK
     except ConfigError:
         raise
     except Exception as e:  # a crash is a result too, but a non-zero exit
         traceback.print_exc()
-        atomic_write_json(result_path, {"status": "failed", "error": f"{type(e).__name__}: {e}", **provenance})
+        if main:
+            atomic_write_json(result_path, {"status": "failed", "error": f"{type(e).__name__}: {e}", **provenance})
         return EXIT_FAILED
+    finally:
+        distributed.destroy()
+
+
+def _fully_shard(model: torch.nn.Module) -> None:
+    """FSDP2: shard each transformer/residual block (a module whose class name ends in 'Block': GPT, timm
+    ViT/Swin, ResMLP), innermost first, then the root (embeddings, final norm, head) in place."""
+    from torch.distributed.fsdp import fully_shard
+
+    blocks = [m for m in model.modules() if m is not model and type(m).__name__.endswith("Block")]
+    for block in reversed(blocks):
+        fully_shard(block)
+    fully_shard(model)
 
 
 def _finite(x: float) -> float | None:
