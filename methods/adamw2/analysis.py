@@ -2,17 +2,29 @@
 statistic, the tau band and the figures (spec section 5). Reads only run files (config.yaml, result.json,
 metrics.jsonl), so it re-runs without training.
 
-    python -m methods.adamw2.analysis --sweep RUN... --arms RUN... [--tau RUN...] --out DIR [--figures DIR]
+    python -m methods.adamw2.analysis --sweep RUN... --arms RUN... [--tau RUN...] [--vision RUN...] --out DIR
+        [--figures DIR]
 
 Writes DIR/lr_crash.json, DIR/arms.json, DIR/malignant.json (value, ci_lo, ci_hi), DIR/tau_band.json
-(log2_band_width), DIR/summary.md and, with --figures, sigma1/entropy-over-training plots.
+(log2_band_width), DIR/vision.json, DIR/summary.md and, with --figures, sigma1/entropy-over-training plots.
 Reconstructed thresholds (the paper gives none, spec section 5): a head is low-entropy below 0.3 nats and
 low-rank when the effective rank of its map is below 10% of the sequence length.
+
+What counts as a crash (ours, reconstructed from spec section 5; the harness's own rule is untouched): a run
+*crashes* if the harness marked it `diverged` (non-finite loss, or > 1.5x its step-1 loss for 50 steps:
+claimbench/divergence.py), or a classifier ended `collapsed` (val accuracy below chance + 5 points: the spec's
+classification clause), or a language model *stalled*: its final val loss is within STALL_MARGIN nats of the
+unigram loss of its data (the cross-entropy of the val tokens under the train-token frequencies, i.e. it learned
+nothing beyond token frequencies). The stall clause is ours: at smoke scale a no-warmup pre-LN GPT spikes early
+and then falls back onto that plateau and stays there, instead of producing a non-finite loss, while the same
+model with warmup trains below it. LR_crash is reported under both definitions (`lr_crash`: ours,
+`lr_crash_diverged`: the harness's divergence only).
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import random
@@ -20,11 +32,15 @@ import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import yaml
+
+from claimbench.io import atomic_write_json, atomic_write_text
 
 LOW_ENTROPY = 0.3  # nats (spec section 5, row 5)
 LOW_RANK_FRAC = 0.1  # effective rank / sequence length (reconstructed)
 TOLERANCE = 0.02  # nats: the parity tolerance floor (spec section 5, row 1)
+STALL_MARGIN = 0.1  # nats: a GPT run that ends within this of the unigram loss has stalled (ours, see above)
 
 
 @dataclass
@@ -39,6 +55,38 @@ class RunInfo:
     val_loss: float | None
     seq_len: int
     rows: list[dict] = field(repr=False, default_factory=list)
+    workload: str = "gpt"
+    collapsed: bool = False  # classifier: final val accuracy below chance + 5 points (the harness's flag)
+    unigram: float | None = None  # LM: the unigram loss of its data (nats), the stall reference
+    val_acc: float | None = None
+
+
+def crash_kind(r: RunInfo) -> str | None:
+    """'diverged' | 'collapsed' | 'stalled' | None: our crash definition (module docstring)."""
+    if r.status == "diverged":
+        return "diverged"
+    if r.collapsed:
+        return "collapsed"
+    if r.unigram is not None and r.val_loss is not None and r.val_loss > r.unigram - STALL_MARGIN:
+        return "stalled"
+    return None
+
+
+@functools.cache
+def unigram_loss(data_dir: str) -> float | None:
+    """Cross-entropy (nats) of the val tokens under the add-one-smoothed train-token frequencies: the loss of a
+    model that learned only token frequencies, the plateau a stalled run sits on. None without token files."""
+    d = Path(data_dir)
+    if not ((d / "train.bin").is_file() and (d / "val.bin").is_file()):
+        return None
+    from benchmarks.data.text import read_meta  # the same token files and dtype the workload reads
+
+    vocab = int(read_meta(d)["vocab_size"])
+    train = np.memmap(d / "train.bin", dtype=np.uint16, mode="r")
+    val = np.memmap(d / "val.bin", dtype=np.uint16, mode="r")
+    p = (np.bincount(train, minlength=vocab) + 1.0) / (len(train) + vocab)
+    q = np.bincount(val, minlength=vocab) / len(val)
+    return float(-(q * np.log(p)).sum())
 
 
 def arm_of(cfg: dict) -> tuple[str, float | None]:
@@ -64,22 +112,55 @@ def load_run(path: Path) -> RunInfo:
     arm, tau = arm_of(cfg)
     if cfg["workload"] != "gpt":  # vision arms are tabled apart from the GPT ones
         arm = f"{cfg['workload']}_{arm}"
+    lm = cfg["workload"] == "gpt" and cfg.get("data", {}).get("dir")
     return RunInfo(path, arm, float(cfg["train"]["lr"]), int(cfg["seed"]), tau, res["status"],
                    res.get("diverged_at"), res.get("final_val_loss"),
-                   int(cfg.get("model", {}).get("block_size") or 128), rows)
+                   int(cfg.get("model", {}).get("block_size") or 128), rows, workload=cfg["workload"],
+                   collapsed=bool(res.get("collapsed")), unigram=unigram_loss(str(lm)) if lm else None,
+                   val_acc=res.get("final_val_acc"))
 
 
-def lr_crash(runs: list[RunInfo]) -> dict:
-    """Smallest LR at which >= 2/3 of the no-warmup seeds diverge while no warmup seed does."""
+def _frac(v: list[bool]) -> float | None:
+    return sum(v) / len(v) if v else None
+
+
+def lr_crash(runs: list[RunInfo], arm_lrs: list[float] | None = None) -> dict:
+    """Smallest LR at which >= 2/3 of the no-warmup seeds crash while no warmup seed does (spec section 5), under
+    our crash definition (`lr_crash`) and under the harness's divergence alone (`lr_crash_diverged`).
+    `crash_frac` (the crash claim's estimate): the largest no-warmup crashed fraction over the LRs at which no
+    warmup seed crashed (0 if none). With `arm_lrs`, `arms_at_crash` says whether those are LR_crash and 3x."""
     table = {}
     for lr in sorted({r.lr for r in runs}):
-        frac = {a: [r.status == "diverged" for r in runs if r.lr == lr and r.arm == a] for a in ("nowarmup", "warmup")}
-        table[lr] = {a: (sum(v) / len(v) if v else None) for a, v in frac.items()}
-        table[lr]["seeds"] = {a: len(v) for a, v in frac.items()}
-    crash = next((lr for lr, t in table.items() if t["nowarmup"] is not None and t["nowarmup"] >= 2 / 3 - 1e-9
-                  and t["warmup"] == 0), None)
-    return {"lr_crash": crash, "by_lr": {str(k): v for k, v in table.items()},
-            "rule": "smallest LR with diverged fraction >= 2/3 without warmup and 0 with warmup"}
+        rs = {a: [r for r in runs if r.lr == lr and r.arm == a] for a in ("nowarmup", "warmup")}
+        table[lr] = {a: _frac([crash_kind(r) is not None for r in v]) for a, v in rs.items()}
+        table[lr]["diverged"] = {a: _frac([r.status == "diverged" for r in v]) for a, v in rs.items()}
+        table[lr]["kinds"] = {a: sorted(k for r in v if (k := crash_kind(r))) for a, v in rs.items()}
+        table[lr]["val_loss"] = {a: [r.val_loss for r in v] for a, v in rs.items()}
+        table[lr]["seeds"] = {a: len(v) for a, v in rs.items()}
+
+    def first(get) -> float | None:
+        return next((lr for lr, t in table.items() if get(t)["nowarmup"] is not None
+                     and get(t)["nowarmup"] >= 2 / 3 - 1e-9 and get(t)["warmup"] == 0), None)
+
+    def best(get) -> float:
+        return max((get(t)["nowarmup"] for t in table.values() if get(t)["warmup"] == 0
+                    and get(t)["nowarmup"] is not None), default=0.0)
+
+    crash = first(lambda t: t)
+    unigram = sorted({r.unigram for r in runs if r.unigram is not None})
+    out = {"lr_crash": crash, "lr_crash_diverged": first(lambda t: t["diverged"]),
+           "crash_frac": best(lambda t: t), "crash_frac_diverged": best(lambda t: t["diverged"]),
+           "by_lr": {str(k): v for k, v in table.items()},
+           "rule": "smallest LR with crashed fraction >= 2/3 without warmup and 0 with warmup",
+           "crash_definition": f"diverged (harness) or collapsed (val acc < chance + 5 points) or stalled (final val "
+                               f"loss > unigram loss - {STALL_MARGIN} nats); ours, methods/adamw2/analysis.py",
+           "unigram_loss": unigram[0] if len(unigram) == 1 else unigram or None, "stall_margin": STALL_MARGIN}
+    if arm_lrs:
+        want = sorted({crash, 3 * crash}) if crash is not None else None
+        out["arm_lrs"] = sorted(arm_lrs)
+        out["arms_at_crash"] = want is not None and all(
+            any(math.isclose(a, w, rel_tol=1e-6) for a in arm_lrs) for w in want)
+    return out
 
 
 def arms_table(runs: list[RunInfo]) -> dict:
@@ -90,6 +171,7 @@ def arms_table(runs: list[RunInfo]) -> dict:
             ok = [r.val_loss for r in rs if r.status == "ok" and r.val_loss is not None]
             out.setdefault(str(lr), {})[arm] = {
                 "seeds": len(rs), "diverged": sum(r.status == "diverged" for r in rs),
+                "crashed": sum(crash_kind(r) is not None for r in rs),
                 "val_loss_mean": statistics.mean(ok) if ok else None,
                 "val_loss_sd": statistics.stdev(ok) if len(ok) > 1 else None}
     return out
@@ -113,9 +195,10 @@ def low_entropy_heads(r: RunInfo) -> tuple[int, int]:
 
 def malignant(runs: list[RunInfo], n_boot: int = 2000, seed: int = 0) -> dict:
     """Share of low-entropy heads that are also low-rank in crashed runs minus that share in stable runs;
-    percentile bootstrap over runs. Positive: low rank goes with the crash (malignant vs benign)."""
-    crashed = [low_entropy_heads(r) for r in runs if r.status == "diverged"]
-    stable = [low_entropy_heads(r) for r in runs if r.status == "ok"]
+    percentile bootstrap over runs. Positive: low rank goes with the crash (malignant vs benign). Crashed: our
+    crash definition (crash_kind), read at the last probe before `diverged_at` (or the run's last probe)."""
+    crashed = [low_entropy_heads(r) for r in runs if crash_kind(r) is not None]
+    stable = [low_entropy_heads(r) for r in runs if crash_kind(r) is None and r.status == "ok"]
 
     def share(xs):
         n = sum(a for a, _ in xs)
@@ -179,7 +262,7 @@ def figures(runs: list[RunInfo], out: Path) -> list[Path]:
             pts = [(x["step"], x[key]) for x in r.rows if key in x]
             if pts:
                 ax.plot(*zip(*pts, strict=True), color=colors[r.arm], alpha=0.7,
-                        label=f"{r.arm} lr={r.lr:g}", ls="--" if r.status == "diverged" else "-")
+                        label=f"{r.arm} lr={r.lr:g}", ls="--" if crash_kind(r) else "-")
         ax.set_xlabel("step")
         ax.set_ylabel(label)
         if name == "sigma1":
@@ -187,7 +270,7 @@ def figures(runs: list[RunInfo], out: Path) -> list[Path]:
         handles, labels = ax.get_legend_handles_labels()
         uniq = dict(zip(labels, handles, strict=True))
         ax.legend(uniq.values(), uniq.keys(), fontsize=7)
-        ax.set_title("dashed: diverged runs")
+        ax.set_title("dashed: crashed runs (diverged or stalled, ours)")
         fig.tight_layout()
         p = out / f"{name}.png"
         fig.savefig(p, dpi=100)
@@ -196,19 +279,55 @@ def figures(runs: list[RunInfo], out: Path) -> list[Path]:
     return paths
 
 
-def summary_md(crash: dict, arms: dict, mal: dict, band: dict) -> str:
-    lines = ["# nowarmup crash study (AdamW^2)", "", f"LR_crash: **{crash['lr_crash']}** ({crash['rule']})", "",
-             "| lr | diverged without warmup | diverged with warmup |", "|---|---|---|"]
-    lines += [f"| {lr} | {t['nowarmup']} of {t['seeds']['nowarmup']} | {t['warmup']} of {t['seeds']['warmup']} |"
-              for lr, t in crash["by_lr"].items()]
-    lines += ["", "| lr | arm | seeds | diverged | val loss (mean +- sd) |", "|---|---|---|---|---|"]
+def vision_table(runs: list[RunInfo]) -> dict:
+    """Per vision arm: seeds, harness-diverged, collapsed (below chance + 5 points) and val accuracy. A collapsed
+    no-warmup run counts as a crash (the spec's classification clause), as in crash_kind."""
+    out: dict = {}
+    for arm in sorted({r.arm for r in runs}):
+        rs = [r for r in runs if r.arm == arm]
+        acc = [r.val_acc for r in rs if r.val_acc is not None]
+        out[arm] = {"lr": sorted({r.lr for r in rs}), "seeds": len(rs),
+                    "diverged": sum(r.status == "diverged" for r in rs), "collapsed": sum(r.collapsed for r in rs),
+                    "crashed": sum(crash_kind(r) is not None for r in rs),
+                    "val_acc_mean": statistics.mean(acc) if acc else None,
+                    "val_acc_sd": statistics.stdev(acc) if len(acc) > 1 else None}
+    return out
+
+
+def _f(x, fmt: str = ".4f") -> str:
+    return "-" if x is None else format(x, fmt)
+
+
+def summary_md(crash: dict, arms: dict, mal: dict, band: dict, vision: dict | None = None) -> str:
+    lines = ["# nowarmup crash study (AdamW^2)", "",
+             f"LR_crash: **{crash['lr_crash']}** ({crash['rule']}; crash = {crash['crash_definition']}). "
+             f"With the harness's divergence rule alone: {crash['lr_crash_diverged']}. Unigram loss of the data: "
+             f"{crash.get('unigram_loss')} nats.", ""]
+    if "arms_at_crash" in crash:
+        lines += [f"All-arms LRs {crash['arm_lrs']}: "
+                  + ("LR_crash and 3x LR_crash." if crash["arms_at_crash"] else "NOT LR_crash and 3x LR_crash."), ""]
+    lines += ["| lr | crashed without warmup | crashed with warmup | kinds (no warmup / warmup) | diverged (harness) "
+              "without / with warmup | final val loss without / with warmup |", "|---|---|---|---|---|---|"]
+    for lr, t in crash["by_lr"].items():
+        vl = {a: ", ".join(_f(v, ".3f") for v in t["val_loss"][a]) for a in ("nowarmup", "warmup")}
+        lines.append(f"| {lr} | {_f(t['nowarmup'], '.2f')} of {t['seeds']['nowarmup']} | {_f(t['warmup'], '.2f')} of "
+                     f"{t['seeds']['warmup']} | {', '.join(t['kinds']['nowarmup']) or '-'} / "
+                     f"{', '.join(t['kinds']['warmup']) or '-'} | {_f(t['diverged']['nowarmup'], '.2f')} / "
+                     f"{_f(t['diverged']['warmup'], '.2f')} | {vl['nowarmup']} / {vl['warmup']} |")
+    lines += ["", "| lr | arm | seeds | diverged (harness) | crashed (ours) | val loss (mean +- sd) |",
+              "|---|---|---|---|---|---|"]
     for lr, t in arms.items():
         for arm, a in t.items():
             v = "-" if a["val_loss_mean"] is None else f"{a['val_loss_mean']:.4f} +- {a['val_loss_sd'] or 0:.4f}"
-            lines.append(f"| {lr} | {arm} | {a['seeds']} | {a['diverged']} | {v} |")
-    lines += ["", f"Malignant-collapse statistic: {mal['value']} (CI {mal['ci_lo']}, {mal['ci_hi']}); "
-              f"low-entropy heads {mal['low_entropy_heads']}", "",
-              f"tau band (log2 width): {band.get('log2_band_width')}", ""]
+            lines.append(f"| {lr} | {arm} | {a['seeds']} | {a['diverged']} | {a.get('crashed', '-')} | {v} |")
+    if vision:
+        lines += ["", "| vision arm | lr | seeds | diverged | collapsed | val acc (mean +- sd) |",
+                  "|---|---|---|---|---|---|"]
+        lines += [f"| {arm} | {v['lr']} | {v['seeds']} | {v['diverged']} | {v['collapsed']} | "
+                  f"{_f(v['val_acc_mean'])} +- {_f(v['val_acc_sd'])} |" for arm, v in vision.items()]
+    lines += ["", f"Malignant-collapse statistic: {mal['value']} (CI {mal['ci_lo']}, {mal['ci_hi']}); crashed runs "
+              f"{mal['crashed_runs']}, stable runs {mal['stable_runs']}; low-entropy heads {mal['low_entropy_heads']}",
+              "", f"tau band (log2 width): {band.get('log2_band_width')}", ""]
     return "\n".join(lines)
 
 
@@ -217,22 +336,25 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--sweep", nargs="*", default=[], help="LR sweep runs (adamw and adamw_nowarmup)")
     p.add_argument("--arms", nargs="*", default=[], help="all arms at LR_crash and 3x LR_crash")
     p.add_argument("--tau", nargs="*", default=[], help="adamw2 runs over tau (with their warmup references in --arms)")
+    p.add_argument("--vision", nargs="*", default=[], help="ViT/Swin runs (warmup, no warmup, AdamW^2)")
     p.add_argument("--out", required=True)
     p.add_argument("--figures")
     a = p.parse_args(argv)
     load = lambda paths: [load_run(Path(x).parent if x.endswith(".json") else Path(x)) for x in paths]  # noqa: E731
-    sweep, arms, taus = load(a.sweep), load(a.arms), load(a.tau)
+    sweep, arms, taus, vision = load(a.sweep), load(a.arms), load(a.tau), load(a.vision)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
-    crash = lr_crash(sweep)
+    crash = lr_crash(sweep, sorted({r.lr for r in arms}))
     table = arms_table(arms)
     mal = malignant(list({r.path: r for r in sweep + arms}.values()))  # sweep and arms share runs
     lr0 = min((r.lr for r in taus), default=None)
     taus += [r for r in arms if r.arm == "adamw2" and r.lr == lr0 and r.path not in {t.path for t in taus}]
     band = tau_band(taus, [r for r in arms if r.arm == "warmup" and r.lr == lr0])
-    for name, obj in (("lr_crash", crash), ("arms", table), ("malignant", mal), ("tau_band", band)):
-        (out / f"{name}.json").write_text(json.dumps(obj, indent=1) + "\n")
-    (out / "summary.md").write_text(summary_md(crash, table, mal, band))
+    vis = vision_table(vision)
+    for name, obj in (("lr_crash", crash), ("arms", table), ("malignant", mal), ("tau_band", band),
+                      ("vision", vis)):
+        atomic_write_json(out / f"{name}.json", obj)
+    atomic_write_text(out / "summary.md", summary_md(crash, table, mal, band, vis))
     if a.figures:
         figures(list({r.path: r for r in sweep + arms}.values()), Path(a.figures))
 

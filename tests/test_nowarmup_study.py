@@ -1,0 +1,119 @@
+"""The nowarmup crash study's reconstructed crash statistic (methods/adamw2/analysis.py), on synthetic runs."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import yaml
+
+from methods.adamw2.analysis import (
+    STALL_MARGIN,
+    RunInfo,
+    crash_kind,
+    load_run,
+    lr_crash,
+    main,
+    malignant,
+    unigram_loss,
+    vision_table,
+)
+
+UNIGRAM = 6.0
+
+
+def _run(arm: str, lr: float, seed: int, val: float | None, status: str = "ok", **kw) -> RunInfo:
+    return RunInfo(None, arm, lr, seed, None, status, 40 if status == "diverged" else None, val, 16,
+                   unigram=kw.pop("unigram", UNIGRAM), **kw)
+
+
+def test_crash_kind_covers_divergence_collapse_and_stall():
+    assert crash_kind(_run("nowarmup", 0.1, 0, None, "diverged")) == "diverged"
+    assert crash_kind(_run("vit_nowarmup", 0.1, 0, None, collapsed=True, unigram=None)) == "collapsed"
+    assert crash_kind(_run("nowarmup", 0.1, 0, UNIGRAM - STALL_MARGIN / 2)) == "stalled"
+    assert crash_kind(_run("nowarmup", 0.1, 0, UNIGRAM + 1.0)) == "stalled"
+    assert crash_kind(_run("nowarmup", 0.1, 0, UNIGRAM - 2 * STALL_MARGIN)) is None
+    assert crash_kind(_run("vit_warmup", 0.1, 0, None, unigram=None, val_acc=0.8)) is None  # no LM reference
+
+
+def test_lr_crash_reads_stalls_and_keeps_the_harness_rule_apart():
+    learn, stall = UNIGRAM - 1.0, UNIGRAM - 0.01
+    runs = [_run("warmup", lr, s, learn) for lr in (0.01, 0.03, 0.1) for s in range(3)]
+    runs += [_run("nowarmup", 0.01, s, learn) for s in range(3)]
+    runs += [_run("nowarmup", 0.03, s, stall if s else learn) for s in range(3)]  # 2 of 3 stall
+    runs += [_run("nowarmup", 0.1, s, None, "diverged") for s in range(3)]
+    out = lr_crash(runs, arm_lrs=[0.03, 0.09])
+    assert out["lr_crash"] == 0.03 and out["lr_crash_diverged"] == 0.1
+    assert out["crash_frac"] == 1.0 and out["crash_frac_diverged"] == 1.0
+    assert out["by_lr"]["0.03"]["kinds"]["nowarmup"] == ["stalled", "stalled"]
+    assert out["arms_at_crash"] is True and out["unigram_loss"] == UNIGRAM
+    assert lr_crash(runs, arm_lrs=[0.03, 0.3])["arms_at_crash"] is False
+    # the warmup control stalls too at 0.03: no LR_crash there; 1 of 3 no-warmup stalls is below 2/3
+    runs[3] = _run("warmup", 0.03, 0, stall)
+    runs[-3:] = [_run("nowarmup", 0.1, s, stall if s == 0 else learn) for s in range(3)]
+    out = lr_crash(runs, arm_lrs=[0.03, 0.1])
+    assert out["lr_crash"] is None and out["lr_crash_diverged"] is None
+    assert out["crash_frac"] == pytest.approx(1 / 3) and out["crash_frac_diverged"] == 0.0
+    assert out["arms_at_crash"] is False
+
+
+def test_malignant_uses_stalled_runs_as_crashed():
+    def probed(val: float, erank: float) -> RunInfo:
+        row = {"step": 100, "attn/entropy_min": 0.1, "attn/head_entropy/L0H0": 0.1, "attn/head_erank/L0H0": erank,
+               "attn/head_entropy/L0H1": 2.0, "attn/head_erank/L0H1": 10.0}
+        return RunInfo(None, "nowarmup", 0.1, 0, None, "ok", None, val, 16, [row], unigram=UNIGRAM)
+
+    runs = [probed(UNIGRAM, 1.0) for _ in range(3)] + [probed(UNIGRAM - 1, 8.0) for _ in range(3)]
+    out = malignant(runs, n_boot=200)
+    assert out["crashed_runs"] == 3 and out["stable_runs"] == 3
+    assert out["value"] == 1.0 and out["ci_lo"] == 1.0  # every crashed low-entropy head is low-rank, no stable one
+
+
+def test_unigram_loss_from_token_files(tmp_path):
+    rng = np.random.default_rng(0)
+    train = rng.integers(0, 4, 20000).astype(np.uint16)
+    train.tofile(tmp_path / "train.bin")
+    train[:5000].tofile(tmp_path / "val.bin")
+    (tmp_path / "meta.json").write_text(json.dumps({"vocab_size": 8}))
+    # uniform over 4 of 8 tokens: log 4 up to the add-one smoothing
+    assert unigram_loss(str(tmp_path)) == pytest.approx(math.log(4), abs=0.01)
+    assert unigram_loss(str(tmp_path / "missing")) is None
+
+
+def _write_run(d, workload: str, recipe: str, lr: float, seed: int, res: dict, data_dir: str) -> None:
+    d.mkdir(parents=True)
+    cfg = {"workload": workload, "recipe": {"name": recipe}, "methods": [], "seed": seed, "train": {"lr": lr},
+           "model": {"block_size": 16}, "data": {"dir": data_dir}}
+    (d / "config.yaml").write_text(yaml.safe_dump(cfg))
+    (d / "result.json").write_text(json.dumps(res))
+    (d / "metrics.jsonl").write_text(json.dumps({"step": 10, "train_loss": 7.0}) + "\n")
+
+
+def test_study_end_to_end_on_written_runs(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    tokens = np.random.default_rng(1).integers(0, 16, 40000).astype(np.uint16)
+    tokens.tofile(data / "train.bin")
+    tokens[:8000].tofile(data / "val.bin")
+    (data / "meta.json").write_text(json.dumps({"vocab_size": 16}))
+    uni = unigram_loss(str(data))
+    sweep = []
+    for lr in (0.01, 0.03):
+        for s in range(3):
+            for recipe, val in (("adamw", uni - 0.5), ("adamw_nowarmup", uni if lr == 0.03 else uni - 0.5)):
+                d = tmp_path / "runs" / f"{recipe}-{lr}-{s}"
+                _write_run(d, "gpt", recipe, lr, s, {"status": "ok", "final_val_loss": val}, str(data))
+                sweep.append(str(d / "result.json"))
+    vit = tmp_path / "runs" / "vit"
+    _write_run(vit, "vit", "adamw_nowarmup", 0.002, 0, {"status": "ok", "final_val_acc": 0.11, "collapsed": True},
+               str(data))
+    assert load_run(vit).collapsed and vision_table([load_run(vit)])["vit_nowarmup"]["crashed"] == 1
+    out = tmp_path / "out"
+    main(["--sweep", *sweep, "--arms", *sweep, "--vision", str(vit / "result.json"), "--out", str(out)])
+    crash = json.loads((out / "lr_crash.json").read_text())
+    assert crash["lr_crash"] == 0.03 and crash["lr_crash_diverged"] is None and crash["crash_frac"] == 1.0
+    assert crash["unigram_loss"] == pytest.approx(uni)
+    assert json.loads((out / "vision.json").read_text())["vit_nowarmup"]["collapsed"] == 1
+    assert "LR_crash: **0.03**" in (out / "summary.md").read_text()
