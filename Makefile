@@ -38,4 +38,4 @@ lint: setup
 	$(BIN)/snakemake --lint
 
 bench: setup
-	$(BIN)/python benchmarks/speed/bench_train.py
+	$(BIN)/python benchmarks/speed/speed.py

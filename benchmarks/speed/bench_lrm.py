@@ -24,11 +24,13 @@ from claimbench.testing import REPO
 from claimbench.train import Trainer, prepare
 
 
-def make_trainer(size: str, methods: list, out: Path, threads: int, arch: str, batch: int = 16) -> Trainer:
+def make_trainer(size: str, methods: list, out: Path, threads: int, arch: str, batch: int = 16,
+                 extra: tuple[str, ...] = ()) -> Trainer:
+    """A GPT trainer for step timing; `extra` are further --set overrides (recipe, device, ...)."""
     cfg = load_config(REPO / "benchmarks/configs/gpt.yaml", [f"train.batch_size={batch}",
         f"size={size}", "train.steps=100000", "eval.every=0", "ckpt.every=0", "log.every=10",
         f"train.threads={threads}", f"data.dir={REPO / 'data/shakespeare'}", f"model.arch={arch}",
-        f"methods={json.dumps(methods)}"])
+        f"methods={json.dumps(methods)}", *extra])
     t = Trainer(prepare(cfg, out))
     t.t_start = time.perf_counter()
     return t

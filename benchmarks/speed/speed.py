@@ -1,0 +1,342 @@
+"""The speed suite: harness vs plain PyTorch throughput, method overheads and MFU, into results/speed.{md,json}.
+
+1. Throughput: every workload (GPT `smoke` and `gpu` = GPT-2 124M, ViT, Swin, ResMLP at `smoke`) trained by the
+   claimbench Trainer vs a plain nanoGPT-style loop over the same model (for ViT/Swin the bare timm model the
+   workload builds), optimizer, LR schedule and batches (batch, forward, loss, backward, clip, step; a host sync
+   every 10 steps as nanoGPT's logging does). Both arms build a fresh model per repeat (build time not timed),
+   are run alternately (A B A B ...) in one process, and their medians compared, because CPU timings drift by
+   tens of percent between repeats. Wall and process-CPU clocks are both reported: on a loaded machine the CPU
+   clock of a 1-thread run is the robust one.
+2. Method overheads: the per-step time of each method plugin over the same run without it (bench_lrm's trainers
+   and interleaved step blocks, the methods' metrics at the log interval as in a real run); FLeRM's, whose cost is
+   a fixed warm-up rather than a per-step one, from bench_flerm (extrapolated to a 2,000-step run).
+3. MFU per workload from claimbench.flops: FLOPs counted from the model, against the measured matmul peak on a CPU
+   and the datasheet peak on a known GPU.
+
+    python benchmarks/speed/speed.py [--quick] [--threads 1] [--note "measured under load"]
+    python benchmarks/speed/speed.py --device cuda --dtype bfloat16 --compile   # on a GPU
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shlex
+import statistics
+import sys
+import tempfile
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from benchmarks.speed import bench_flerm
+from benchmarks.speed.bench_lrm import make_trainer as make_gpt_trainer
+from benchmarks.speed.bench_lrm import time_block
+from claimbench.config import ConfigError, load_config
+from claimbench.flops import DTYPES, mfu, peak_flops, train_flops_per_unit
+from claimbench.io import atomic_write_json, atomic_write_text, git_sha
+from claimbench.testing import REPO
+from claimbench.train import Trainer, prepare
+
+TARGET = 0.95  # harness / plain throughput on this CPU, every workload
+DATA = {"gpt": "data/shakespeare", "vit": "data/fashion-mnist", "swin": "data/fashion-mnist",
+        "mlp": "data/fashion-mnist"}
+
+
+@dataclass(frozen=True)
+class Case:
+    """One throughput comparison: a workload at a size, timed for `steps` x `repeats` per arm."""
+
+    workload: str
+    size: str
+    steps: int
+    repeats: int
+    sets: tuple[str, ...] = ()
+
+    @property
+    def label(self) -> str:
+        return f"{self.workload} {self.size}"
+
+
+def cases(quick: bool, device: str, gpt_gpu_batch: int | None) -> list[Case]:
+    """The suite (default: ~8 min on 2 idle cores at 1 thread); --quick: a ~2-minute check that everything runs."""
+    q = quick
+    gpu_batch = gpt_gpu_batch or (1 if device == "cpu" else 16)  # 1 x 1024 tokens: ~5-10 s per step on a CPU
+    return [Case("gpt", "smoke", 10 if q else 30, 2 if q else 3),
+            Case("gpt", "gpu", 1 if q else 2, 2, (f"train.batch_size={gpu_batch}",)),
+            Case("vit", "smoke", 5 if q else 15, 2 if q else 3),
+            Case("swin", "smoke", 5 if q else 15, 2 if q else 3),
+            Case("mlp", "smoke", 20 if q else 60, 2 if q else 3)]
+
+
+def make_trainer(case: Case, steps: int, out: Path, run_sets: tuple[str, ...]) -> Trainer:
+    cfg = load_config(REPO / f"benchmarks/configs/{case.workload}.yaml", [
+        f"size={case.size}", f"train.steps={steps}", "eval.every=0", "ckpt.every=0", "log.every=10",
+        f"data.dir={REPO / DATA[case.workload]}", *run_sets, *case.sets])
+    return Trainer(prepare(cfg, out))
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def harness_run(case: Case, steps: int, run_sets: tuple[str, ...]) -> tuple[float, float, int]:
+    """(wall s, process CPU s, units) of the Trainer's own fit() loop over `steps` steps."""
+    with tempfile.TemporaryDirectory() as d:
+        t = make_trainer(case, steps, Path(d) / "run", run_sets)
+        t0, c0 = time.perf_counter(), time.process_time()
+        t.fit(Path(d) / "metrics.jsonl", Path(d) / "ckpt.pt")
+        _sync(t.device)
+        units = steps * t.train_cfg.batch_size * (t.run.workload.opts.block_size if case.workload == "gpt" else 1)
+        return time.perf_counter() - t0, time.process_time() - c0, units
+
+
+def bare_logits(workload: str, model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The model's own forward, as a user of it would call it (GPT output object, ResMLP (logits, hidden))."""
+    out = model(x)
+    if workload == "gpt":
+        return out.logits
+    return out[0] if workload == "mlp" else out
+
+
+def plain_run(case: Case, steps: int, run_sets: tuple[str, ...], compile_: bool) -> tuple[float, float, int]:
+    """nanoGPT's loop over the same model, param groups, optimizer, schedule and batches; (wall, CPU, units)."""
+    with tempfile.TemporaryDirectory() as d:
+        t = make_trainer(case, steps, Path(d) / "run", run_sets)  # only for identical model/optimizer/data
+        model, opt, wl, tc, lam, dev = t.model, t.optimizer, t.run.workload, t.train_cfg, t.lr_lambda, t.device
+        fwd = torch.compile(model) if compile_ else model
+        ctx = torch.autocast(dev.type, dtype=torch.bfloat16) if tc.dtype == "bfloat16" else nullcontext()
+        model.train()
+        units = 0
+        t0, c0 = time.perf_counter(), time.process_time()
+        for step in range(steps):
+            x, y = (v.to(dev, non_blocking=True) for v in wl.train_batch(step, 0, tc.batch_size))
+            for g in opt.param_groups:
+                g["lr"] = tc.lr * g.get("lr_scale", 1.0) * lam(step)
+            with ctx:
+                logits = bare_logits(case.workload, fwd, x)
+                loss = F.cross_entropy(logits.flatten(0, -2).float(), y.flatten())
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            units += x.numel() if case.workload == "gpt" else x.shape[0]
+            if step % 10 == 0:
+                loss.item()
+        loss.item()
+        _sync(dev)
+        return time.perf_counter() - t0, time.process_time() - c0, units
+
+
+def compare(case: Case, run_sets: tuple[str, ...], compile_: bool) -> dict:
+    """Alternating plain/harness repeats; medians of units/s on both clocks, FLOPs per unit and MFU."""
+    with tempfile.TemporaryDirectory() as d:  # warm-up (allocator, data pages, compile) and the FLOP count
+        t = make_trainer(case, 1, Path(d) / "run", run_sets)
+        t.fit(Path(d) / "metrics.jsonl", Path(d) / "ckpt.pt")
+        batch = tuple(v.to(t.device) for v in t.run.workload.train_batch(0, 0, t.train_cfg.batch_size))
+        flops = train_flops_per_unit(t.run.workload, t.model, batch)
+        batch_size, unit = t.train_cfg.batch_size, t.run.workload.unit
+        units_per_sample = t.run.workload.batch_units(batch) // batch_size  # tokens per sequence for GPT
+        n_params = sum(p.numel() for p in t.model.parameters())
+        del t, batch
+    runs: dict[str, dict[str, list[float]]] = {a: {"wall": [], "cpu": []} for a in ("plain", "harness")}
+    for _ in range(case.repeats):
+        for arm, fn in (("plain", lambda: plain_run(case, case.steps, run_sets, compile_)),
+                        ("harness", lambda: harness_run(case, case.steps, run_sets))):
+            wall, cpu, units = fn()
+            runs[arm]["wall"].append(units / wall)
+            runs[arm]["cpu"].append(units / cpu)
+    med = {a: {c: statistics.median(v) for c, v in r.items()} for a, r in runs.items()}
+    return {"workload": case.workload, "size": case.size, "params": n_params, "batch": batch_size, "unit": unit,
+            "units_per_sample": units_per_sample,
+            "steps": case.steps, "repeats": case.repeats, "sets": list(case.sets),
+            "plain_per_s": med["plain"]["wall"], "harness_per_s": med["harness"]["wall"],
+            "ratio_wall": med["harness"]["wall"] / med["plain"]["wall"],
+            "ratio_cpu": med["harness"]["cpu"] / med["plain"]["cpu"],
+            "runs_per_s": runs, "train_flops_per_unit": flops}
+
+
+# method -> (setting, overrides shared by both arms, the method list): each method in its paper's setting
+METHODS = {
+    "lrm": ("Llama 4L x d128", ("model.arch=llama",), [{"name": "lrm"}]),
+    "adamw2": ("GPT-2 4L x d128, AdamW without warmup", ("recipe=adamw_nowarmup",), ["adamw2"]),
+    "jreg": ("Llama 6L x d128, lam 0.1 (final layer)", ("model.arch=llama", "model.n_layer=6"),
+             [{"name": "jreg", "lam": 0.1}]),
+    "zloss": ("GPT-2 4L x d128, coef 1e-4", (), [{"name": "zloss"}]),
+}
+
+
+def method_overheads(run_sets: tuple[str, ...], threads: int, block: int, rounds: int) -> list[dict]:
+    """Per-step time of each method over its baseline (GPT smoke, batch 16), adjacent blocks, medians."""
+    rows = []
+    with tempfile.TemporaryDirectory() as d:
+        for name, (setting, sets, methods) in METHODS.items():
+            arms = {a: make_gpt_trainer("smoke", m, Path(d) / f"{name}-{a}", threads, "gpt2", 16,
+                                        extra=(*sets, *run_sets))
+                    for a, m in (("baseline", []), (name, methods))}
+            for t in arms.values():
+                time_block(t, 2, 0)  # warm-up
+            times: dict[str, list[tuple[float, float]]] = {a: [] for a in arms}
+            for _ in range(rounds):
+                for a, t in arms.items():
+                    times[a].append(time_block(t, block, 10))
+            med = {a: [statistics.median(x[i] for x in v) for i in (0, 1)] for a, v in times.items()}
+            rows.append({"method": name, "setting": f"{setting}, batch 16 x 128 tokens",
+                         "steps": block * rounds, "base_step_s": med["baseline"][0],
+                         "step_s": med[name][0], "overhead_wall": med[name][0] / med["baseline"][0] - 1,
+                         "overhead_cpu": med[name][1] / med["baseline"][1] - 1})
+            del arms
+    return rows
+
+
+def flerm_overhead(quick: bool) -> dict:
+    """bench_flerm's measurement (scaled GPT, EMA warm-up once and every 100 steps, over a 2,000-step run)."""
+    with tempfile.TemporaryDirectory() as d:
+        out = Path(d) / "flerm.json"
+        argv = ["--workload", "gpt", "--steps", "20" if quick else "60", "--rounds", "2" if quick else "3",
+                "--out", str(out)]
+        bench_flerm.main(argv)
+        res = json.loads(out.read_text())
+    return {"method": "flerm", "setting": f"GPT 2L x d256, batch 16 x 32, {res['steps']} steps x {res['rounds']} "
+            f"rounds, extrapolated to {res['target_steps']} steps", "overhead_once": res["overhead_once_pct"] / 100,
+            "overhead_periodic": res["overhead_periodic_pct"] / 100, "warmup_s": res["warmup_s"],
+            "step_s": res["step_s"]}
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def machine(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"{cpu_model()}, {os.cpu_count()} logical CPUs"
+
+
+def fmt_rate(v: float) -> str:
+    return f"{v:,.0f}" if v >= 100 else f"{v:.1f}"
+
+
+def render(res: dict) -> str:
+    m = res["meta"]
+    lines = [
+        "# Speed: claimbench harness vs plain PyTorch, method overheads, MFU", "",
+        f"- machine: {m['machine']}; torch threads: {m['threads']}; device: {m['device']}, dtype {m['dtype']}"
+        f"{', torch.compile' if m['compile'] else ''}",
+        f"- torch {m['torch']}, git {m['git_sha']}, {m['date']}; wall time of the suite {m['suite_s']:.0f} s",
+        f"- load average (1 min) at start / end: {m['load_start']:.2f} / {m['load_end']:.2f}",
+        f"- command: `{m['command']}`",
+    ]
+    if m["note"]:
+        lines.append(f"- note: {m['note']}")
+    lines += [
+        "", f"Target on this CPU: harness/plain throughput >= {TARGET} for every workload. Ratios are medians of "
+        "alternating repeats in one process; the CPU-clock ratio (process CPU time, robust to other users' load "
+        "at 1 thread) is the one to read on a shared machine, the wall-clock one on an idle machine.", "",
+        "## Throughput: claimbench Trainer vs a plain PyTorch loop", "",
+        "| workload | params | batch | steps x repeats | plain /s | harness /s | ratio (wall) | ratio (CPU) | "
+        f">= {TARGET} | train FLOPs/unit | MFU (harness) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in res["throughput"]:
+        ok = "yes" if min(r["ratio_cpu"], r["ratio_wall"]) >= TARGET else (
+            "yes (CPU clock)" if r["ratio_cpu"] >= TARGET else "**no**")
+        batch = f"{r['batch']}" + (f" x {r['units_per_sample']} tokens" if r["units_per_sample"] > 1 else "")
+        lines.append(
+            f"| {r['workload']} {r['size']} | {r['params'] / 1e6:.2f}M | {batch} | {r['steps']} x {r['repeats']} "
+            f"| {fmt_rate(r['plain_per_s'])} {r['unit']} | {fmt_rate(r['harness_per_s'])} {r['unit']} "
+            f"| {r['ratio_wall']:.3f} | {r['ratio_cpu']:.3f} | {ok} | {r['train_flops_per_unit']:.3g} "
+            f"| {r['mfu']:.1%} |")
+    lines += ["", f"MFU = train FLOPs/unit x harness units/s / peak; peak {res['peak']['flops'] / 1e9:,.1f} GFLOP/s "
+              f"({res['peak']['source']}). FLOPs per unit are counted from each model by claimbench.flops "
+              "(FlopCounterMode over one forward, x3 for forward+backward: the PaLM/nanoGPT convention; matmuls and "
+              "attention only). A measured CPU peak is what this machine's BLAS achieves on one 1024^2 fp32 "
+              "matmul at these threads, not a datasheet number.", ""]
+    lines += ["`gpt gpu` is GPT-2 small's shape (12 layers, d 768, 12 heads, context 1024) with this corpus's "
+              "2,048-token vocabulary, hence 87M parameters rather than 124M; on a CPU it runs 1 sequence per step.",
+              ""]
+    if res["meta"]["device"] == "cpu":
+        lines += ["GPU (`--device cuda --dtype bfloat16 --compile`, MFU against the datasheet peaks in "
+                  "claimbench/flops.py): **not measured here** (no GPU on this machine).", ""]
+    lines += ["## Method plugins: per-step overhead over the same run without them", "",
+              "| method | setting | steps per arm | baseline ms/step | method ms/step | overhead (wall) | "
+              "overhead (CPU) |", "|---|---|---|---|---|---|---|"]
+    lines.insert(-2, "Method and baseline are two trainers of the same config stepped in adjacent blocks, the methods' "
+                 "metrics computed every 10 steps as in a run; medians of per-step times.\n")
+    for r in res["methods"]:
+        lines.append(f"| {r['method']} | {r['setting']} | {r['steps']} | {1e3 * r['base_step_s']:.1f} "
+                     f"| {1e3 * r['step_s']:.1f} | {r['overhead_wall']:+.1%} | {r['overhead_cpu']:+.1%} |")
+    f = res.get("flerm")
+    if f:
+        lines += ["", f"FLeRM's cost is a fixed EMA warm-up at step 0 ({f['warmup_s']:.2f} s here), not a per-step "
+                  f"one: {f['setting']}: {f['overhead_once']:+.1%} applied once, {f['overhead_periodic']:+.1%} "
+                  "re-applied every 100 steps (wall clock, from benchmarks/speed/bench_flerm.py)."]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="few steps and repeats: checks the suite runs (~2 min)")
+    p.add_argument("--threads", type=int, default=1, help="torch intra-op threads on a CPU")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--dtype", default="float32", choices=[d for d in DTYPES if d != "tf32"])
+    p.add_argument("--compile", action="store_true", help="torch.compile the model in both arms")
+    p.add_argument("--gpt-gpu-batch", type=int, help="sequences per step of GPT gpu (default 1 on CPU, 16 on cuda)")
+    p.add_argument("--only", nargs="+", choices=["throughput", "methods", "flerm"],
+                   default=["throughput", "methods", "flerm"])
+    p.add_argument("--note", default="", help="a line for the header, e.g. 'measured under load'")
+    p.add_argument("--out", default=str(REPO / "results/speed"), help="writes OUT.md and OUT.json")
+    a = p.parse_args(argv)
+    device = torch.device(a.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"--device: '{a.device}' requested but no CUDA device is available")
+    run_sets = (f"train.threads={a.threads}", f"train.device={a.device}", f"train.dtype={a.dtype}",
+                f"train.compile={str(a.compile).lower()}")
+    t_start, load_start = time.perf_counter(), os.getloadavg()[0]
+    torch.set_num_threads(a.threads)
+    peak, source = peak_flops(device, a.dtype)
+    res: dict = {"peak": {"flops": peak, "source": source}, "throughput": [], "methods": []}
+    if "throughput" in a.only:
+        for case in cases(a.quick, device.type, a.gpt_gpu_batch):
+            print(f"[speed] {case.label}: {case.steps} steps x {case.repeats} repeats per arm", flush=True)
+            r = compare(case, run_sets, a.compile)
+            r["mfu"] = mfu(r["train_flops_per_unit"], r["harness_per_s"], peak)
+            r["mfu_plain"] = mfu(r["train_flops_per_unit"], r["plain_per_s"], peak)
+            print(f"[speed]   plain {r['plain_per_s']:.1f} harness {r['harness_per_s']:.1f} {r['unit']}/s, ratio "
+                  f"wall {r['ratio_wall']:.3f} CPU {r['ratio_cpu']:.3f}, MFU {r['mfu']:.2%}", flush=True)
+            res["throughput"].append(r)
+    if "methods" in a.only:
+        print("[speed] method overheads", flush=True)
+        res["methods"] = method_overheads(run_sets, a.threads, 3 if a.quick else 5, 3 if a.quick else 6)
+    if "flerm" in a.only:
+        print("[speed] flerm", flush=True)
+        res["flerm"] = flerm_overhead(a.quick)
+    res["meta"] = {"machine": machine(device), "threads": a.threads, "device": a.device, "dtype": a.dtype,
+                   "compile": a.compile, "torch": torch.__version__, "git_sha": git_sha(),
+                   "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+                   "command": shlex.join(["python", "benchmarks/speed/speed.py", *sys.argv[1:]] if argv is None
+                                         else ["python", "benchmarks/speed/speed.py", *argv]),
+                   "note": a.note, "quick": a.quick, "suite_s": time.perf_counter() - t_start,
+                   "load_start": load_start, "load_end": os.getloadavg()[0]}
+    res = {"meta": res.pop("meta"), **res}
+    atomic_write_json(f"{a.out}.json", res)
+    atomic_write_text(f"{a.out}.md", render(res))
+    print(render(res))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
