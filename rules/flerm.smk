@@ -28,7 +28,7 @@ use rule train as flerm_train with:
     input:
         config=lambda w: str(REPO / RUNS[w.run_id].config),
         data=lambda w: [f"{DATA[RUNS[w.run_id].data]['dir']}/{f}" for f in DATA_FILES],
-        record=lambda w: FLERM_PLAN.inputs[w.run_id],
+        extra=lambda w: FLERM_PLAN.needs(w.run_id),
     wildcard_constraints:
         run_id=FLERM_PLAN.run_regex(),
 

@@ -300,3 +300,72 @@ def test_study_recovers_known_shifts_and_verdict(tmp_path):
     assert res["verdict"] == "reproduced" and res["score"] == 1.0
     (tmp_path / "runs" / next(iter(expand([grid[2]]))) / "result.json").unlink()
     assert run(gfile, tmp_path / "runs")["studies"]["m_width"]["verdict"] == "not_run"
+
+
+# ---------------------------------------------------------------------------------------------- LoRA rank transfer
+
+def test_lora_rank_transfer(tmp_path):
+    """Fine-tune a trained micro GPT through PEFT LoRA: the base weights stay as loaded, only the adapters train;
+    FLeRM records the rank-2 adapters at step `start` and transfers onto rank 8 (1:1 names, factors set once)."""
+    base, _ = run_micro(tmp_path / "pre", steps=3, **{"train.lr": 1e-2})
+    ckpt = tmp_path / "pre" / "ckpt.pt"
+    lr = {"train.lr": 1e-2, "log.every": 4}
+    rec_opts = {"name": "flerm", "every": 4, "warmup_passes": 2, "start": 2}
+    lora2 = {"name": "lora", "checkpoint": str(ckpt), "rank": 2}
+    _, rows = run_micro(tmp_path / "r2", steps=4, methods=[lora2, rec_opts], **lr)
+    state = torch.load(tmp_path / "r2" / "ckpt.pt", weights_only=True)["model"]
+    pre = torch.load(ckpt, weights_only=True)["model"]
+    assert torch.equal(state["blocks.0.attn.q.base_layer.weight"], pre["blocks.0.attn.q.weight"])  # frozen
+    assert torch.equal(state["blocks.0.mlp.fc.weight"], pre["blocks.0.mlp.fc.weight"])
+    assert state["blocks.0.attn.q.lora_B.default.weight"].abs().sum() > 0  # B starts at 0 and trains
+    measured = [r for r in rows if "flerm/at_step" in r]
+    assert measured[0]["flerm/at_step"] == 2
+    fslr = {k[len("flerm/fslr/"):]: v for k, v in measured[0].items() if k.startswith("flerm/fslr/")}
+    assert set(fslr) == {f"blocks.{b}.attn.{m}.lora_{ab}.default.weight" for b in (0, 1) for m in "qkvo"
+                         for ab in "AB"}
+    assert all(v > 0 for v in fslr.values())  # at step 2 B != 0, so A's update moves the outputs too
+    (tmp_path / "r_lr0.01.json").write_text(json.dumps(record_from_runs([tmp_path / "r2"])))
+    tr = {"name": "flerm", "base": str(tmp_path / "r_lr{lr}.json"), "warmup_passes": 2, "start": 2}
+    _, rows8 = run_micro(tmp_path / "r8", steps=4, methods=[{**lora2, "rank": 8}, tr], **lr)
+    factors = {k: v for k, v in rows8[0].items() if k.startswith("flerm/factor/")}
+    assert len(factors) == 16 and all(math.isfinite(v) and v > 0 for v in factors.values())
+    assert any(abs(v - 1) > 0.05 for v in factors.values())  # another rank moves its outputs differently
+    assert base["status"] == "ok"
+
+
+def test_lora_bad_input_is_a_config_error(tmp_path):
+    micro_data_dir()
+    with pytest.raises(ConfigError, match="checkpoint not found"):
+        _prepare(tmp_path, 'methods=[{"name": "lora", "checkpoint": "nowhere/ckpt.pt"}]')
+    with pytest.raises(ConfigError, match="before `flerm`"):
+        _prepare(tmp_path, 'methods=[{"name": "flerm"}, {"name": "lora"}]')
+    with pytest.raises(ConfigError, match="rank"):
+        _prepare(tmp_path, 'methods=[{"name": "lora", "rank": 0}]')
+
+
+def test_smoke_grid_lora_checkpoint_is_a_run_of_the_grid():
+    """The LoRA runs name their checkpoint by run id (runs/smoke/<id>/ckpt.pt): it must be a run of the same grid,
+    which the DAG then trains first; a checkpoint no run makes and no file holds is an error."""
+    import yaml
+
+    from claimbench.grid import expand
+    from methods.flerm.dag import plan
+    from methods.flerm.study import scale_value
+
+    runs = expand(yaml.safe_load(open("config/papers/flerm.smoke.yaml"))["grid"])
+    p = plan(runs)
+    ckpts = set(p.checkpoints.values())
+    assert len(p.checkpoints) == 30 and len(ckpts) == 1
+    src = next(iter(ckpts)).split("/")[-2]
+    assert src in runs and src not in p.checkpoints
+    rid = next(r for r in p.checkpoints if r in p.inputs)
+    assert p.needs(rid) == [p.inputs[rid], p.checkpoints[rid]]
+    assert scale_value({"methods": [{"name": "lora", "rank": 8}, {"name": "flerm"}]}, "lora.rank") == 8
+    with pytest.raises(ValueError, match="lora.rank"):
+        scale_value({"methods": []}, "lora.rank")
+    import dataclasses
+
+    spec = runs[rid]
+    lost = dataclasses.replace(spec, sets=tuple(s.replace(src, "no-such-run-s0") for s in spec.sets))
+    with pytest.raises(ValueError, match="no run of this DAG makes"):
+        plan({rid: lost})

@@ -15,6 +15,8 @@ Factors are logged as `flerm/factor/<tensor>`.
 
 The outputs measured: log-probabilities for `gpt` (as the paper's transformer), logits otherwise
 (`output` overrides; the record stores the choice and a transfer must use the same).
+`start: K` moves the first measurement (and the one FLeRM application) to step K: the paper applies it at
+iteration 6 for LoRA, where B = 0 at step 0 leaves A's FSLR at 0 (methods/flerm/lora.py).
 `record: PATH` marks a base run for the DAG (where the `flerm_record` stage writes its record); training
 ignores it.
 """
@@ -44,7 +46,9 @@ class FlermOptions(BaseModel):
     record: str | None = Field(None, description="DAG only: where this base run's record goes (template with {lr})")
     every: int = Field(100, ge=1, description="record mode: measure every N steps; transfer: re-apply period")
     reapply: bool = Field(False, description="transfer: re-apply every `every` steps (the periodic ablation)")
-    warmup_passes: int = Field(41, ge=1, description="estimator passes at step 0 (EMA warm-up)")
+    warmup_passes: int = Field(41, ge=1, description="estimator passes at the first measurement (EMA warm-up)")
+    start: int = Field(0, ge=0, description="first step measured (transfer: where FLeRM is applied once); the "
+                       "paper's LoRA runs use 6, as B = 0 at step 0 makes A's FSLR 0")
     estimator: Literal["kronecker", "iid", "full_cov"] = "kronecker"
     beta: float = Field(0.9, ge=0, lt=1)
     eps: float = Field(0.0, ge=0)
@@ -61,10 +65,16 @@ def output_space(option: str, workload: str) -> str:
 
 
 def trainable_names(workload: Workload) -> list[str]:
-    """Parameter names of the workload's model, built on the meta device (no memory, no init cost)."""
+    """Parameter names of the workload's model, built on the meta device (no memory, no init cost), with the
+    adapters of a `lora` method in the same run (FLeRM then sees only the adapters)."""
+    from methods.flerm.lora import LoraOptions, inject
+
     workload.check_data()
     with torch.device("meta"):
         model = workload.build_model()
+        for m in workload.cfg.methods:
+            if m.name == "lora":
+                model = inject(model, LoraOptions(**m.options))
     return [n for n, p in model.named_parameters() if p.requires_grad]
 
 
@@ -132,8 +142,9 @@ class Flerm(Method):
 
     # ------------------------------------------------------------------ when to measure
     def _due(self, step: int) -> bool:
-        if step == 0:
-            return True
+        start = self.options.start
+        if step <= start:
+            return step == start
         if self.options.base and not self.options.reapply:
             return False
         return step % self.options.every == 0
@@ -162,7 +173,7 @@ class Flerm(Method):
                 # the per-unit-LR update (a zero LR, e.g. warmup from 0, moves nothing: zero update, factor 1)
                 unit[n] = (p.detach() - old) / lr if lr > 0 else torch.zeros_like(old)
                 p.copy_(old)  # measure at the pre-step weights, as the paper
-        fslr = self._estimate(model, unit, self.options.warmup_passes if step == 0 else 1)
+        fslr = self._estimate(model, unit, self.options.warmup_passes if step == self.options.start else 1)
         row = {"flerm/at_step": step, **{f"flerm/fslr/{n}": v for n, v in fslr.items()}}
         if self.base is not None:
             row.update(self._set_factors(step, fslr))

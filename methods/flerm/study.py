@@ -2,14 +2,16 @@
 
 Reads the paper's grid file (config/papers/flerm.<profile>.yaml): entries `flerm:<group>:base` (the base model
 at every LR, the record runs) and `flerm:<study>:<arm>` (arm `sp` or `fl`) sweep `train.lr` and one scale key;
-its `studies:` section gives each study's base group, `across` key, scale `values` (first = base) with their
-`scales` labels, and kind (`width` or `depth`). Both arms share the base runs as their x1 point, so every shift
-is measured against the base model's optimum. Metric: final train loss (the paper's), a diverged run
-counts as infinite loss. Per seed, a parabola through the 3 points around the grid optimum of log-loss vs log2 LR
-gives eta*; the shift s(m) = log2 eta*(m) / eta*(base) of the same seed is averaged over seeds (spec section 6).
+its `studies:` section gives each study's base group, `across` key (a config key, or `<method>.<option>` such as
+`lora.rank`), scale `values` (first = base) with their `scales` labels, and kind (`width`, `depth` or `rank`).
+Both arms share the base runs as their x1 point, so every shift is measured against the base model's optimum.
+Metric: final train loss (the paper's), a diverged run counts as infinite loss. Per seed, a parabola through the 3
+points around the grid optimum of log-loss vs log2 LR gives eta*; the shift s(m) = log2 eta*(m) / eta*(base) of the
+same seed is averaged over seeds (spec section 6).
 
 Rule (spec section 6): width studies are `reproduced` when |s_FL| <= 1 at every scale and s_SP <= -2 at the
-largest multiplier; depth studies when |s_FL| <= 1 at every scale (SP already transfers in some setups);
+largest multiplier; depth and LoRA-rank studies when |s_FL| <= 1 at every scale (SP already transfers in some
+setups, and no SP rank shift is stated by the paper);
 `partial` when max |s_FL| <= 2 or max |s_FL| < |s_SP| / 2 at the largest scale; else `not_reproduced`.
 A study with missing runs is `not_run`.
 """
@@ -32,6 +34,18 @@ from claimbench.grid import expand
 
 def _sets(spec) -> dict:
     return {k: parse_value(v) for k, v in (s.split("=", 1) for s in spec.sets)}
+
+
+def scale_value(sets: dict, across: str):
+    """The run's value of a study's scale key: a set key (`model`), or `<method>.<option>` of one of its methods
+    (`lora.rank`), as LoRA's rank lives in the method list, not in a config key."""
+    if across in sets:
+        return sets[across]
+    name, _, opt = across.partition(".")
+    for m in sets.get("methods") or []:
+        if isinstance(m, dict) and m.get("name") == name and opt in m:
+            return m[opt]
+    raise ValueError(f"flerm study: runs have no `{across}` (neither a set key nor a method option)")
 
 
 def _loss(run_dir: Path) -> float | None:
@@ -66,7 +80,7 @@ def collect(grid: list[dict], studies: dict, runs_dir: Path) -> tuple[dict, list
                 bases.setdefault(parts[1], {}).setdefault(s["seed"], {})[float(s["train.lr"])] = loss
             elif parts[1] in studies:
                 st = studies[parts[1]]
-                idx = st["values"].index(s[st["across"]])
+                idx = st["values"].index(scale_value(s, st["across"]))
                 (arms.setdefault(parts[1], {}).setdefault(parts[2], {}).setdefault(idx, {})
                  .setdefault(s["seed"], {})[float(s["train.lr"])]) = loss
     data = {}
