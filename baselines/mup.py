@@ -9,18 +9,23 @@ Width rules, m = width / base_width (all roles from the side table, never from n
 At m = 1 every factor is exactly 1, so muP at base width is the standard parametrization (a test checks it).
 Tuning levels of the LRM paper's ablation (§5.1): the tuned multipliers are options, applied by level:
 NONE (all 1), LR (lr_mult), LRWD (lr_mult, wd_mult), FULL (+ forward multipliers fwd_mult). The tuned values
-are supplied by the config (e.g. from a base-width sweep); this module does not choose them.
+come from the config, either inline or as `tuned: FILE`, the per-level choice of the base-width sweep the DAG
+runs (methods/lrm/mup_sweep.py); the file is a Snakemake input of the run, so a changed sweep retrains it.
+This module does not choose them.
 """
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Literal
 
 import torch
 import torch.nn as nn
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from claimbench.plugin import MATRIX_ROLES, ROLES, Method
+from claimbench.config import ConfigError
+from claimbench.plugin import MATRIX_ROLES, ROLES, Method, Workload
 from claimbench.registry import register_method
 
 HIDDEN = frozenset({"hidden_matrix", "attn_q", "attn_k", "attn_v", "attn_out"})
@@ -34,6 +39,19 @@ class MupOptions(BaseModel):
     lr_mult: dict[str, float] = Field(default_factory=dict)  # role -> tuned LR multiplier (levels LR, LRWD, FULL)
     wd_mult: dict[str, float] = Field(default_factory=dict)  # role -> tuned WD multiplier (LRWD, FULL)
     fwd_mult: dict[Literal["embedding", "readout", "attn"], float] = Field(default_factory=dict)  # FULL only
+    # the sweep's choice file (methods/lrm/mup_sweep.py): the level's multipliers are read from it at run start
+    tuned: str | None = None
+
+    @model_validator(mode="after")
+    def _tuned_alone(self):
+        if self.tuned is not None:
+            if self.level == "NONE":
+                raise ValueError("tuned: level NONE tunes nothing (all multipliers 1); drop `tuned` or pick LR, "
+                                 "LRWD or FULL")
+            given = [k for k in ("lr_mult", "wd_mult", "fwd_mult") if getattr(self, k)]
+            if given:
+                raise ValueError(f"tuned: give the multipliers either inline or by file, not both ({given[0]})")
+        return self
 
     @field_validator("lr_mult", "wd_mult")
     @classmethod
@@ -44,6 +62,33 @@ class MupOptions(BaseModel):
             if not k > 0:
                 raise ValueError(f"{role}: multiplier must be > 0, got {k}")
         return v
+
+
+def resolve_path(path: str) -> Path:
+    """A tuned file as given (relative to the working directory, the repository root under Snakemake), else
+    relative to the repository (an lm-eval load from elsewhere)."""
+    p = Path(path)
+    return p if p.is_absolute() or p.exists() else Path(__file__).resolve().parents[1] / p
+
+
+def load_tuned(opts: MupOptions) -> MupOptions:
+    """`opts` with its level's multipliers read from `opts.tuned`; ConfigError naming the file otherwise."""
+    if opts.tuned is None:
+        return opts
+    path = resolve_path(opts.tuned)
+    if not path.is_file():
+        raise ConfigError(f"mup option tuned: {opts.tuned} not found (the base-width sweep writes it: "
+                          "snakemake --config 'papers=[lrm]' <that path>)")
+    try:
+        level = json.loads(path.read_text())["levels"][opts.level]
+        values = {k: level.get(k) or {} for k in ("lr_mult", "wd_mult", "fwd_mult")}
+        return MupOptions.model_validate({**opts.model_dump(exclude={"tuned"}), **values})
+    except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as e:
+        raise ConfigError(f"mup option tuned: {opts.tuned}: no usable levels.{opts.level} ({e!r})") from None
+    except ValidationError as e:
+        first = e.errors()[0]
+        raise ConfigError(f"mup option tuned: {opts.tuned}: levels.{opts.level}."
+                          f"{'.'.join(map(str, first['loc']))}: {first['msg']}") from None
 
 
 def model_width(model: nn.Module, roles: dict[str, str]) -> int:
@@ -125,6 +170,14 @@ class Mup(Method):
     multipliers)."""
 
     Options = MupOptions
+
+    def __init__(self, options: MupOptions, ctx):
+        super().__init__(load_tuned(options), ctx)
+
+    @classmethod
+    def check(cls, options: MupOptions, workload: Workload) -> None:
+        """A `tuned` file must exist and hold the level's multipliers (read before anything is written)."""
+        load_tuned(options)
 
     def transform_model(self, model: nn.Module) -> nn.Module:
         if not any(r in MATRIX_ROLES for r in self.ctx.roles.values()):

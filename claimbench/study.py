@@ -230,4 +230,5 @@ def describe_scale(claim: Claim, profile: str) -> str:
     parts = sorted({f"{e['workload']}/{e['size']}" for e in grid.values()})
     n = sum(len(s) for s in claim.arms(profile).values())
     seeds = max(len(e.get("seeds", [0])) for e in grid.values())
-    return f"{profile}: {', '.join(parts)}; {n} runs, {seeds} seed{'s' if seeds > 1 else ''}"
+    note = f"; {claim.ours['scale']}" if claim.ours.get("scale") else ""  # e.g. proxy tasks, not the paper's
+    return f"{profile}: {', '.join(parts)}; {n} runs, {seeds} seed{'s' if seeds > 1 else ''}{note}"

@@ -322,3 +322,145 @@ def test_exact_resume_with_multipliers_and_abm(tmp_path, recipe):
     for (n, p), (_, q) in zip(a.model.named_parameters(), b.model.named_parameters(), strict=True):
         assert torch.equal(p, q), n
     assert torch.equal(a.methods[0].abm.param, b.methods[0].abm.param)
+
+
+# ------------------------------------------------------------------------------------------ muP levels' sweep
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _smoke_grid() -> dict:
+    import yaml
+
+    return yaml.safe_load((REPO / "config" / "papers" / "lrm.smoke.yaml").read_text())
+
+
+def _write_result(d: Path, status: str = "ok", loss: float | None = None) -> None:
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "result.json").write_text(json.dumps({"status": status, "final_val_loss": loss}))
+    (d / "metrics.jsonl").write_text("")
+
+
+def test_sweep_picks_the_lowest_finished_trial_per_level(tmp_path):
+    """Same trial count for every level, the untuned default shared; diverged/missing trials never win."""
+    from methods.lrm import mup_sweep
+
+    sweep = mup_sweep.load_sweep(_smoke_grid(), "lrm.smoke.yaml")
+    runs = mup_sweep.trial_runs(sweep)
+    assert {lv: len(r) for lv, r in runs.items()} == {"LR": 3, "LRWD": 3, "FULL": 3}
+    assert len({r[0][0] for r in runs.values()}) == 1 and all(r[0][1] == {} for r in runs.values())
+    tuned = {lv: {m for _, v in r for m in v} for lv, r in runs.items()}
+    assert tuned == {"LR": {"lr_mult"}, "LRWD": {"lr_mult", "wd_mult"}, "FULL": {"lr_mult", "wd_mult", "fwd_mult"}}
+    default = runs["LR"][0][0]
+    _write_result(tmp_path / default, loss=5.0)
+    _write_result(tmp_path / runs["LR"][1][0], loss=4.5)
+    _write_result(tmp_path / runs["LR"][2][0], loss=4.8)
+    _write_result(tmp_path / runs["LRWD"][1][0], status="diverged", loss=1.0)  # lower, but diverged
+    _write_result(tmp_path / runs["LRWD"][2][0], loss=5.2)
+    _write_result(tmp_path / runs["FULL"][2][0], loss=4.0)  # FULL's trial 1 missing
+    out = mup_sweep.pick(sweep, tmp_path)
+    assert out["levels"]["LR"]["run_id"] == runs["LR"][1][0]
+    assert out["levels"]["LR"]["lr_mult"] == runs["LR"][1][1]["lr_mult"]
+    assert out["levels"]["LRWD"]["run_id"] == default and out["levels"]["LRWD"]["lr_mult"] == {}
+    assert out["levels"]["FULL"]["fwd_mult"] == runs["FULL"][2][1]["fwd_mult"]
+    assert [t["status"] for t in out["trials"]["FULL"]] == ["ok", "missing", "ok"]
+    for rid, _ in runs["FULL"]:
+        _write_result(tmp_path / rid, status="diverged")
+    with pytest.raises(ValueError, match="FULL"):
+        mup_sweep.pick(sweep, tmp_path)
+
+
+def test_tuned_file_is_an_input_of_the_level_runs_and_sets_their_multipliers(tmp_path, monkeypatch):
+    """The DAG plan makes the sweep's file an input of exactly the tuned-level runs, and such a run's config,
+    prepared as the trainer does, trains with the file's values (written where the run's `tuned:` points)."""
+    from claimbench.grid import expand
+    from claimbench.testing import micro_data_dir
+    from methods.lrm import mup_sweep
+
+    grid = _smoke_grid()
+    sweep = mup_sweep.load_sweep(grid, "lrm.smoke.yaml")
+    runs = expand(grid["grid"] + mup_sweep.trial_grid(sweep))
+    plan = mup_sweep.plan(runs, [sweep])
+    levels = expand([e for e in grid["grid"] if e.get("study") == "levels"])
+    assert set(plan.inputs) == {r for r in levels if "mup" in r} and len(plan.inputs) == 18
+    assert set(plan.inputs.values()) == {sweep.out} and set(plan.records) == {sweep.out}
+    assert not set(plan.records[sweep.out]) & set(plan.inputs)  # trials do not read what they make
+    with pytest.raises(ValueError, match="no sweep"):
+        mup_sweep.plan(runs, [])
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / sweep.out).parent.mkdir(parents=True)
+    tuned = {"levels": {"LR": {"lr_mult": {"hidden_matrix": 0.37}}, "LRWD": {}, "FULL": {}}}
+    (tmp_path / sweep.out).write_text(json.dumps(tuned))
+    rid = next(r for r in sorted(plan.inputs) if '"LR"' in " ".join(runs[r].sets) and "init" not in
+               " ".join(runs[r].sets))
+    cfg = load_config(REPO / runs[rid].config, [*runs[rid].sets, f"data.dir={micro_data_dir()}"])
+    tr = Trainer(prepare(cfg, tmp_path / "run"))
+    mup = next(m for m in tr.methods if m.name == "mup")
+    assert mup.options.lr_mult == {"hidden_matrix": 0.37}
+    lr = {r: next(g["lr"] for g in tr.optimizer.param_groups if n in g["names"])
+          for n, r in tr.ctx.roles.items() if r in ("hidden_matrix", "embedding")}
+    assert lr["hidden_matrix"] == pytest.approx(lr["embedding"] * 0.37)  # during warmup both carry its factor
+
+
+def test_levels_analysis_reports_each_levels_gain_and_the_worst(tmp_path):
+    from claimbench.grid import expand
+    from methods.lrm import analysis
+
+    entry = next(e for e in _smoke_grid()["grid"] if e.get("study") == "levels")
+    specs = expand([entry])
+    gain = {"NONE": -0.02, "LR": -0.01, "LRWD": -0.03, "FULL": 0.005}
+    for rid, spec in specs.items():
+        sets = analysis._sets(spec)
+        level = analysis._mup_opts(sets).get("level", "NONE")
+        is_lrm = any(m == "lrm" or (isinstance(m, dict) and m.get("placement") != "none") for m in sets["methods"]
+                     if m == "lrm" or (isinstance(m, dict) and m.get("name") == "lrm"))
+        _write_result(tmp_path / rid, loss=5.0 + 0.001 * sets["seed"] + (gain[level] if is_lrm else 0.0))
+    out = analysis.levels([analysis.Run(s, tmp_path) for s in specs.values()])
+    for level, g in gain.items():
+        assert out["levels"][level]["gain"] == pytest.approx(g)
+    assert out["worst_gain"] == pytest.approx(0.005)
+    assert out["tuned_file"] == ["results/analysis/lrm/mup_tuned.json"]
+
+
+# ------------------------------------------------------------------------------------------ C11/C12 proxy
+
+def _lm_eval(quartz: float, cloze: float) -> dict:
+    return {"chance": {"cb_quartz": {"acc": 0.5, "acc_norm": 0.5}, "cb_shakespeare_cloze": {"acc": 0.0},
+                       "cb_shakespeare_ppl": {}},
+            "results": {"cb_quartz": {"acc,none": quartz, "acc_stderr,none": 0.02, "acc_norm,none": quartz,
+                                      "acc_norm_stderr,none": 0.02, "sample_len": 600},
+                        "cb_shakespeare_cloze": {"acc,none": cloze, "acc_stderr,none": 0.0, "sample_len": 40},
+                        "cb_shakespeare_ppl": {"bits_per_byte,none": 2.6, "bits_per_byte_stderr,none": "N/A"}}}
+
+
+@pytest.mark.parametrize("case,expect", [("chance", "inconclusive"), ("better", "reproduced"),
+                                         ("worse", "not_reproduced")])
+def test_downstream_proxy_verdicts_and_no_verdict_at_chance(tmp_path, case, expect):
+    """At chance on every task there is no estimate and the claims' rules give inconclusive, whatever the arms'
+    difference in noise; above chance the paired interval decides."""
+    from claimbench.claims import load_file
+    from claimbench.study import compute
+    from claimbench.verdicts import decide
+    from methods.lrm import downstream
+
+    grid = _smoke_grid()
+    pairs = downstream.pairs(grid, "lrm.smoke.yaml")
+    for arms in pairs.values():
+        for arm, specs in arms.items():
+            for i, rid in enumerate(sorted(specs)):
+                q = {"chance": 0.5 + (0.03 if arm == "vec" else -0.03),  # noise: a 'gain' a verdict must not read
+                     "better": 0.70 + (0.05 if arm == "vec" else 0.0) + 0.01 * i,
+                     "worse": 0.70 - (0.05 if arm == "vec" else 0.0) + 0.01 * i}[case]
+                (tmp_path / rid).mkdir()
+                (tmp_path / rid / "lm_eval.json").write_text(json.dumps(_lm_eval(q, 0.0)))
+    out = downstream.analyse(grid, tmp_path)
+    (tmp_path / "analysis" / "lrm").mkdir(parents=True)
+    (tmp_path / "analysis" / "lrm" / "c11_downstream.json").write_text(json.dumps(out))
+    assert out["adamw"]["n_above_chance"] == (0 if case == "chance" else 1)
+    assert out["adamw"]["tasks_used"] == ([] if case == "chance" else ["cb_quartz"])
+    claims = {c.id: c for c in load_file(REPO / "benchmarks" / "claims" / "lrm.yaml")}
+    for cid in ("lrm.c11_downstream_adam", "lrm.c11_downstream_muon", "lrm.c12_tiny"):
+        c = claims[cid]
+        paths = {"results": str(tmp_path), "runs_dir": "", "profile": "smoke"}
+        values = compute(c.statistic, {}, c.grid["smoke"], paths)
+        assert decide(c.rule, values, "smoke")[0] == expect, (cid, values)

@@ -117,3 +117,61 @@ def test_mup_on_the_mlp_workload_scales_the_readout_by_hook(tmp_path):
     lrs = {n: g["lr"] for g in mup.optimizer.param_groups for n in g["names"]}
     hidden = next(n for n, r in mup.ctx.roles.items() if r == "hidden_matrix")
     assert lrs[hidden] == pytest.approx(mup.train_cfg.lr / width) and lrs["head.weight"] == mup.train_cfg.lr
+
+
+# ------------------------------------------------------------------------------------------ tuned file (the sweep's)
+
+TUNED = {"levels": {"NONE": {"lr_mult": {}, "wd_mult": {}, "fwd_mult": {}},
+                    "LR": {"lr_mult": {"hidden_matrix": 0.5, "attn_q": 0.5}, "wd_mult": {}, "fwd_mult": {}},
+                    "LRWD": {"lr_mult": {"embedding": 2.0}, "wd_mult": {"hidden_matrix": 3.0}, "fwd_mult": {}},
+                    "FULL": {"lr_mult": {"embedding": 2.0}, "wd_mult": {"hidden_matrix": 3.0},
+                             "fwd_mult": {"readout": 0.25, "embedding": 4.0}}}}
+
+
+def _trainer(tmp_path, mup: dict):
+    from claimbench.train import Trainer
+
+    sets = micro_overrides(2, [mup], **{"model.arch": "llama", "train.lr": 1e-3, "train.weight_decay": 0.1})
+    return Trainer(prepare(load_config(None, sets, base={}), tmp_path / "run"))
+
+
+def test_tuned_file_supplies_the_levels_multipliers(tmp_path):
+    """A run naming the sweep's file trains with that level's values: LR factors in the optimizer, WD, forward."""
+    import json
+
+    f = tmp_path / "mup_tuned.json"
+    f.write_text(json.dumps(TUNED))
+    lr = _trainer(tmp_path / "lr", {"name": "mup", "base_width": 32, "level": "LR", "tuned": str(f)})
+    assert lr.methods[0].options.lr_mult == {"hidden_matrix": 0.5, "attn_q": 0.5}
+    groups = {n: g for g in lr.optimizer.param_groups for n in g["names"]}
+    hidden = next(n for n, r in lr.ctx.roles.items() if r == "hidden_matrix")
+    emb = next(n for n, r in lr.ctx.roles.items() if r == "embedding")
+    assert groups[hidden]["lr"] == pytest.approx(1e-3 * 0.5) and groups[emb]["lr"] == pytest.approx(1e-3)
+    full = _trainer(tmp_path / "full", {"name": "mup", "base_width": 32, "level": "FULL", "tuned": str(f)})
+    groups = {n: g for g in full.optimizer.param_groups for n in g["names"]}
+    assert groups[emb]["lr"] == pytest.approx(2e-3)
+    assert groups[hidden]["weight_decay"] == pytest.approx(0.3)
+    assert full.model.cfg.logit_mult == pytest.approx(0.25) and full.model.cfg.embed_mult == pytest.approx(4.0)
+    f.write_text(json.dumps({"levels": {**TUNED["levels"], "LR": {"lr_mult": {"hidden_matrix": 2.0}}}}))
+    again = _trainer(tmp_path / "again", {"name": "mup", "base_width": 32, "level": "LR", "tuned": str(f)})
+    assert again.methods[0].options.lr_mult == {"hidden_matrix": 2.0}  # a changed sweep changes the run
+
+
+@pytest.mark.parametrize("opts,needle", [
+    ({"level": "LR", "tuned": "nowhere/mup_tuned.json"}, "nowhere/mup_tuned.json"),
+    ({"level": "NONE", "tuned": "x.json"}, "tuned"),
+    ({"level": "LR", "tuned": "x.json", "lr_mult": {"embedding": 2.0}}, "tuned"),
+    ({"level": "FULL", "tuned": "BAD"}, "levels.FULL"),
+])
+def test_bad_tuned_file_is_a_one_line_error_before_training(tmp_path, opts, needle):
+    import json
+
+    if opts["tuned"] == "BAD":
+        bad = tmp_path / "bad.json"
+        bad.write_text(json.dumps({"levels": {"FULL": {"fwd_mult": {"head": 2.0}}}}))
+        opts = {**opts, "tuned": str(bad)}
+    cfg = load_config(None, micro_overrides(2, [{"name": "mup", **opts}]), base={})
+    with pytest.raises(ConfigError) as e:
+        prepare(cfg, tmp_path / "run")
+    assert needle in str(e.value) and "\n" not in str(e.value)
+    assert not (tmp_path / "run").exists()

@@ -204,6 +204,56 @@ def head(runs: list[Run], reference: list[Run]) -> dict:
             "loss_diff": a["mean"] - b["mean"] if a["mean"] is not None and b["mean"] is not None else None}
 
 
+def _mup_opts(sets: dict) -> dict:
+    return next((m for m in sets.get("methods") or [] if isinstance(m, dict) and m.get("name") == "mup"), {})
+
+
+def levels(runs: list[Run]) -> dict:
+    """C10 tuning ablation (Fig. 7): per muP level (NONE: no mup method, all multipliers 1), the val loss of the
+    baseline and of +LRM over seeds and the LRM gain (LRM - baseline, paired t interval over seeds); the worst
+    level's gain and interval bounds for the claim; each tuned level's baseline against NONE's (does tuning help?).
+    Missing numbers are NaN, so the claim's rule cannot hold on them."""
+    from claimbench import stats
+
+    by: dict[str, dict[str, dict[int, float | None]]] = defaultdict(lambda: defaultdict(dict))
+    tuned_files = set()
+    for r in runs:
+        mup = _mup_opts(r.sets)
+        if mup.get("tuned"):
+            tuned_files.add(mup["tuned"])
+        arm = "lrm" if _arm(r).endswith("+lrm") else "base"
+        by[mup.get("level", "NONE")][arm][r.sets["seed"]] = r.loss
+    nan = float("nan")
+    out: dict[str, Any] = {"levels": {}}
+    for level in ("NONE", "LR", "LRWD", "FULL"):
+        if level not in by:
+            continue
+        base, lrm = by[level].get("base", {}), by[level].get("lrm", {})
+        row = {"base": _mean_sd(list(base.values())), "lrm": _mean_sd(list(lrm.values())),
+               "gain": nan, "ci_lo": nan, "ci_hi": nan}
+        complete = lambda d: bool(d) and all(v is not None and math.isfinite(v) for v in d.values())  # noqa: E731
+        if complete(base) and complete(lrm):
+            d = stats.difference(lrm, base)
+            row.update(gain=d["estimate"], ci_lo=d["ci_lo"], ci_hi=d["ci_hi"], paired=d["paired"])
+        out["levels"][level] = row
+    rows = list(out["levels"].values())
+    full = len(rows) == 4 and all(math.isfinite(r["gain"]) for r in rows)
+    out["worst_gain"] = max(r["gain"] for r in rows) if full else nan
+    out["worst_ci_hi"] = max(r["ci_hi"] for r in rows) if full else nan
+    out["max_ci_lo"] = max(r["ci_lo"] for r in rows) if full else nan
+    none = (out["levels"].get("NONE") or {}).get("base", {}).get("mean")
+    out["tuned_minus_none"] = {lv: (r["base"]["mean"] - none if none is not None and r["base"]["mean"] is not None
+                                    else nan) for lv, r in out["levels"].items() if lv != "NONE"}
+    out["tuned_file"] = sorted(tuned_files)
+    tuned = {}
+    for f in sorted(tuned_files):
+        path = Path(f)
+        if path.is_file():
+            tuned = json.loads(path.read_text()).get("levels", {})
+    out["tuned"] = tuned
+    return out
+
+
 def depth(runs: list[Run], reference: list[Run]) -> dict:
     """C4: ratio scalar-LRM / baseline of each block's output RMS, and whether it rises with depth."""
     if not runs or not reference or not runs[0].rows or not reference[0].rows:
@@ -290,6 +340,8 @@ def analyse(grid: list[dict], runs_dir: Path) -> dict:
            "C3": mlp_scale(studies.get("mlp_scale", [])), "C6": symmetry(studies.get("symmetry", [])),
            "C7": width(studies.get("width", [])), "C8": clip(studies.get("clip", []), ref_lrm),
            "C9": head(studies.get("head", []), ref_lrm), "C4": depth(depth_runs, ref_probe)}
+    if studies.get("levels"):
+        out["C10_levels"] = levels(studies["levels"])
     out["runs"] = {"total": sum(len(v) for v in studies.values()),
                    "ok": sum(r.ok for v in studies.values() for r in v),
                    "diverged": sum(r.result.get("status") == "diverged" for v in studies.values() for r in v)}
@@ -324,6 +376,9 @@ def summary_md(s: dict) -> str:
               f"| C8 | val loss include - exclude | {fmt(c8['loss_diff'])} |",
               f"| C9 | val loss head rows - none | {fmt(c9['loss_diff'])} |",
               f"| C4 | block-output RMS ratio scalar-LRM/baseline by depth | {s['C4']['ratio_by_layer']} |"]
+    for level, v in (s.get("C10_levels") or {}).get("levels", {}).items():
+        lines.append(f"| C10 levels | {level}: val loss baseline / +LRM; LRM gain [95% CI] | {fmt(v['base']['mean'])}"
+                     f" / {fmt(v['lrm']['mean'])}; {fmt(v['gain'])} [{fmt(v['ci_lo'])}, {fmt(v['ci_hi'])}] |")
     return "\n".join(lines) + "\n"
 
 

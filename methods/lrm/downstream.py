@@ -1,0 +1,126 @@
+"""C11/C12 downstream numbers: LRM vs its baseline on lm-eval tasks, paired by seed (and by LR where swept).
+
+The paper averages seven Hugging Face benchmarks (Table 2). Offline, the smoke profile has only the suite's own
+tasks (benchmarks/lm_eval_tasks: a Shakespeare last-word cloze and QuaRTz), so at smoke this is a *proxy*: the
+same statistic on other tasks. The `downstream` section of config/papers/lrm.<profile>.yaml names pairs of arms
+(grid entries, the same runs as lrm:perf's); rules/lm_eval.smk scores each run (runs/<id>/lm_eval.json).
+
+Per pair: a task counts only when the runs are above chance on it (pooled over both arms: mean accuracy - chance >
+2 x lm-eval's mean per-run standard error), so a task at chance adds no noise and a pair with no such task has no
+estimate (NaN: the claims' rules cannot hold, the verdict is inconclusive, never one read from noise). Each run's
+score is its mean accuracy over the counted tasks; the estimate is mean(LRM) - mean(baseline) with a paired t
+interval over seeds (claimbench.stats.difference), and their ratio with the log-ratio interval (C12).
+
+    python -m methods.lrm.downstream --grid config/papers/lrm.smoke.yaml --runs-dir runs/smoke \\
+        --out results/analysis/lrm/c11_downstream.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from claimbench import stats
+from claimbench.config import ConfigError
+from claimbench.grid import RunSpec, expand
+from claimbench.io import atomic_write_json
+
+METRICS = ("acc_norm", "acc")  # the first an lm-eval task reports (lm-eval's leaderboard convention: acc_norm)
+NAN = float("nan")
+
+
+def pairs(grid_cfg: dict, where: str) -> dict[str, dict[str, dict[str, RunSpec]]]:
+    """pair name -> {"vec": runs, "base": runs} from the `downstream.pairs` section (entries as in `grid`)."""
+    sec = (grid_cfg.get("downstream") or {}).get("pairs")
+    if not isinstance(sec, dict) or not sec:
+        raise ConfigError(f"{where}: downstream.pairs: expected a mapping name -> {{vec: entry, base: entry}}")
+    out = {}
+    for name, arms in sec.items():
+        if not isinstance(arms, dict) or set(arms) != {"vec", "base"}:
+            raise ConfigError(f"{where}: downstream.pairs.{name}: expected exactly the arms vec and base")
+        out[name] = {arm: expand([{**e, "name": f"lrm:downstream:{name}:{arm}"}]) for arm, e in arms.items()}
+    return out
+
+
+def task_scores(lm_eval: dict) -> dict[str, dict[str, Any]]:
+    """task -> {metric, acc, stderr, chance, n} for every task with an accuracy and a known chance level."""
+    out = {}
+    for task, res in (lm_eval.get("results") or {}).items():
+        chance = (lm_eval.get("chance") or {}).get(task) or {}
+        metric = next((m for m in METRICS if f"{m},none" in res and m in chance), None)
+        if metric is None:
+            continue
+        se = res.get(f"{metric}_stderr,none")
+        n = res.get("sample_len")
+        acc = float(res[f"{metric},none"])
+        if not isinstance(se, (int, float)) or not math.isfinite(se):  # lm-eval writes "N/A" when it has none
+            se = math.sqrt(max(acc * (1 - acc), 1e-12) / n) if n else NAN
+        out[task] = {"metric": metric, "acc": acc, "stderr": float(se), "chance": float(chance[metric]), "n": n}
+    return out
+
+
+def pair_key(spec: RunSpec) -> str:
+    """What pairs a run with its counterpart: every --set but the method list (seed, and LR where swept)."""
+    return ",".join(sorted(x for x in spec.sets if not x.startswith("methods=")))
+
+
+def pair_stats(arms: dict[str, dict[str, RunSpec]], runs_dir: Path) -> dict:
+    """One pair's numbers (see the module docstring); FileNotFoundError names a missing lm_eval.json."""
+    scores: dict[str, dict[str, dict]] = {}
+    for arm, specs in arms.items():
+        scores[arm] = {}
+        for rid, spec in specs.items():
+            path = runs_dir / rid / "lm_eval.json"
+            scores[arm][pair_key(spec)] = {"run_id": rid, "tasks": task_scores(json.loads(path.read_text()))}
+    every = [r for rs in scores.values() for r in rs.values()]
+    names = sorted(set.intersection(*(set(r["tasks"]) for r in every))) if every else []
+    tasks = {}
+    for t in names:
+        rows = [r["tasks"][t] for r in every]
+        mean_acc = statistics.fmean(x["acc"] for x in rows)
+        mean_se = statistics.fmean(x["stderr"] for x in rows)
+        tasks[t] = {"metric": rows[0]["metric"], "chance": rows[0]["chance"], "mean_acc": mean_acc,
+                    "mean_stderr": mean_se, "above_chance": bool(mean_acc - rows[0]["chance"] > 2 * mean_se)}
+    used = [t for t in names if tasks[t]["above_chance"]]
+    per_run = {arm: {seed: (statistics.fmean(r["tasks"][t]["acc"] for t in used) if used else NAN)
+                     for seed, r in rs.items()} for arm, rs in scores.items()}
+    out: dict[str, Any] = {"tasks": tasks, "tasks_used": used, "n_above_chance": len(used),
+                           "score": {arm: {scores[arm][k]["run_id"]: v for k, v in sorted(vals.items())}
+                                     for arm, vals in per_run.items()},
+                           "estimate": NAN, "ci_lo": NAN, "ci_hi": NAN, "ratio": NAN, "ratio_ci_lo": NAN,
+                           "ratio_ci_hi": NAN}
+    if used:
+        d = stats.difference(per_run["vec"], per_run["base"])
+        out.update(estimate=d["estimate"], ci_lo=d["ci_lo"], ci_hi=d["ci_hi"], paired=d["paired"], n=d["n_a"])
+        if all(v > 0 for vals in per_run.values() for v in vals.values()):
+            r = stats.ratio(per_run["vec"], per_run["base"])
+            out.update(ratio=r["estimate"], ratio_ci_lo=r["ci_lo"], ratio_ci_hi=r["ci_hi"])
+    return out
+
+
+def analyse(grid_cfg: dict, runs_dir: Path, where: str = "grid") -> dict:
+    out = {name: pair_stats(arms, runs_dir) for name, arms in pairs(grid_cfg, where).items()}
+    out["note"] = ("mean accuracy over the lm-eval tasks the runs are above chance on (mean acc - chance > 2 x mean "
+                   "stderr, pooled over both arms); LRM - baseline, paired t interval over seeds; NaN: no task above "
+                   "chance")
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--grid", required=True)
+    p.add_argument("--runs-dir", required=True)
+    p.add_argument("--out", required=True)
+    a = p.parse_args(argv)
+    cfg = yaml.safe_load(Path(a.grid).read_text()) or {}
+    atomic_write_json(Path(a.out), analyse(cfg, Path(a.runs_dir), a.grid))
+
+
+if __name__ == "__main__":
+    main()
