@@ -10,6 +10,7 @@ from pathlib import Path
 
 import yaml
 
+from claimbench import launch
 from claimbench.claims import select_grid
 from claimbench.grid import expand
 
@@ -81,6 +82,16 @@ rule prepare_data:
         "{params.py} -m claimbench prepare-data {params.corpus} --out {wildcards.dir} --vocab-size {params.vocab} > {log} 2>&1"
 
 
+# how a train job is launched (claimbench/launch.py; README: 'SLURM' and 'local multi-GPU'): per-run resources
+# from the config, torchrun inside the job when nproc_per_run > 1, and on a local run with GPUs each job pinned
+# to its own devices out of `--resources gpu=N` (claimbench/gpu_slots.py: Snakemake only counts GPUs)
+GPUS, NPROC = launch.gpus_nproc(config)
+
+
+onstart:
+    launch.check_before_start(workflow, GPUS)
+
+
 rule train:
     conda:
         "environment.yml"
@@ -94,15 +105,15 @@ rule train:
         sets=lambda w: " ".join(f"--set {shlex.quote(s)}" for s in RUNS[w.run_id].sets),
         data_dir=lambda w: DATA[RUNS[w.run_id].data]["dir"],
         out=lambda w: f"{RUNS_DIR}/{w.run_id}",
+        pin=lambda w: launch.gpu_pin(workflow, PY, GPUS),
+        proc_threads=lambda w, threads: max(1, threads // NPROC),
     log:
         f"{RUNS_DIR}/{{run_id}}/train.log",
     threads: config.get("threads_per_run", 1)
     resources:
-        mem_mb=4000,
-        gpu=config.get("gpus_per_run", 0),
+        **launch.train_resources(config, GPUS),
     shell:
-        "{params.py} -m claimbench train {input.config} {params.sets} --set data.dir={params.data_dir} "
-        "--set train.threads={threads} --out {params.out} > {log} 2>&1"
+        launch.train_shell(NPROC)
 
 
 rule aggregate:
