@@ -133,9 +133,10 @@ def _micro(tmp_path: Path, **extra) -> Path:
 def _snakemake(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
     env.pop("CUDA_VISIBLE_DEVICES", None)
-    return subprocess.run([sys.executable, "-m", "snakemake", "results/runs.csv", "--snakefile", str(REPO / "Snakefile"),
-                           "--directory", str(tmp_path), "--configfile", str(_micro(tmp_path, gpus_per_run=1)),
-                           "--cores", "1", *args], capture_output=True, text=True, env=env, timeout=300)
+    cfg = _micro(tmp_path, gpus_per_run=1)
+    return subprocess.run([sys.executable, "-m", "snakemake", "results/runs.csv", "--snakefile", REPO / "Snakefile",
+                           "--directory", tmp_path, "--configfile", cfg, "--cores", "1", *args],
+                          capture_output=True, text=True, env=env, timeout=300)
 
 
 NO_GPU = pytest.mark.skipif(os.environ.get("CUDA_VISIBLE_DEVICES", "") != "" or Path("/dev/nvidia0").exists(),
