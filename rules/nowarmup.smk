@@ -1,9 +1,9 @@
 # AdamW^2 no-warmup crash study (issue 7, paper `nowarmup`): LR sweep -> LR_crash; all arms at LR_crash and
 # 3x LR_crash; a tau sweep; a replayed-warmup run per AdamW^2 run (its schedule read from that run's metrics);
-# then `nowarmup_study` -> results/analysis/nowarmup/{lr_crash,arms,malignant,tau_band}.json + summary.md and
+# then `nowarmup_study` -> results/analysis/nowarmup/{lr_crash,arms,malignant,tau_band,vision}.json + summary.md and
 # results/figures/nowarmup/{sigma1,entropy}.png. Behind a switch so other profiles stay fast:
 #   snakemake --profile config/smoke --config 'papers=[nowarmup]' nowarmup
-# The grid is config/papers/nowarmup.<profile>.yaml; each entry's `study` (sweep | arms | tau) says where the
+# The grid is config/papers/nowarmup.<profile>.yaml; each entry's `study` (sweep | arms | tau | vision) says where the
 # analysis reads it, and `replay: true` adds the replayed-warmup twin of each of its runs.
 
 import json
@@ -15,7 +15,8 @@ NOWARMUP_GRID = REPO / "config" / "papers" / f"nowarmup.{config['profile']}.yaml
 NOWARMUP_ON = "nowarmup" in (config.get("papers") or []) and NOWARMUP_GRID.is_file()
 NOWARMUP_ENTRIES = yaml.safe_load(NOWARMUP_GRID.read_text())["grid"] if NOWARMUP_ON else []
 NOWARMUP_BY_STUDY = {
-    study: expand([e for e in NOWARMUP_ENTRIES if e.get("study") == study]) for study in ("sweep", "arms", "tau")
+    study: expand([e for e in NOWARMUP_ENTRIES if e.get("study") == study])
+    for study in ("sweep", "arms", "tau", "vision")
 }
 # replayed warmup: same sets as the AdamW^2 run but recipe replayed_warmup (source: that run) and no method;
 # expand() orders runs the same way for an entry and its twin, so zip pairs them
@@ -95,12 +96,14 @@ rule nowarmup_study:
         sweep=[f"{RUNS_DIR}/{rid}/result.json" for rid in sorted(NOWARMUP_BY_STUDY["sweep"])],
         arms=[f"{RUNS_DIR}/{rid}/result.json" for rid in sorted(NOWARMUP_BY_STUDY["arms"])],
         tau=[f"{RUNS_DIR}/{rid}/result.json" for rid in sorted(NOWARMUP_BY_STUDY["tau"])],
+        vision=[f"{RUNS_DIR}/{rid}/result.json" for rid in sorted(NOWARMUP_BY_STUDY["vision"])],
     output:
         summary=f"{NOWARMUP_OUT}/summary.md",
         lr_crash=f"{NOWARMUP_OUT}/lr_crash.json",
         arms=f"{NOWARMUP_OUT}/arms.json",
         malignant=f"{NOWARMUP_OUT}/malignant.json",
         tau_band=f"{NOWARMUP_OUT}/tau_band.json",
+        vision=f"{NOWARMUP_OUT}/vision.json",
     params:
         py=PY,
         out=lambda w, output: str(Path(output.summary).parent),
@@ -110,4 +113,4 @@ rule nowarmup_study:
     threads: 1
     shell:
         "{params.py} -m methods.adamw2.analysis --sweep {input.sweep} --arms {input.arms} --tau {input.tau} "
-        "--out {params.out} --figures {params.figures} > {log} 2>&1"
+        "--vision {input.vision} --out {params.out} --figures {params.figures} > {log} 2>&1"

@@ -117,3 +117,21 @@ def test_study_end_to_end_on_written_runs(tmp_path):
     assert crash["unigram_loss"] == pytest.approx(uni)
     assert json.loads((out / "vision.json").read_text())["vit_nowarmup"]["collapsed"] == 1
     assert "LR_crash: **0.03**" in (out / "summary.md").read_text()
+
+
+def test_every_smoke_claim_trains_inside_the_papers_grid():
+    """The DAG's `nowarmup` target trains what every smoke claim of the paper reads, vision parity included."""
+    from pathlib import Path
+
+    from claimbench.claims import load_all
+    from claimbench.grid import expand
+
+    repo = Path(__file__).resolve().parents[1]
+    grid = yaml.safe_load((repo / "config" / "papers" / "nowarmup.smoke.yaml").read_text())["grid"]
+    paper_runs = set(expand(grid))
+    claims = [c for c in load_all(repo / "benchmarks" / "claims") if c.paper["id"] == "nowarmup"]
+    smoke = [c for c in claims if c.arms("smoke")]
+    assert {"nowarmup.parity_vit", "nowarmup.parity_swin", "nowarmup.crash"} <= {c.id for c in smoke}
+    for c in smoke:
+        claim_runs = {rid for specs in c.arms("smoke").values() for rid in specs}
+        assert claim_runs <= paper_runs, c.id
