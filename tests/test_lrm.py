@@ -292,7 +292,8 @@ def test_analysis_reduces_real_runs_to_claim_numbers(tmp_path):
         cfg = load_config(Path(analysis.__file__).parents[2] / spec.config, list(spec.sets))
         assert execute(prepare(cfg, tmp_path / rid)) == 0
     s = analysis.analyse(grid, tmp_path)
-    assert s["runs"] == {"total": 3, "ok": 3, "diverged": 0}
+    assert {k: s["runs"][k] for k in ("total", "ok", "diverged")} == {"total": 3, "ok": 3, "diverged": 0}
+    assert s["runs"]["wall_s_sum"] > 0
     assert set(s["C10"]["arms"]) == {"adamw", "adamw+lrm"} and isinstance(s["C10"]["gain_adamw"], float)
     assert s["C10"]["row_spread_ratio_attn_q"] > 0
     c8 = s["C8"]
@@ -420,6 +421,8 @@ def test_levels_analysis_reports_each_levels_gain_and_the_worst(tmp_path):
         assert out["levels"][level]["gain"] == pytest.approx(g)
     assert out["worst_gain"] == pytest.approx(0.005)
     assert out["tuned_file"] == ["results/analysis/lrm/mup_tuned.json"]
+    grouped = analysis._grouped({"attn_q": 0.5, "hidden_matrix": 0.5, "norm": 2.0})
+    assert grouped == "0.5 (attn_q, hidden_matrix); 2 (norm)"
 
 
 # ------------------------------------------------------------------------------------------ C11/C12 proxy

@@ -23,6 +23,7 @@ import yaml
 
 from claimbench.grid import RunSpec, expand
 from claimbench.io import atomic_write_json, atomic_write_text, read_jsonl
+from methods.lrm.mup_sweep import load_sweep, trial_grid
 
 
 def _sets(spec: RunSpec) -> dict[str, Any]:
@@ -342,18 +343,43 @@ def analyse(grid: list[dict], runs_dir: Path) -> dict:
            "C9": head(studies.get("head", []), ref_lrm), "C4": depth(depth_runs, ref_probe)}
     if studies.get("levels"):
         out["C10_levels"] = levels(studies["levels"])
-    out["runs"] = {"total": sum(len(v) for v in studies.values()),
-                   "ok": sum(r.ok for v in studies.values() for r in v),
-                   "diverged": sum(r.result.get("status") == "diverged" for v in studies.values() for r in v)}
+    unique = {r.spec.run_id: r for v in studies.values() for r in v}.values()  # shared runs counted once
+    out["runs"] = {"total": len(unique), "ok": sum(r.ok for r in unique),
+                   "diverged": sum(r.result.get("status") == "diverged" for r in unique),
+                   "wall_s_sum": sum(float(r.result.get("wall_s") or 0.0) for r in unique),
+                   "sweep_trials": len({r.spec.run_id for r in studies.get("mup_sweep", [])})}
     return out
+
+
+def _grouped(mults: dict | None) -> str:
+    """{role: value} as 'value (role, role)' groups: the sweep gives one value to several roles."""
+    by: dict[float, list[str]] = defaultdict(list)
+    for role, v in sorted((mults or {}).items()):
+        by[v].append(role)
+    return "; ".join(f"{v:g} ({', '.join(roles)})" for v, roles in by.items()) or "1"
 
 
 def summary_md(s: dict) -> str:
     c10, c8, c9 = s["C10"], s["C8"], s["C9"]
     fmt = lambda x: "n/a" if x is None else f"{x:+.4f}" if isinstance(x, float) else str(x)  # noqa: E731
+    runs = s["runs"]
     lines = ["# LRM studies (methods/lrm/analysis.py)", "",
-             f"Runs: {s['runs']['ok']}/{s['runs']['total']} ok, {s['runs']['diverged']} diverged.", "",
-             "| claim | number | value |", "|---|---|---|",
+             f"Runs: {runs['ok']}/{runs['total']} ok, {runs['diverged']} diverged (the muP sweep's "
+             f"{runs.get('sweep_trials', 0)} trials included). Compute: the runs' wall_s sum to "
+             f"{runs.get('wall_s_sum', 0.0):.0f} s, i.e. about {runs.get('wall_s_sum', 0.0) / 2 / 60:.1f} min of a "
+             "2-core DAG at one thread per run (an upper bound when the machine was shared; lm-eval jobs excluded).",
+             ""]
+    tuned = (s.get("C10_levels") or {}).get("tuned") or {}
+    if tuned:
+        lines += ["muP levels tuned by the base-width sweep (methods/lrm/mup_sweep.py; lowest final val loss of the "
+                  "level's trials):", "", "| level | lr_mult | wd_mult | fwd_mult | trial val loss |",
+                  "|---|---|---|---|---|"]
+        for level, v in tuned.items():
+            loss = v.get("final_val_loss")
+            lines.append(f"| {level} | {_grouped(v.get('lr_mult'))} | {_grouped(v.get('wd_mult'))} | "
+                         f"{_grouped(v.get('fwd_mult'))} | {'-' if loss is None else f'{loss:.4f}'} |")
+        lines.append("")
+    lines += ["| claim | number | value |", "|---|---|---|",
              f"| C10 | val loss gain of LRM, AdamW (best LR each) | {fmt(c10['gain_adamw'])} |",
              f"| C10 | val loss gain of LRM, Muon | {fmt(c10['gain_muon'])} |",
              f"| C10 | Muon - AdamW | {fmt(c10['muon_vs_adamw'])} |",
@@ -388,8 +414,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--runs-dir", required=True)
     p.add_argument("--out", required=True)
     a = p.parse_args(argv)
-    grid = yaml.safe_load(Path(a.grid).read_text())["grid"]
-    s = analyse(grid, Path(a.runs_dir))
+    cfg = yaml.safe_load(Path(a.grid).read_text())
+    sweep = load_sweep(cfg, a.grid)
+    trials = [{**e, "study": "mup_sweep"} for e in trial_grid(sweep)] if sweep else []
+    s = analyse(cfg["grid"] + trials, Path(a.runs_dir))
     out = Path(a.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out, s)
