@@ -16,7 +16,8 @@ RUNS.update(FLERM_RUNS)
 DATA.update(FLERM_CFG.get("data", {}))
 FLERM_PLAN = flerm_plan(RUNS, str(REPO))
 # the tables of rules/claims.smk own results/<paper>.md once benchmarks/claims/flerm.yaml exists
-FLERM_MD = (f"{RESULTS}/analysis/flerm/transfer.md" if "flerm" in CLAIM_PAPERS else f"{RESULTS}/flerm.md")
+# (and link to the stage's summary.md, which this rule then writes)
+FLERM_MD = (f"{RESULTS}/analysis/flerm/summary.md" if "flerm" in CLAIM_PAPERS else f"{RESULTS}/flerm.md")
 
 
 ruleorder: flerm_train > train
@@ -67,6 +68,7 @@ rule flerm_study:
     output:
         md=FLERM_MD,
         js=f"{RESULTS}/analysis/flerm/transfer.json",
+        fslr=f"{RESULTS}/analysis/flerm/fslr.json",
     params:
         py=PY,
         runs_dir=lambda w, input: str(Path(input.runs[0]).parent.parent) if input.runs else RUNS_DIR,
@@ -76,4 +78,4 @@ rule flerm_study:
     threads: 1
     shell:
         "{params.py} -m methods.flerm.study --grid {input.grid} --runs-dir {params.runs_dir} --out {output.js} "
-        "--md {output.md} --figures {params.figures} > {log} 2>&1"
+        "--md {output.md} --figures {params.figures} --fslr {output.fslr} > {log} 2>&1"
