@@ -121,6 +121,9 @@ class Trainer:
         for m in self.methods:
             model = m.transform_model(model)
         _check_roles(model, ctx.roles)
+        self.fsdp = self.dist.enabled and self.train_cfg.parallel == "fsdp"
+        if self.fsdp:  # FSDP2 swaps the parameters for sharded ones in place: before the optimizer sees them
+            _fully_shard(model)
         self.model, self.ctx = model, ctx
         self.needs = frozenset().union(*(m.needs for m in self.methods)) & NEEDS
         groups = default_param_groups(model, ctx.roles, self.train_cfg.weight_decay, wl.no_weight_decay(model))
@@ -138,12 +141,9 @@ class Trainer:
         self.params = [p for p in model.parameters() if p.requires_grad and id(p) not in unclipped]
         # self.model stays the plain module (the methods' hooks, evaluation and checkpoints see it); the
         # forward model is its data-parallel wrapper (FSDP2 shards self.model in place), compiled after wrapping
-        self.fsdp = self.dist.enabled and self.train_cfg.parallel == "fsdp"
         self.ddp: torch.nn.parallel.DistributedDataParallel | None = None
         fwd: torch.nn.Module = model
-        if self.fsdp:
-            _fully_shard(model)
-        elif self.dist.enabled:
+        if self.dist.enabled and not self.fsdp:
             ids = [self.device.index] if self.device.type == "cuda" else None
             fwd = self.ddp = torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
         self.fwd_model = torch.compile(fwd) if self.train_cfg.compile else fwd
@@ -162,11 +162,13 @@ class Trainer:
         rng = {"torch": torch.get_rng_state()}
         if torch.cuda.is_available():
             rng["cuda"] = torch.cuda.get_rng_state_all()
-        if self.fsdp:
+        if self.train_cfg.parallel == "fsdp":  # at any world size, so that any world size can resume it
             from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_dict
 
+            # full tensors on rank 0's CPU; the optimizer state keyed by parameter name, not by position
             model_sd, optim_sd = get_state_dict(self.model, self.optimizer,
-                                                options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+                                                options=StateDictOptions(full_state_dict=True,
+                                                                         cpu_offload=self.fsdp))
         else:  # DDP replicates the optimizer state: each rank's is the whole of it
             model_sd, optim_sd = self.model.state_dict(), self.optimizer.state_dict()
         return {"step": self.step, "config_hash": self.cfg.hash(), "model": model_sd,
@@ -176,7 +178,7 @@ class Trainer:
 
     def load_state_dict(self, state: dict) -> None:
         """Every rank loads the whole checkpoint (DDP: the same replica everywhere; FSDP: each keeps its shard)."""
-        if self.fsdp:
+        if self.train_cfg.parallel == "fsdp":
             from torch.distributed.checkpoint.state_dict import StateDictOptions, set_state_dict
 
             set_state_dict(self.model, self.optimizer, model_state_dict=state["model"],
@@ -223,7 +225,7 @@ class Trainer:
             loss_sum += out.loss.detach()
             units += wl.batch_units(batch) * world  # throughput over all ranks (equal shards)
         grad_norm = torch.nn.utils.clip_grad_norm_(self.params, tc.grad_clip if tc.grad_clip > 0 else math.inf)
-        if self.fsdp:  # a replicated DTensor: its local value is the global norm
+        if self.fsdp and hasattr(grad_norm, "full_tensor"):  # a DTensor over the shards: the global norm
             grad_norm = grad_norm.full_tensor()
         self.ctx.grad_norm = grad_norm  # pre-clip norm over the clipped params, for before_step diagnostics
         for m in self.hooks["before_step"]:

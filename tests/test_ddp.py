@@ -204,9 +204,16 @@ def test_resume_at_another_world_size(tmp_path, data_dir):
 
 
 @pytest.mark.slow
-def test_fsdp2_on_gloo_equals_one_process(tmp_path, data_dir):
-    """FSDP2 (fully_shard per block, then the root) on 2 CPU ranks: same losses, and a full unsharded checkpoint."""
+def test_fsdp2_on_gloo_equals_one_process_and_resumes_on_one(tmp_path, data_dir):
+    """FSDP2 (fully_shard per block, then the root) on 2 CPU ranks: the losses of 1 process, a full unsharded
+    checkpoint, and 10 sharded steps resumed on 1 process give the 20-step 1-process run."""
     sets = _gpt_sets(**{"train.parallel": "fsdp", "train.grad_accum": 2, "ckpt.every": 10})
-    one_process(tmp_path / "one", GPT, sets)  # one process: FSDP is off, the plain module trains
+    one_process(tmp_path / "one", GPT, sets)  # one process: nothing to shard, the plain module trains
     torchrun(tmp_path / "two", GPT, sets)
     assert_same_run(tmp_path / "one", tmp_path / "two")
+    script = tmp_path / "stop.py"
+    script.write_text(STOP_SCRIPT.format(stop=10))
+    torchrun(tmp_path / "resumed", GPT, sets, script=[str(script), str(GPT), str(tmp_path / "resumed"), *sets])
+    assert torch.load(tmp_path / "resumed" / "ckpt.pt", weights_only=True)["step"] == 10
+    one_process(tmp_path / "resumed", GPT, sets)
+    assert_same_run(tmp_path / "one", tmp_path / "resumed")
