@@ -369,3 +369,23 @@ def test_smoke_grid_lora_checkpoint_is_a_run_of_the_grid():
     lost = dataclasses.replace(spec, sets=tuple(s.replace(src, "no-such-run-s0") for s in spec.sets))
     with pytest.raises(ValueError, match="no run of this DAG makes"):
         plan({rid: lost})
+
+
+def test_fslr_analysis_ratios_from_records(tmp_path):
+    """Claim 13's numbers come from the base records at the LR closest to the SP base optimum, first record step."""
+    from methods.flerm.study import fslr_analysis
+
+    tensors = {"inp.weight": [900.0, 500.0], "blocks.0.layers.0.weight": [20.0, 10.0],
+               "blocks.1.layers.0.weight": [30.0, 10.0], "blocks.2.layers.0.weight": [40.0, 10.0],
+               "head.weight": [50.0, 9.0]}
+    gpt = {f"blocks.0.attn.{m}.weight": [v, v] for m, v in (("q", 1.0), ("k", 3.0), ("v", 10.0), ("o", 30.0))}
+    for name, t, lr in (("mlp", tensors, 0.002), ("mlp", tensors, 0.004), ("gpt", gpt, 0.002)):
+        (tmp_path / name).mkdir(exist_ok=True)
+        (tmp_path / name / f"lr{lr:.4g}.json").write_text(json.dumps({"steps": [0, 50], "tensors": t}))
+    grid = [{"name": f"flerm:{g}:base", "methods": [[{"name": "flerm", "record": str(tmp_path / g / "lr{lr}.json")}]],
+             "sweep": {"train.lr": [0.001, 0.002, 0.004]}} for g in ("mlp", "gpt")]
+    res = {"studies": {"w": {"base_group": "mlp", "arms": {"sp": {"log2_opt": [math.log2(0.0035)]}}}}}
+    out = fslr_analysis(grid, res)
+    assert out["groups"]["mlp"]["lr"] == 0.004  # closest to the optimum; gpt: no study, the grid middle
+    assert out["input_over_hidden"] == pytest.approx(900 / 30) and out["hidden_median_fslr"] == 30
+    assert out["vo_over_qk"] == pytest.approx(20 / 2) and "input_over_hidden" not in out["groups"]["gpt"]

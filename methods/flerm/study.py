@@ -308,12 +308,15 @@ def fslr_analysis(grid: list[dict], res: dict) -> dict:
 
         hidden = [v for n, v in f0.items() if n.startswith("blocks.") and n.endswith(".weight")]
         if "inp.weight" in f0 and hidden:
-            row["input_over_hidden"] = f0["inp.weight"] / float(np.median(hidden))
-            out.setdefault("input_over_hidden", row["input_over_hidden"])
+            row.update(input_fslr=f0["inp.weight"], hidden_median_fslr=float(np.median(hidden)))
+            row["input_over_hidden"] = row["input_fslr"] / row["hidden_median_fslr"]
+            for k in ("input_over_hidden", "input_fslr", "hidden_median_fslr"):
+                out.setdefault(k, row[k])
         vo, qk = mean("v o"), mean("q k")
         if vo and qk:
-            row["vo_over_qk"] = vo / qk
-            out.setdefault("vo_over_qk", row["vo_over_qk"])
+            row.update(vo_fslr=vo, qk_fslr=qk, vo_over_qk=vo / qk)
+            for k in ("vo_over_qk", "vo_fslr", "qk_fslr"):
+                out.setdefault(k, row[k])
         out["groups"][parts[1]] = row
     return out
 
