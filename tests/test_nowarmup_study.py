@@ -54,7 +54,8 @@ def test_lr_crash_reads_stalls_and_keeps_the_harness_rule_apart():
     runs[3] = _run("warmup", 0.03, 0, stall)
     runs[-3:] = [_run("nowarmup", 0.1, s, stall if s == 0 else learn) for s in range(3)]
     out = lr_crash(runs, arm_lrs=[0.03, 0.1])
-    assert out["lr_crash"] is None and out["lr_crash_diverged"] is None
+    assert out["lr_crash"] is None and out["lr_crash_diverged"] is None and math.isnan(out["lr_crash_num"])
+    assert out["highest_lr"] == 0.1
     assert out["crash_frac"] == pytest.approx(1 / 3) and out["crash_frac_diverged"] == 0.0
     assert out["arms_at_crash"] is False
 
@@ -104,7 +105,8 @@ def test_study_end_to_end_on_written_runs(tmp_path):
         for s in range(3):
             for recipe, val in (("adamw", uni - 0.5), ("adamw_nowarmup", uni if lr == 0.03 else uni - 0.5)):
                 d = tmp_path / "runs" / f"{recipe}-{lr}-{s}"
-                _write_run(d, "gpt", recipe, lr, s, {"status": "ok", "final_val_loss": val}, str(data))
+                _write_run(d, "gpt", recipe, lr, s, {"status": "ok", "final_val_loss": val, "wall_s": 10.0},
+                           str(data))
                 sweep.append(str(d / "result.json"))
     vit = tmp_path / "runs" / "vit"
     _write_run(vit, "vit", "adamw_nowarmup", 0.002, 0, {"status": "ok", "final_val_acc": 0.11, "collapsed": True},
@@ -116,20 +118,21 @@ def test_study_end_to_end_on_written_runs(tmp_path):
     assert crash["lr_crash"] == 0.03 and crash["lr_crash_diverged"] is None and crash["crash_frac"] == 1.0
     assert crash["unigram_loss"] == pytest.approx(uni)
     assert json.loads((out / "vision.json").read_text())["vit_nowarmup"]["collapsed"] == 1
-    assert "LR_crash: **0.03**" in (out / "summary.md").read_text()
+    summary = (out / "summary.md").read_text()
+    assert "LR_crash: **0.03**" in summary and "summed wall_s 120 s" in summary  # 12 timed runs, vit untimed
 
 
 def test_every_smoke_claim_trains_inside_the_papers_grid():
     """The DAG's `nowarmup` target trains what every smoke claim of the paper reads, vision parity included."""
     from pathlib import Path
 
-    from claimbench.claims import load_all
+    from claimbench.claims import load_file
     from claimbench.grid import expand
 
     repo = Path(__file__).resolve().parents[1]
     grid = yaml.safe_load((repo / "config" / "papers" / "nowarmup.smoke.yaml").read_text())["grid"]
     paper_runs = set(expand(grid))
-    claims = [c for c in load_all(repo / "benchmarks" / "claims") if c.paper["id"] == "nowarmup"]
+    claims = load_file(repo / "benchmarks" / "claims" / "nowarmup.yaml")
     smoke = [c for c in claims if c.arms("smoke")]
     assert {"nowarmup.parity_vit", "nowarmup.parity_swin", "nowarmup.crash"} <= {c.id for c in smoke}
     for c in smoke:

@@ -59,6 +59,7 @@ class RunInfo:
     collapsed: bool = False  # classifier: final val accuracy below chance + 5 points (the harness's flag)
     unigram: float | None = None  # LM: the unigram loss of its data (nats), the stall reference
     val_acc: float | None = None
+    wall_s: float | None = None  # the harness's wall-clock for the run (the study's cost line)
 
 
 def crash_kind(r: RunInfo) -> str | None:
@@ -117,7 +118,7 @@ def load_run(path: Path) -> RunInfo:
                    res.get("diverged_at"), res.get("final_val_loss"),
                    int(cfg.get("model", {}).get("block_size") or 128), rows, workload=cfg["workload"],
                    collapsed=bool(res.get("collapsed")), unigram=unigram_loss(str(lm)) if lm else None,
-                   val_acc=res.get("final_val_acc"))
+                   val_acc=res.get("final_val_acc"), wall_s=res.get("wall_s"))
 
 
 def _frac(v: list[bool]) -> float | None:
@@ -154,7 +155,11 @@ def lr_crash(runs: list[RunInfo], arm_lrs: list[float] | None = None) -> dict:
            "rule": "smallest LR with crashed fraction >= 2/3 without warmup and 0 with warmup",
            "crash_definition": f"diverged (harness) or collapsed (val acc < chance + 5 points) or stalled (final val "
                                f"loss > unigram loss - {STALL_MARGIN} nats); ours, methods/adamw2/analysis.py",
-           "unigram_loss": unigram[0] if len(unigram) == 1 else unigram or None, "stall_margin": STALL_MARGIN}
+           "unigram_loss": unigram[0] if len(unigram) == 1 else unigram or None, "stall_margin": STALL_MARGIN,
+           "highest_lr": max(table, default=None)}
+    # numeric twins for the claim tables (claimbench.study reads numbers): NaN where no LR crashes
+    out["lr_crash_num"] = math.nan if crash is None else crash
+    out["lr_crash_diverged_num"] = math.nan if out["lr_crash_diverged"] is None else out["lr_crash_diverged"]
     if arm_lrs:
         want = sorted({crash, 3 * crash}) if crash is not None else None
         out["arm_lrs"] = sorted(arm_lrs)
@@ -298,7 +303,16 @@ def _f(x, fmt: str = ".4f") -> str:
     return "-" if x is None else format(x, fmt)
 
 
-def summary_md(crash: dict, arms: dict, mal: dict, band: dict, vision: dict | None = None) -> str:
+def cost(runs: list[RunInfo]) -> dict:
+    """Summed wall-clock of the study's runs: the CPU-seconds it costs (each smoke run uses one thread), so
+    seconds / cores is the time on an idle machine. On a shared machine wall_s includes waiting for the CPU."""
+    walls = [r.wall_s for r in runs if r.wall_s is not None]
+    return {"runs": len(runs), "timed": len(walls), "wall_s_sum": sum(walls),
+            "wall_s_max": max(walls, default=None)}
+
+
+def summary_md(crash: dict, arms: dict, mal: dict, band: dict, vision: dict | None = None,
+               spent: dict | None = None) -> str:
     lines = ["# nowarmup crash study (AdamW^2)", "",
              f"LR_crash: **{crash['lr_crash']}** ({crash['rule']}; crash = {crash['crash_definition']}). "
              f"With the harness's divergence rule alone: {crash['lr_crash_diverged']}. Unigram loss of the data: "
@@ -328,6 +342,10 @@ def summary_md(crash: dict, arms: dict, mal: dict, band: dict, vision: dict | No
     lines += ["", f"Malignant-collapse statistic: {mal['value']} (CI {mal['ci_lo']}, {mal['ci_hi']}); crashed runs "
               f"{mal['crashed_runs']}, stable runs {mal['stable_runs']}; low-entropy heads {mal['low_entropy_heads']}",
               "", f"tau band (log2 width): {band.get('log2_band_width')}", ""]
+    if spent:
+        lines += [f"Cost: {spent['runs']} runs, summed wall_s {spent['wall_s_sum']:.0f} s (one thread each: "
+                  f"{spent['wall_s_sum'] / 2 / 60:.1f} min on 2 idle cores; on a shared machine wall_s includes the "
+                  f"wait for the CPU), longest run {_f(spent['wall_s_max'], '.0f')} s.", ""]
     return "\n".join(lines)
 
 
@@ -351,10 +369,11 @@ def main(argv: list[str] | None = None) -> None:
     taus += [r for r in arms if r.arm == "adamw2" and r.lr == lr0 and r.path not in {t.path for t in taus}]
     band = tau_band(taus, [r for r in arms if r.arm == "warmup" and r.lr == lr0])
     vis = vision_table(vision)
+    spent = cost(list({r.path: r for r in sweep + arms + taus + vision}.values()))
     for name, obj in (("lr_crash", crash), ("arms", table), ("malignant", mal), ("tau_band", band),
                       ("vision", vis)):
         atomic_write_json(out / f"{name}.json", obj)
-    atomic_write_text(out / "summary.md", summary_md(crash, table, mal, band, vis))
+    atomic_write_text(out / "summary.md", summary_md(crash, table, mal, band, vis, spent))
     if a.figures:
         figures(list({r.path: r for r in sweep + arms}.values()), Path(a.figures))
 
