@@ -59,9 +59,9 @@ def prepare(cfg: RunConfig, out: str | Path) -> Run:
     if cfg.train.parallel == "fsdp" and distributed.world_size() > 1:
         for i, (cls, _) in enumerate(specs):
             if not getattr(cls, "supports_fsdp", False):
-                raise ConfigError(f"train.parallel: 'fsdp' shards every tensor across ranks, and methods[{i}] "
-                                  f"'{cls.name}' needs whole tensors (it does not declare supports_fsdp); "
-                                  "use train.parallel=ddp")
+                raise ConfigError(f"train.parallel: 'fsdp' shards every tensor across ranks and methods[{i}] "
+                                  f"'{cls.name}' is not declared FSDP-safe (its hooks may need whole tensors: "
+                                  "a method opts in with supports_fsdp = True); use train.parallel=ddp")
     workload.check_data()
     existing = out / "config.yaml"
     if existing.is_file():

@@ -133,7 +133,7 @@ def test_launch_checks_without_launching(monkeypatch, data_dir, tmp_path):
         with pytest.raises(ConfigError, match="train.device: 'cuda' with LOCAL_RANK 3 needs 4 visible GPUs"):
             distributed.check("cuda", 16, 1)
     sets = _gpt_sets(methods=["adamw2"], **{"train.batch_size": 16, "train.parallel": "fsdp"})
-    with pytest.raises(ConfigError, match=r"^train.parallel: 'fsdp' .* methods\[0\] 'adamw2' needs whole tensors"):
+    with pytest.raises(ConfigError, match=r"^train.parallel: 'fsdp' .* methods\[0\] 'adamw2' is not declared FSDP"):
         prepare(load_config(GPT, sets), tmp_path)
 
 
