@@ -1,5 +1,6 @@
 # Opt-Laws (issue 9): schedule-family grid -> three loss laws fitted and compared -> results/optlaws.json
-# (read by the claims of benchmarks/claims/optlaws.yaml) + results/optlaws_study.md + figures.
+# (read by the claims of benchmarks/claims/optlaws.yaml) + results/analysis/optlaws/summary.md (linked from the
+# paper page results/optlaws.md) + figures.
 # Behind the papers switch so the default profile stays fast:
 #   snakemake --profile config/smoke --config 'papers=[optlaws]' optlaws
 # The grid is config/papers/optlaws.<profile>.yaml (the Snakefile adds it to RUNS when optlaws is selected);
@@ -12,7 +13,7 @@ OPTLAWS_RUNS = expand(yaml.safe_load(OPTLAWS_GRID.read_text())["grid"]) if OPTLA
 
 rule optlaws:
     input:
-        f"{RESULTS}/optlaws_study.md",
+        f"{RESULTS}/analysis/optlaws/summary.md",
 
 
 rule optlaws_runs:
@@ -27,7 +28,7 @@ rule optlaws_study:
         grid=str(OPTLAWS_GRID),
         runs=[f"{RUNS_DIR}/{rid}/result.json" for rid in sorted(OPTLAWS_RUNS)],
     output:
-        md=f"{RESULTS}/optlaws_study.md",
+        md=f"{RESULTS}/analysis/optlaws/summary.md",
         js=f"{RESULTS}/optlaws.json",
     params:
         py=PY,

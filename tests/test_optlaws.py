@@ -58,6 +58,8 @@ def _csv(tmp_path: Path, text: str, name: str = "c.csv") -> Path:
     ("step,lr,loss\n1,0.1,3.0\n2,0.1,nan\n", "row 3: loss is nan"),
     ("step,lr,loss\n1,0.1,3.0\n", "only 1 data row"),
     ("step,lr,loss\n1,0.1,3.0\n2,x,2.0\n", "row 3: not three numbers"),
+    ("step,lr,loss\n1,0.1,3.0\nnan,0.1,2.0\n", "row 3: step must be a positive integer"),
+    ("step,lr,loss\n1,0.1,3.0\n2,0.1,inf\n", "row 3: loss is inf"),
 ])
 def test_bad_csv_names_file_and_row(tmp_path, text, msg):
     p = _csv(tmp_path, text)
@@ -68,7 +70,7 @@ def test_bad_csv_names_file_and_row(tmp_path, text, msg):
 
 def test_too_few_points_is_a_failed_fit_naming_the_file(tmp_path):
     p = _csv(tmp_path, "step,lr,loss\n10,0.1,3.0\n20,0.1,2.9\n30,0.05,2.8\n", "short.csv")
-    with pytest.raises(FitError, match="short.csv.*fewer than the law's 7 parameters"):
+    with pytest.raises(FitError, match="short.csv: rows 2-4: fewer than the law's 7 parameters"):
         LAWS["multipower"].fit([read_csv(p)])
 
 
@@ -85,13 +87,37 @@ def test_cli_reports_a_failed_fit_not_a_prediction(tmp_path, capsys):
     assert "fewer than" in capsys.readouterr().err
 
 
-def test_cli_bad_csv_exit_2(tmp_path, capsys):
+@pytest.mark.parametrize("text,msg", [
+    ("step,loss\n1,3\n2,2\n", "a.csv: row 1: missing column(s) lr"),
+    ("step,lr,loss\n1,0.1,3.0\n2,0.1,2.9\n2,0.1,2.8\n", "a.csv: row 4: steps not increasing (2 after 2)"),
+    ("step,lr,loss\n1,0.1,3.0\n2,0.1,NaN\n", "a.csv: row 3: loss is NaN"),
+])
+def test_cli_bad_csv_exit_2(tmp_path, capsys, text, msg):
     d = tmp_path / "curves"
     d.mkdir()
-    _csv(d, "step,loss\n1,3\n2,2\n", "a.csv")
+    _csv(d, text, "a.csv")
+    out = tmp_path / "o.json"
     rc = main(["law", "fit", "--curves", str(d), "--law", "annealing", "--fit", "a", "--predict", "a",
-               "--out", str(tmp_path / "o.json")])
-    assert rc == 2 and "a.csv: row 1: missing column(s) lr" in capsys.readouterr().err
+               "--out", str(out)])
+    assert rc == 2 and msg in capsys.readouterr().err and not out.exists()
+
+
+def test_cli_reports_a_non_converged_fit_as_failed(tmp_path, capsys, monkeypatch):
+    """L-BFGS-B stopped by its iteration limit: a failed fit (exit 1, no predictions), never a prediction."""
+    import functools
+
+    from methods.optlaws import annealing, fitting
+
+    monkeypatch.setattr(annealing, "multistart", functools.partial(fitting.multistart, long_iter=1))
+    root = tmp_path / "runs"
+    _fake_run(root, "cos", "cosine", 1e-3)
+    _fake_run(root, "const", "constant", 1e-3)
+    out = tmp_path / "fit.json"
+    rc = main(["law", "fit", "--runs", str(root), "--law", "annealing", "--fit", "cos,const", "--predict", "cos",
+               "--out", str(out)])
+    res = json.loads(out.read_text())
+    assert rc == 1 and res["failed"] is True and res["predictions"] == {} and "params" not in res
+    assert "did not converge in 1 iterations" in capsys.readouterr().err
 
 
 def _fake_run(root: Path, name: str, schedule: str, lr: float, steps: int = 200) -> Path:
@@ -160,3 +186,131 @@ def test_plugin_registers_an_analysis_method():
     assert not any(m.overrides(h) for h in ("transform_model", "param_groups", "extra_loss", "before_step"))
     assert issubclass(m, Method)
     assert LAWS["optlaws"].label == "Opt-Laws (reconstructed)"
+
+
+def _study_run(family: str, lr: float, loss: np.ndarray | float, seed: int = 0, probe: bool = False,
+               status: str = "ok", total: int = 100, every: int = 1):
+    from methods.optlaws.curves import Curve
+    from methods.optlaws.study import Run
+
+    steps = np.arange(every, total + 1, every)
+    loss = np.broadcast_to(np.asarray(loss, float), steps.shape).copy()
+    return Run(Curve(f"{family}@{lr:g}/s{seed}", np.full(total, lr), steps, loss), family, lr, seed, probe, status)
+
+
+def test_tie_rule_is_one_pooled_seed_sd():
+    """Spec §4 C1/C2: a schedule within 1 sigma (seed SD of the final loss) of the actual best counts as best."""
+    import math
+
+    from methods.optlaws.study import _best_hit, seed_noise
+
+    runs = [_study_run("constant", 3e-3, 3.0), _study_run("constant", 3e-3, 3.1, seed=1),
+            _study_run("cosine", 3e-3, 4.0), _study_run("cosine", 3e-3, 4.2, seed=1),
+            _study_run("linear", 3e-3, 9.0),  # one seed only: no information on the noise
+            _study_run("constant", 3.0, 1.0), _study_run("constant", 3.0, 9.0, seed=1, probe=True)]  # probes: ignored
+    noise = seed_noise(runs)
+    assert noise["pairs"] == 2 and noise["dof"] == 2
+    sigma = math.sqrt((0.1 ** 2 / 2 + 0.2 ** 2 / 2) / 2)
+    assert noise["tie"] == pytest.approx(sigma) and noise["sigma"] == noise["tie"]
+    actual = {"best": 3.0, "near": 3.0 + 0.9 * sigma, "far": 3.0 + 1.1 * sigma}
+    assert _best_hit({"near": 1.0, "far": 2.0, "best": 3.0}, actual, sigma, 1)
+    assert not _best_hit({"far": 1.0, "near": 2.0, "best": 3.0}, actual, sigma, 1)
+    assert _best_hit({"far": 1.0, "near": 2.0, "best": 3.0}, actual, sigma, 2)
+    assert seed_noise(runs[4:5])["tie"] == 0.0  # no repeats: only exact ties
+
+
+def test_power_law_fit_recovers_a_power_law_and_rejects_other_shapes():
+    from methods.optlaws.study import power_law_fit
+
+    x = np.geomspace(0.1, 1.0, 100)
+    f = power_law_fit(x, 2.0 + 0.5 * x ** -0.3)
+    assert f["r2"] > 0.9999
+    assert f["alpha"] == pytest.approx(0.3, rel=1e-3) and f["L_inf"] == pytest.approx(2.0, rel=1e-3)
+    assert power_law_fit(x, np.sin(8 * x))["r2"] < 0.5
+    assert power_law_fit(x, np.full_like(x, 3.0))["r2"] is None
+
+
+def test_scaling_limit_of_a_fitted_law_and_of_a_non_monotone_one():
+    """C8: a law fitted on power-law-like curves gives a monotone power law at constant LR; a bumpy one does not."""
+    from methods.optlaws.base import Units
+    from methods.optlaws.study import scaling_limit
+
+    runs = []
+    for fam in ("constant", "cosine"):
+        for lr in (1e-3, 3e-3):
+            r = _study_run(fam, lr, 0.0, total=400, every=5)
+            if fam == "cosine":
+                r.curve.lrs = lr * (0.55 + 0.45 * np.cos(np.pi * np.arange(400) / 400))
+            r.curve.loss = 3.0 + 2.0 * (np.cumsum(r.curve.lrs)[r.curve.steps - 1] / 1e-3) ** -0.4
+            runs.append(r)
+    law = LAWS["optlaws"].fit([r.curve for r in runs])
+    sl = scaling_limit(law, runs)
+    assert set(sl["per_lr"]) == {"0.001", "0.003"}
+    assert sl["monotone"] and sl["r2"] > 0.95 and sl["r2_to_10x"] is not None
+
+    class Bumpy(LAWS["annealing"]):
+        def _predict(self, schedule):
+            return 3.0 + 0.1 * np.sin(schedule.steps / 30.0)
+
+    bumpy = scaling_limit(Bumpy({}, Units(1e-3, 400)), runs)
+    assert not bumpy["monotone"] and bumpy["r2"] < 0.95
+    assert scaling_limit(None, runs) == {"failed": "no fitted law"}
+    assert "failed" in scaling_limit(law, [r for r in runs if r.family != "constant"])
+
+
+def _fake_grid_runs(root: Path) -> None:
+    """Every run of config/papers/optlaws.smoke.yaml as a run directory (no training): an annealing-law loss shape,
+    seed 1 offset by 0.02, probes at peak LR >= 3 diverged at step 60; logged every 20 steps (keeps the fits quick)."""
+    from baselines.schedules import from_train_config
+    from claimbench.config import load_config
+    from claimbench.grid import expand
+
+    repo = Path(__file__).resolve().parents[1]
+    grid = expand(yaml.safe_load((repo / "config/papers/optlaws.smoke.yaml").read_text())["grid"])
+    for rid, spec in grid.items():
+        cfg = load_config(repo / spec.config, list(spec.sets))
+        f = from_train_config(cfg.train)
+        lrs = np.array([cfg.train.lr * f(i) for i in range(cfg.train.steps)])
+        s1 = np.cumsum(lrs) / 1e-3
+        drop = np.concatenate([[0.0], np.clip(lrs[:-1] - lrs[1:], 0, None)]) / 1e-3
+        s2 = np.cumsum(np.cumsum(drop)) / cfg.train.steps
+        loss = 3.0 + 2.0 * s1 ** -0.4 - 0.05 * s2 + 0.02 * cfg.seed + 0.3 * max(0.0, np.log10(cfg.train.lr / 3e-3))
+        diverged = cfg.train.lr >= 3.0
+        last = 60 if diverged else cfg.train.steps
+        d = root / rid
+        d.mkdir(parents=True)
+        (d / "config.yaml").write_text(yaml.safe_dump(cfg.model_dump(mode="json")))
+        rows = [{"step": s, "train_loss": float(loss[s - 1]), "lr": float(lrs[s - 1])} for s in range(20, last + 1, 20)]
+        (d / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+        (d / "result.json").write_text(json.dumps({"status": "diverged" if diverged else "ok", "steps": last,
+                                                   "config_hash": cfg.hash(), "git_sha": "test", "wall_s": 1.0,
+                                                   "versions": {}}))
+
+
+@pytest.mark.slow
+def test_study_writes_every_key_the_claims_read(tmp_path):
+    """The DAG stage on the smoke grid's run ids (synthetic curves): each smoke claim of benchmarks/claims/optlaws.yaml
+    finds its numbers in optlaws.json and gets a verdict (none is not_run for a missing key), C8 included."""
+    from claimbench.claims import load_all
+    from claimbench.study import run_study as claim_study
+
+    root, res = tmp_path / "runs", tmp_path / "results"
+    _fake_grid_runs(root)
+    assert main(["law", "study", "--grid", "config/papers/optlaws.smoke.yaml", "--runs-dir", str(root),
+                 "--out", str(res / "optlaws.json"), "--md", str(res / "analysis/optlaws/summary.md"),
+                 "--figures", str(res / "figures/optlaws")]) == 0
+    out = json.loads((res / "optlaws.json").read_text())
+    assert out["runs"] == 31 and out["law_runs"] == 21 and out["seed_noise"]["tie"] == pytest.approx(0.02 / 2 ** 0.5)
+    for law in ("optlaws", "multipower", "annealing"):
+        assert {"r2", "monotone", "r2_to_10x", "per_lr"} <= set(out["laws"][law]["scaling_limit"])
+    md = (res / "analysis/optlaws/summary.md").read_text()
+    assert "Opt-Laws (reconstructed)" in md and "C8 scaling limit" in md and "](../../figures/optlaws/heldout_" in md
+    studied = [c for c in load_all() if c.paper["id"] == "optlaws" and c.grid.get("smoke")]
+    assert {c.id.split("_")[0] for c in studied} == {"optlaws.c1", "optlaws.c2", "optlaws.c3", "optlaws.c6",
+                                                      "optlaws.c8"}
+    for c in studied:
+        s = claim_study(c, "smoke", root, res)
+        assert s["verdict"] in ("reproduced", "not_reproduced", "inconclusive"), (c.id, s.get("why"))
+        assert s["estimate"] is not None
+    c8 = claim_study(next(c for c in studied if c.id == "optlaws.c8_scaling_limit"), "smoke", root, res)
+    assert c8["values"]["monotone"] == 1 and c8["values"]["mpl_r2"] > 0.99

@@ -72,6 +72,8 @@ def _write(path: str, obj: dict) -> None:
 
 
 def cmd_fit(args) -> int:
+    import numpy as np
+
     from methods.optlaws.base import scores
 
     curves = _load(args)
@@ -82,13 +84,19 @@ def cmd_fit(args) -> int:
         _write(args.out, {"law": args.law, "failed": True, "error": err, "fit": _ids(args.fit), "predictions": {}})
         print(f"claimbench: law fit failed: {err}", file=sys.stderr)
         return 1
-    preds = {c.name: scores(law.predict(c), c.loss) for c in targets}
+    preds = {}
+    for c in targets:  # a non-finite prediction is a failed prediction for that curve, never a number
+        p = law.predict(c)
+        preds[c.name] = scores(p, c.loss) if np.all(np.isfinite(p)) else {"failed": "non-finite prediction"}
     out = {**law.to_json(), "failed": False, "fit": _ids(args.fit), "predictions": preds}
     _write(args.out, out)
     for name, p in preds.items():
+        if "failed" in p:
+            print(f"{name:28s} failed: {p['failed']}")
+            continue
         print(f"{name:28s} final pred {p['final_pred']:.4f} actual {p['final_actual']:.4f} "
               f"rel err {100 * p['rel_error']:.3f}%  R2 {p['r2']:.4f}  MAE {p['mae']:.4f}")
-    return 0
+    return 1 if any("failed" in p for p in preds.values()) else 0
 
 
 def cmd_select(args) -> int:

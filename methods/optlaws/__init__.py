@@ -29,7 +29,9 @@ class OptLaws(Method):
             "name": "optlaws_study",
             "consumes": "runs/<profile>/<run>/{metrics.jsonl,config.yaml,result.json} "
                         "of the runs of config/papers/optlaws.<profile>.yaml",
-            "produces": ["results/optlaws.json", "results/optlaws_study.md", "results/figures/optlaws/*.png"],
+            "produces": ["results/optlaws.json", "results/analysis/optlaws/summary.md",
+                         "results/figures/optlaws/*.png"],
             "command": "claimbench law study --grid config/papers/optlaws.<profile>.yaml --runs-dir runs/<profile> "
-                       "--out results/optlaws.json --md results/optlaws_study.md --figures results/figures/optlaws",
+                       "--out results/optlaws.json --md results/analysis/optlaws/summary.md "
+                       "--figures results/figures/optlaws",
         }]

@@ -68,7 +68,8 @@ class Law(ABC):
                 raise FitError(f"{cls.name}: curve {c.name} has no losses")
         n = sum(len(c.steps) for c in curves)
         if n < cls.n_params + 1:
-            src = ", ".join(c.source or c.name for c in curves)
+            src = ", ".join((c.source or c.name) + (f": rows {c.meta['rows'][0]}-{c.meta['rows'][1]}"
+                                                     if "rows" in c.meta else "") for c in curves)
             raise FitError(f"{cls.name}: {n} points in {src}: fewer than the law's {cls.n_params} parameters + 1")
         law = cls._fit(curves, Units.of(curves), seed)
         if not np.all(np.isfinite(law.predict(curves[0]))):  # checked here once, for every law

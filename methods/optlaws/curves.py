@@ -77,6 +77,7 @@ def read_csv(path: str | Path) -> Curve:
             raise CurveError(f"{path}: row 1: missing column(s) {', '.join(missing)} (header: {','.join(header)})")
         idx = [cols.index(c) for c in ("step", "lr", "loss")]
         rows: list[tuple[float, float, float]] = []
+        linenos: list[int] = []
         for lineno, row in enumerate(reader, start=2):
             if not row or all(not x.strip() for x in row):
                 continue
@@ -90,16 +91,18 @@ def read_csv(path: str | Path) -> Curve:
                 raise CurveError(f"{path}: row {lineno}: lr must be finite and >= 0, got {row[idx[1]].strip()}")
             if loss <= 0:
                 raise CurveError(f"{path}: row {lineno}: loss must be > 0 (laws fit its log), got {loss}")
-            if step != int(step) or step < 1:
+            if not math.isfinite(step) or step != int(step) or step < 1:
                 raise CurveError(f"{path}: row {lineno}: step must be a positive integer, got {row[idx[0]].strip()}")
             if rows and step <= rows[-1][0]:
                 raise CurveError(f"{path}: row {lineno}: steps not increasing ({int(step)} after {int(rows[-1][0])})")
             rows.append((step, lr, loss))
+            linenos.append(lineno)
     if len(rows) < 2:
         raise CurveError(f"{path}: row {len(rows) + 1}: only {len(rows)} data row(s); a curve needs at least 2")
     a = np.array(rows)
     steps = a[:, 0].astype(int)
-    return Curve(path.stem, lrs_from_logged(steps, a[:, 1]), steps, a[:, 2], source=str(path))
+    return Curve(path.stem, lrs_from_logged(steps, a[:, 1]), steps, a[:, 2], source=str(path),
+                 meta={"rows": [linenos[0], linenos[-1]]})
 
 
 def read_csv_dir(directory: str | Path) -> dict[str, Curve]:

@@ -1,4 +1,6 @@
-"""results/optlaws_study.md from the study JSON: the three laws side by side, with the smoke thresholds' readings.
+"""results/analysis/optlaws/summary.md from the study JSON: the three laws side by side, with the smoke readings.
+
+The paper page results/optlaws.md (claimbench tables) links this file, as it does every paper's analysis summary.
 
 The verdicts here apply the smoke thresholds of ../shared/papers/optlaws.md §4 to our statistics; the
 claims machinery (benchmarks/claims/optlaws.yaml) reads the same numbers from results/optlaws.json.
@@ -6,11 +8,12 @@ claims machinery (benchmarks/claims/optlaws.yaml) reads the same numbers from re
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from methods.optlaws.study import LAW_ORDER
 
-SMOKE = {"top2_rate": 0.75, "oof_hits": 3, "f1": 0.8, "median_rel_error": 0.01}
+SMOKE = {"top2_rate": 0.75, "oof_hits": 3, "f1": 0.8, "median_rel_error": 0.01, "power_law_r2": 0.95}
 
 
 def _pct(x: float | None) -> str:
@@ -36,10 +39,22 @@ def _verdicts(law: dict) -> dict[str, str]:
         out["C3 divergence F1 (>= 0.8)"] = "inconclusive (needs >= 5 diverged and >= 5 stable runs)"
     else:
         out["C3 divergence F1 (>= 0.8)"] = "reproduced" if dv["f1"] >= SMOKE["f1"] else "not reproduced"
+    sl = law.get("scaling_limit", {"failed": "not computed"})
+    key = "C8 scaling limit (monotone, power-law R^2 >= 0.95)"
+    if "failed" in sl or sl["r2"] is None:
+        out[key] = "failed fit"
+    else:
+        out[key] = "reproduced" if sl["monotone"] and sl["r2"] >= SMOKE["power_law_r2"] else "not reproduced"
     return out
 
 
-def markdown(res: dict, figures: list[Path], json_path: Path) -> str:
+def _sl(sl: dict, tag: str = "") -> str:
+    if "failed" in sl or sl.get(f"r2{tag}") is None:
+        return "failed fit" if "failed" in sl else "flat"
+    return f"{sl[f'r2{tag}']:.3f}{'' if sl[f'monotone{tag}'] else ' (not monotone)'}"
+
+
+def markdown(res: dict, figures: list[Path], json_path: Path, md_path: Path | None = None) -> str:
     laws = res["laws"]
     noise = res["seed_noise"]
     lines = [
@@ -55,15 +70,17 @@ def markdown(res: dict, figures: list[Path], json_path: Path) -> str:
         "0.1, linear to 0, WSD linear decay, WSD exponential decay, two-stage x0.3 at 60%, inverse-sqrt) x peak LR",
         "{1e-3, 3e-3, 1e-2}, a second seed for constant and cosine at 3e-3, and divergence probes at peak LR",
         "{1, 3, 10} for constant and cosine, {3, 10} for WSD-exp (config/papers/optlaws.smoke.yaml). "
-        f"{res['runs']} runs, {sum(res.get('run_wall_s', {}).values()):.0f} s of training in total "
+        f"{res['runs']} runs, {res.get('train_wall_s_sum', 0.0):.0f} s of training in total "
         "(sum of result.json wall_s). The faithful scale (10M-120M GPTs, 2k-10k steps) belongs to the gpu profile.",
         "",
-        f"**Seed noise / tie rule.** {noise['pairs']} repeated (family, peak LR) pairs; mean |seed 0 - seed 1| final",
-        f"loss = {noise['tie']:.4f}: schedules closer than that are tied in Top-2 and best-family checks.",
+        f"**Seed noise / tie rule.** {noise['pairs']} repeated (family, peak LR) pairs (seeds 0 and 1, "
+        f"|gaps| {', '.join(f'{g:.4f}' for g in noise['gaps'])}); pooled seed SD of the final loss sigma = "
+        f"{noise['tie']:.4f} ({noise.get('dof', noise['pairs'])} degrees of freedom). Tie rule (spec §4, C1/C2): a "
+        "schedule within 1 sigma of the actual best counts as best in the Top-2 and best-family checks.",
         "",
         "| law | held-out rel. err. mean | worst | median | R^2 mean | Top-2 hits | Top-2 Wilson low | "
-        "out-of-family | divergence F1 (tp/fp/fn/tn) |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "out-of-family | divergence F1 (tp/fp/fn/tn) | constant-LR power-law R^2 (to 10x steps) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name in LAW_ORDER:
         law = laws[name]
@@ -77,7 +94,9 @@ def markdown(res: dict, figures: list[Path], json_path: Path) -> str:
         wl = "n/a" if t2["wilson_low"] is None else f"{t2['wilson_low']:.2f} (random {t2['random_rate']:.2f})"
         oofs = f"{oof['hits']}/{oof['n']}" + (f" ({oof['failed_fits']} failed fits)" if oof["failed_fits"] else "")
         dvs = "failed fit" if "failed" in dv else f"{dv['f1']:.2f} ({dv['tp']}/{dv['fp']}/{dv['fn']}/{dv['tn']})"
-        lines.append(f"| {law['label']} | " + " | ".join(acc) + f" | {t2s} | {wl} | {oofs} | {dvs} |")
+        sl = law.get("scaling_limit", {"failed": "not computed"})
+        sls = f"{_sl(sl)} ({_sl(sl, '_to_10x')})"
+        lines.append(f"| {law['label']} | " + " | ".join(acc) + f" | {t2s} | {wl} | {oofs} | {dvs} | {sls} |")
     dv0 = next((laws[n]["divergence"] for n in LAW_ORDER if "f1" in laws[n]["divergence"]), None)
     if dv0:
         lines += ["", f"Divergence baseline (peak LR above the median peak LR): F1 = "
@@ -124,12 +143,16 @@ def markdown(res: dict, figures: list[Path], json_path: Path) -> str:
                                            f" -> {'hit' if v['hit'] else 'miss'}") for f, v in oof["settings"].items())
         lines += [f"- **{laws[n]['label']}**: Top-2: {g}.", f"  Out-of-family (peak LR {oof['reference_lr']:g}): {o}."]
     lines += ["", "## Figures (predicted vs actual, held-out schedules)", ""]
-    lines += [f"- [{p.name}](figures/optlaws/{p.name})" for p in figures]
+    base = (md_path or json_path).parent
+    lines += [f"- [{p.name}]({os.path.relpath(p, base)})" for p in figures]
     lines += ["", "## What each Opt-Laws claim reads from results/optlaws.json", "",
               "- C1 Top-2: `laws.<law>.top2.hit_rate`, `.wilson_low`, `.random_rate` (groups = peak LRs).",
               "- C2 out-of-family: `laws.<law>.out_of_family.hits` / `.n`.",
               "- C3 divergence: `laws.<law>.divergence.f1` (+ confusion counts, "
               "`baseline_f1_peak_lr_above_median`).",
               "- C6 accuracy: `laws.<law>.held_out.rel_error_median` (and mean, worst, `r2_mean`).",
-              "- Tie rule: `seed_noise.tie`. C4 (cross-scale), C5 (stages), C7, C8: not run at smoke.", ""]
+              "- C8 scaling limit: `laws.<law>.scaling_limit.r2` and `.monotone` (worst over the constant runs' peak "
+              "LRs, steps 10%..100%; `r2_to_10x`, `monotone_to_10x` out to 10x the steps).",
+              "- Tie rule: `seed_noise.tie` (= `seed_noise.sigma`). C4 (cross-scale), C5 (stages), C7 (warmup x peak "
+              "LR): not run at smoke (gpu profile).", ""]
     return "\n".join(lines)
