@@ -9,8 +9,10 @@
 #   scripts/slurm_local.sh status [DIR]  sinfo through DIR's slurm.conf
 #
 # DIR defaults to $CLAIMBENCH_SLURM_DIR or /tmp/claimbench-slurm. Everything (key, socket, state, logs) lives in
-# DIR, nothing under /etc is changed: clients find the cluster through SLURM_CONF. Needs root (slurmd runs jobs as
-# the submitting user). Exit code 3: the packages are missing and cannot be installed (not root, or apt fails).
+# DIR; clients find the cluster through SLURM_CONF. The one exception: the Snakemake job step drops SLURM_CONF
+# before its nested `srun` (snakemake-executor-plugin-slurm-jobstep 0.6), so when /etc/slurm/slurm.conf does not
+# exist, start links it to DIR's and stop removes that link (never a slurm.conf it did not make). Needs root
+# (slurmd runs jobs as the submitting user). Exit 3: the packages are missing and cannot be installed.
 set -euo pipefail
 
 cmd=${1:-}
@@ -18,6 +20,7 @@ DIR=${2:-${CLAIMBENCH_SLURM_DIR:-/tmp/claimbench-slurm}}
 CONF="$DIR/slurm.conf"
 PORT=${CLAIMBENCH_SLURM_PORT:-6817}  # slurmctld; slurmd listens on PORT+1
 PIDS=(slurmd slurmctld munged)       # stop order: jobs' node first, munge last
+ETC_CONF=/etc/slurm/slurm.conf
 
 die() { echo "slurm_local: $*" >&2; exit "${2:-1}"; }
 
@@ -94,6 +97,12 @@ start() {
     munged --force --key-file="$DIR/munge.key" --socket="$DIR/munge.socket" --pid-file="$DIR/munged.pid" \
       --log-file="$DIR/munged.log" --seed-file="$DIR/munged.seed"
   fi
+  if [ ! -e "$ETC_CONF" ] && [ ! -L "$ETC_CONF" ]; then
+    mkdir -p "$(dirname "$ETC_CONF")"
+    ln -s "$CONF" "$ETC_CONF"
+  elif [ "$(readlink "$ETC_CONF" || true)" != "$CONF" ]; then
+    echo "slurm_local: $ETC_CONF exists and is not ours: srun inside Snakemake jobs will read it" >&2
+  fi
   alive slurmctld || slurmctld -i -f "$CONF"
   alive slurmd || slurmd -f "$CONF"
   export SLURM_CONF=$CONF
@@ -116,6 +125,7 @@ stop() {
     kill -0 "$pid" 2>/dev/null && kill -9 "$pid"
     rm -f "$DIR/$name.pid"
   done
+  if [ -L "$ETC_CONF" ] && [ "$(readlink "$ETC_CONF")" = "$CONF" ]; then rm -f "$ETC_CONF"; fi
 }
 
 case "$cmd" in
