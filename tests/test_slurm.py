@@ -167,3 +167,21 @@ def test_micro_grid_through_real_sbatch_jobs_equals_a_local_run(slurm_env, tmp_p
     cluster_csv, local_csv = (pd.read_csv(d / "results" / "runs.csv").drop(columns="wall_s") for d in (slurm, local))
     assert len(cluster_csv) == 2 and (cluster_csv["status"] == "ok").all()
     pd.testing.assert_frame_equal(cluster_csv, local_csv)
+
+
+@pytest.mark.slow
+def test_torchrun_inside_the_job_through_the_dag(tmp_path):
+    """nproc_per_run: 2 launches the train job through torchrun (CPU, gloo here): both ranks train one run."""
+    work = _workdir(tmp_path)
+    cfg = yaml.safe_load((work / "micro.yaml").read_text())
+    cfg["grid"][0]["seeds"] = [0]
+    (work / "micro.yaml").write_text(yaml.safe_dump({**cfg, "nproc_per_run": 2, "threads_per_run": 2}))
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    p = _snakemake(work, env, "--cores", "2", "--printshellcmds")
+    out = p.communicate(timeout=600)[0]
+    assert p.returncode == 0, out[-3000:]
+    assert "-m torch.distributed.run --standalone --nproc_per_node 2 -m claimbench train" in out
+    assert "--set train.threads=1 " in out  # the job's 2 threads shared by its 2 processes
+    (result,) = (work / "runs" / "micro").glob("*/result.json")
+    assert json.loads(result.read_text())["world_size"] == 2
+    assert (pd.read_csv(work / "results" / "runs.csv")["status"] == "ok").all()
