@@ -40,7 +40,7 @@ from benchmarks.speed import bench_flerm
 from benchmarks.speed.bench_lrm import make_trainer as make_gpt_trainer
 from benchmarks.speed.bench_lrm import time_block
 from claimbench.config import ConfigError, load_config
-from claimbench.flops import DTYPES, mfu, peak_flops, train_flops_per_unit
+from claimbench.flops import mfu, peak_flops, train_flops_per_unit
 from claimbench.io import atomic_write_json, atomic_write_text, git_sha
 from claimbench.testing import REPO
 from claimbench.train import Trainer, prepare
@@ -205,7 +205,8 @@ def flerm_overhead(quick: bool) -> dict:
                 "--out", str(out)]
         bench_flerm.main(argv)
         res = json.loads(out.read_text())
-    return {"method": "flerm", "setting": f"GPT 2L x d256, batch 16 x 32, {res['steps']} steps x {res['rounds']} "
+    return {"method": "flerm", "setting": f"CPU, 1 thread: GPT 2L x d256, batch 16 x 32, {res['steps']} steps x "
+            f"{res['rounds']} "
             f"rounds, extrapolated to {res['target_steps']} steps", "overhead_once": res["overhead_once_pct"] / 100,
             "overhead_periodic": res["overhead_periodic_pct"] / 100, "warmup_s": res["warmup_s"],
             "step_s": res["step_s"]}
@@ -296,7 +297,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="few steps and repeats: checks the suite runs (~2 min)")
     p.add_argument("--threads", type=int, default=1, help="torch intra-op threads on a CPU")
     p.add_argument("--device", default="cpu")
-    p.add_argument("--dtype", default="float32", choices=[d for d in DTYPES if d != "tf32"])
+    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"], help="as train.dtype")
     p.add_argument("--compile", action="store_true", help="torch.compile the model in both arms")
     p.add_argument("--gpt-gpu-batch", type=int, help="sequences per step of GPT gpu (default 1 on CPU, 16 on cuda)")
     p.add_argument("--only", nargs="+", choices=["throughput", "methods", "flerm"],
