@@ -10,7 +10,8 @@ import math
 import sys
 import time
 import traceback
-from contextlib import nullcontext
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,8 +24,10 @@ from claimbench.config import ConfigError, RunConfig, to_yaml, validate
 from claimbench.divergence import DivergenceDetector
 from claimbench.io import atomic_torch_save, atomic_write_json, atomic_write_text, git_sha, read_jsonl, versions
 from claimbench.plugin import MATRIX_ROLES, NEEDS, ROLES, Method, Recipe, RunContext, Workload, validate_options
+from claimbench.seeding import stable_key
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+MICRO_RNG_KEY = 0xD2EA  # the stochastic layers' seed of a data-parallel micro-batch: (seed, step, micro, key)
 
 
 @dataclass
@@ -213,7 +216,8 @@ class Trainer:
             last = k == accum - 1
             if self.fsdp:
                 self.model.set_requires_gradient_sync(last)
-            with self.ddp.no_sync() if self.ddp is not None and not last else nullcontext():
+            with self.ddp.no_sync() if self.ddp is not None and not last else nullcontext(), \
+                    self._micro_rng(self.dist.rank * accum + k):
                 with self.autocast:
                     out = wl.forward(self.fwd_model, batch, self.needs)
                     loss = out.loss
@@ -237,6 +241,14 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         self.step += 1
         return loss_sum / tc.grad_accum, grad_norm, out, units
+
+    def _micro_rng(self, micro: int):
+        """Under torchrun the forward's random draws (dropout, drop path) come from a seed of (seed, step, micro):
+        one stream shared by the ranks would give every rank's shard the same masks. The shared stream, which
+        the methods draw from in lock-step, is put back afterwards; a resume redraws the same masks."""
+        if not self.dist.enabled:
+            return nullcontext()
+        return _seeded(stable_key(self.cfg.seed, self.step, micro, MICRO_RNG_KEY), self.device)
 
     def _to_device(self, batch: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
         """Host batch to the device: through pinned memory without blocking on CUDA; unchanged on CPU."""
@@ -380,6 +392,13 @@ def execute(run: Run) -> int:
         return EXIT_FAILED
     finally:
         distributed.destroy()
+
+
+@contextmanager
+def _seeded(seed: int, device: torch.device) -> Iterator[None]:
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        yield
 
 
 def _fully_shard(model: torch.nn.Module) -> None:

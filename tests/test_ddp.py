@@ -218,3 +218,39 @@ def test_fsdp2_on_gloo_equals_one_process_and_resumes_on_one(tmp_path, data_dir)
     assert torch.load(tmp_path / "resumed" / "ckpt.pt", weights_only=True)["step"] == 10
     one_process(tmp_path / "resumed", GPT, sets)
     assert_same_run(tmp_path / "one", tmp_path / "resumed")
+
+
+MASK_SCRIPT = '''
+"""One ViT step with drop path on each rank: the samples each rank's block 1 kept, and whether the shared RNG
+stream (the one methods draw from) is where it was before the step."""
+import sys, torch, torch.distributed as dist
+from claimbench.config import load_config
+from claimbench.train import Trainer, prepare
+
+trainer = Trainer(prepare(load_config(sys.argv[1], sys.argv[3:]), sys.argv[2]))
+kept = []
+trainer.model.blocks[1].drop_path1.register_forward_hook(
+    lambda mod, inp, out: kept.append((out.flatten(1).abs().sum(1) != 0).int().tolist()))
+before = torch.get_rng_state()
+trainer.train_step()
+every = [None] * dist.get_world_size()
+dist.all_gather_object(every, (kept, torch.equal(before, torch.get_rng_state())))
+if dist.get_rank() == 0:
+    print("RESULT", every)
+dist.destroy_process_group()
+'''
+
+
+@pytest.mark.slow
+def test_drop_path_masks_differ_between_ranks(tmp_path):
+    """Stochastic layers draw per rank (one shared stream would repeat rank 0's masks on rank 1), and the
+    shared stream that keeps the methods in lock-step is left where it was."""
+    import ast
+
+    script = tmp_path / "masks.py"
+    script.write_text(MASK_SCRIPT)
+    sets = _vit_sets(steps=2, **{"model.drop_path_rate": 0.5, "train.batch_size": 32})
+    proc = torchrun(tmp_path / "run", VIT, sets, script=[str(script), str(VIT), str(tmp_path / "run"), *sets])
+    (rank0, same0), (rank1, same1) = ast.literal_eval(proc.stdout.split("RESULT", 1)[1].strip())
+    assert same0 and same1
+    assert rank0 != rank1 and 0 < sum(rank0[0]) < 16  # 16 samples per rank, about half kept
