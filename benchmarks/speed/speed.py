@@ -73,7 +73,7 @@ def cases(quick: bool, device: str, gpt_gpu_batch: int | None) -> list[Case]:
             Case("gpt", "gpu", 1 if q else 2, 2, (f"train.batch_size={gpu_batch}",)),
             Case("vit", "smoke", 5 if q else 15, 2 if q else 3),
             Case("swin", "smoke", 5 if q else 15, 2 if q else 3),
-            Case("mlp", "smoke", 20 if q else 60, 2 if q else 3)]
+            Case("mlp", "smoke", 60 if q else 300, 2 if q else 3)]  # ~4 ms steps: runs of >= 1 s, else noise
 
 
 def make_trainer(case: Case, steps: int, out: Path, run_sets: tuple[str, ...]) -> Trainer:
