@@ -158,3 +158,26 @@ def test_snakemake_gpu_run_without_a_pool_is_a_clear_error(tmp_path):
     assert r.returncode != 0
     assert "no GPU pool: run snakemake with --resources gpu=N" in r.stderr, r.stderr[-3000:]
     assert not list(tmp_path.glob("runs/micro/*/train.log")), "training started before the check"
+
+
+@pytest.mark.slow
+def test_local_gpu_run_pins_each_train_job(tmp_path):
+    """The pinning prefix through the real DAG. This machine has no GPU, so the onstart device check is skipped
+    with Snakemake's own --no-hooks; the micro runs train on the CPU whatever CUDA ids they are given."""
+    cfg = _micro(tmp_path, gpus_per_run=1)
+    micro = yaml.safe_load(cfg.read_text())
+    micro["grid"][0]["seeds"] = [0, 1]
+    cfg.write_text(yaml.safe_dump(micro))
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    env.pop("CUDA_VISIBLE_DEVICES", None)
+    r = subprocess.run([sys.executable, "-m", "snakemake", "results/runs.csv", "--snakefile", REPO / "Snakefile",
+                        "--directory", tmp_path, "--configfile", cfg, "--profile", REPO / "config" / "gpu-local",
+                        "--cores", "2", "--no-hooks", "--resources", "gpu=2"],
+                       capture_output=True, text=True, env=env, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert (r.stdout + r.stderr).count("-m claimbench.gpu_slots --gpus 1 --pool 2 -- ") == 2, r.stderr[-3000:]
+    logs = sorted(tmp_path.glob("runs/micro/*/train.log"))
+    pinned = [line for log in logs for line in log.read_text().splitlines() if line.startswith("claimbench gpu-run")]
+    assert len(logs) == 2 and len(pinned) == 2, pinned
+    assert all(line.endswith("(pool 0,1)") and "CUDA_VISIBLE_DEVICES=" in line for line in pinned), pinned
+    assert list((tmp_path / ".snakemake" / "gpu-slots").glob("gpu-*.lock"))  # the DAG's default slots dir
