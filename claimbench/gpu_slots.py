@@ -151,8 +151,7 @@ def exec_pinned(gpus: int, pool: int | None, command: Sequence[str], slots_dir: 
     held = acquire(gpus, ids, slots_dir, wait_s, label=" ".join(command)[:200])
     for fd in held.fds:
         os.set_inheritable(fd, True)  # Python opens descriptors close-on-exec; the command must keep the locks
-    env["CUDA_VISIBLE_DEVICES"] = ",".join(held.ids)
-    env.setdefault("CUDA_DEVICE_ORDER", "PCI_BUS_ID")  # ids as nvidia-smi numbers them
+    env["CUDA_VISIBLE_DEVICES"] = ",".join(held.ids)  # CUDA_DEVICE_ORDER left as the user has it
     print(f"claimbench gpu-run: CUDA_VISIBLE_DEVICES={env['CUDA_VISIBLE_DEVICES']} (pool {','.join(ids)})",
           file=sys.stderr, flush=True)
     try:
