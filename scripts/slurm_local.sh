@@ -15,6 +15,7 @@
 # (slurmd runs jobs as the submitting user). Exit 3: the packages are missing and cannot be installed.
 set -euo pipefail
 
+export PATH="$PATH:/usr/sbin:/sbin"  # slurmctld, slurmd, munged live in sbin
 cmd=${1:-}
 DIR=${2:-${CLAIMBENCH_SLURM_DIR:-/tmp/claimbench-slurm}}
 CONF="$DIR/slurm.conf"
