@@ -19,7 +19,7 @@ import torch
 import yaml
 from tqdm import tqdm
 
-from claimbench import distributed, registry
+from claimbench import distributed, flops, registry
 from claimbench.config import ConfigError, RunConfig, to_yaml, validate
 from claimbench.divergence import DivergenceDetector
 from claimbench.io import atomic_torch_save, atomic_write_json, atomic_write_text, git_sha, read_jsonl, versions
@@ -152,6 +152,11 @@ class Trainer:
         self.fwd_model = torch.compile(fwd) if self.train_cfg.compile else fwd
         self.autocast = (torch.autocast(self.device.type, dtype=torch.bfloat16)
                          if self.train_cfg.dtype == "bfloat16" else nullcontext())
+        # MFU: the base model's training FLOPs per unit are counted on the first batch; the peak is the device
+        # table's (GPUs) or a short matmul timing (CPU), under a forked RNG so that runs keep their numbers
+        self.flops_per_unit: float | None = None
+        with torch.random.fork_rng(devices=[]):
+            self.peak_flops, self.peak_source = flops.peak_flops(self.device, self.train_cfg.dtype)
         self.hooks = {h: [m for m in self.methods if m.overrides(h)]
                       for h in ("extra_loss", "before_step", "after_step", "metrics")}
         self.losses = torch.full((self.train_cfg.steps,), float("nan"), dtype=torch.float64)
@@ -213,6 +218,8 @@ class Trainer:
         loss_sum, units = torch.zeros((), device=self.device), 0
         for k in range(accum):
             batch = self._to_device(wl.train_batch(self.step, self.dist.rank * accum + k, micro_bs))
+            if self.flops_per_unit is None:
+                self.flops_per_unit = self._count_flops(batch)
             last = k == accum - 1
             if self.fsdp:
                 self.model.set_requires_gradient_sync(last)
@@ -241,6 +248,19 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         self.step += 1
         return loss_sum / tc.grad_accum, grad_norm, out, units
+
+    def _count_flops(self, batch: tuple[torch.Tensor, ...]) -> float:
+        """Training FLOPs per unit of the workload's base model (methods' additions are overhead, not model FLOPs),
+        counted on a meta-device copy: no compute, no memory, no draw from the run's RNG. NaN if it cannot be."""
+        wl = self.run.workload
+        try:
+            with torch.random.fork_rng(devices=[]), torch.device("meta"):
+                model = wl.build_model()
+            return flops.train_flops_per_unit(wl, model, tuple(t.to("meta") for t in batch))
+        except Exception as e:  # a user workload whose model cannot live on the meta device: no MFU, training goes on
+            print(f"claimbench: MFU not logged: FLOPs of '{self.cfg.workload}' not countable ({type(e).__name__}: {e})",
+                  file=sys.stderr)
+            return math.nan
 
     def _micro_rng(self, micro: int):
         """Under torchrun the forward's random draws (dropout, drop path) come from a seed of (seed, step, micro):
@@ -303,6 +323,8 @@ class Trainer:
                 row = {"step": s, "train_loss": sum(finite) / len(finite) if finite else None,
                        "lr": tc.lr * self.lr_lambda(s - 1), "grad_norm": _finite(grad_norm.item()),
                        unit: units / dt if dt > 0 else None}
+                if row[unit] is not None and math.isfinite(self.flops_per_unit):  # per device: units are all ranks'
+                    row["mfu"] = flops.mfu(self.flops_per_unit, row[unit], self.peak_flops * self.dist.world_size)
                 if self.detector.diverged_at is None:
                     for m in self.hooks["metrics"]:
                         row.update(m.metrics(s, self.model, out))
@@ -347,7 +369,6 @@ class Trainer:
 
 
 def execute(run: Run) -> int:
-    """Train a prepared run (resuming from its checkpoint) and write its run files."""
     """Train a prepared run (resuming from its checkpoint) and write its run files.
 
     Under torchrun every rank trains; rank 0 alone writes config.yaml, metrics.jsonl, ckpt.pt and result.json.
@@ -377,6 +398,9 @@ def execute(run: Run) -> int:
         res["wall_s"] = trainer.wall_before + trainer.elapsed()
         if trainer.dist.enabled:
             res["world_size"] = trainer.dist.world_size
+        if trainer.flops_per_unit is not None and math.isfinite(trainer.flops_per_unit):
+            res.update(flops_per_unit=trainer.flops_per_unit, peak_flops=trainer.peak_flops,
+                       peak_source=trainer.peak_source)
         state = trainer.state_dict() if res["status"] == "ok" else None
         if main:
             if state is not None:

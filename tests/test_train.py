@@ -43,6 +43,26 @@ def test_same_seed_same_numbers_other_seed_differs(tmp_path, data_dir):
     assert a["final_train_loss"] != c["final_train_loss"]
 
 
+def test_mfu_is_logged_and_counting_it_leaves_the_numbers_alone(tmp_path, data_dir, monkeypatch):
+    from claimbench import flops, registry
+    from claimbench.train import Trainer
+
+    result, rows = run_micro(tmp_path / "a", steps=10, **{"log.every": 5})
+    assert all(0 < r["mfu"] < 1 for r in rows)
+    assert result["peak_source"] == "measured:cpu" and result["peak_flops"] > 0
+    cfg = load_config(None, micro_overrides(10, None), base={})
+    wl = registry.get("workload", cfg.workload)(cfg)
+    wl.check_data()
+    torch.manual_seed(0)
+    batch = wl.train_batch(0, 0, cfg.train.batch_size)
+    assert result["flops_per_unit"] == flops.train_flops_per_unit(wl, wl.build_model(), batch)
+    # the meta-device count draws nothing from the run's RNG (and the peak timing runs under a forked RNG)
+    monkeypatch.setattr(Trainer, "_count_flops", lambda self, batch: float("nan"))
+    b, rows_b = run_micro(tmp_path / "b", steps=10, **{"log.every": 5})
+    assert [r["train_loss"] for r in rows] == [r["train_loss"] for r in rows_b] and "mfu" not in rows_b[0]
+    assert {k: result[k] for k in NUMBERS} == {k: b[k] for k in NUMBERS}
+
+
 def test_grad_accumulation_matches_full_batch(tmp_path, data_dir):
     """Accumulating 2 micro-batches of 2 is the same step as one batch of 4 (same examples, fp32 tolerance)."""
     sets = {"train.grad_clip": 0, "train.batch_size": 4}
