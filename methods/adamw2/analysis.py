@@ -343,9 +343,10 @@ def summary_md(crash: dict, arms: dict, mal: dict, band: dict, vision: dict | No
               f"{mal['crashed_runs']}, stable runs {mal['stable_runs']}; low-entropy heads {mal['low_entropy_heads']}",
               "", f"tau band (log2 width): {band.get('log2_band_width')}", ""]
     if spent:
-        lines += [f"Cost: {spent['runs']} runs, summed wall_s {spent['wall_s_sum']:.0f} s (one thread each: "
-                  f"{spent['wall_s_sum'] / 2 / 60:.1f} min on 2 idle cores; on a shared machine wall_s includes the "
-                  f"wait for the CPU), longest run {_f(spent['wall_s_max'], '.0f')} s.", ""]
+        lines += [f"Cost: {spent['runs']} runs read (those another grid trained included), summed wall_s "
+                  f"{spent['wall_s_sum']:.0f} s, one thread each: {spent['wall_s_sum'] / 2 / 60:.1f} min on 2 cores, "
+                  f"an upper bound on a shared machine, where wall_s includes the wait for the CPU; longest run "
+                  f"{_f(spent['wall_s_max'], '.0f')} s.", ""]
     return "\n".join(lines)
 
 
