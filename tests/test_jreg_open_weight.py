@@ -66,6 +66,47 @@ def test_model_without_hidden_states_is_named(tmp_path):
         measure_hf_model(NoHidden(), tok, "my-model", text, max_windows=2, block=16)
 
 
+def _record(distances: list[float], windows: list[float]) -> dict:
+    """A `claimbench jump --json` record with the fields the open-weight summary reads."""
+    from claimbench.stats import summarize
+    from methods.jreg.metric import all_forms, jump_strength
+
+    return {"source_model": "pkg:x", "distances": distances, "n_layers": len(distances),
+            "jump": jump_strength(distances), "jump_form": "ratio", "jump_k": 1, "forms": all_forms(distances),
+            "jump_windows": {**summarize(windows), "values": windows},
+            "final_is_max": distances[-1] >= max(distances[1:]),
+            "d_last_hf_normed": 0.5, "tokens": 64, "lm_loss": 3.0, "package": "x", "package_version": "1"}
+
+
+@pytest.mark.parametrize("j_b, verdict", [([0.5, 0.6, 0.55], "inconclusive"), ([2.0, 2.2, 2.1], "reproduced")])
+def test_open_weight_summary_and_claim_rule(tmp_path, j_b, verdict):
+    """One model with the jump and one without is a mix (inconclusive), never 'reproduced'."""
+    from claimbench.claims import load_all
+    from claimbench.study import compute
+    from claimbench.verdicts import decide
+    from methods.jreg.open_weight import main
+
+    a = _record([0.5, 0.2, 0.1, 0.1, 0.3], [2.9, 3.1, 3.0])
+    b = _record([0.4, 0.2, 0.1, 0.1, 0.05 if j_b[0] < 1 else 0.3], j_b)
+    out = tmp_path / "jreg"
+    out.mkdir()
+    for name, rec in (("smollm2", a), ("gemma3_270m", b)):
+        (out / f"open_weight_{name}.json").write_text(json.dumps(rec))
+    assert main(["--profiles", str(out / "open_weight_smollm2.json"), str(out / "open_weight_gemma3_270m.json"),
+                 "--out", str(out / "open_weight")]) == 0
+    summary = json.loads((out / "open_weight.json").read_text())
+    assert summary["models"]["smollm2"]["has_jump"] and summary["models"]["smollm2"]["final_is_max"]
+    assert summary["n_jump"] == (1 if verdict == "inconclusive" else 2)
+    # the claim's own statistic reads this file (every key it names must exist) and its rule gives the verdict
+    claim = next(c for c in load_all() if c.id == "jreg.c1_open_weight")
+    values = compute(claim.statistic, {}, {}, {"results": str(tmp_path), "runs_dir": "", "profile": "smoke"})
+    assert values["estimate"] == summary["frac_jump"] and values["j_smollm2"] == pytest.approx(3.0)
+    assert decide(claim.rule, values, "smoke")[0] == verdict
+    assert "| smollm2: pkg:x |" in (out / "open_weight.md").read_text()
+    with pytest.raises(ConfigError, match="--profiles: file not found"):
+        main(["--profiles", str(tmp_path / "nope.json"), "--out", str(tmp_path / "o")])
+
+
 @pytest.fixture(scope="module")
 def smollm2():
     """(model, tokenizer) of the packaged SmolLM2, loaded once (the slow part)."""

