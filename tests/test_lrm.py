@@ -461,6 +461,7 @@ def test_downstream_proxy_verdicts_and_no_verdict_at_chance(tmp_path, case, expe
     (tmp_path / "analysis" / "lrm" / "c11_downstream.json").write_text(json.dumps(out))
     assert out["adamw"]["n_above_chance"] == (0 if case == "chance" else 1)
     assert out["adamw"]["tasks_used"] == ([] if case == "chance" else ["cb_quartz"])
+    assert out["adamw"]["bits_per_byte"]["diff"] == pytest.approx(0.0)  # context: equal held-out bits here
     claims = {c.id: c for c in load_file(REPO / "benchmarks" / "claims" / "lrm.yaml")}
     for cid in ("lrm.c11_downstream_adam", "lrm.c11_downstream_muon", "lrm.c12_tiny"):
         c = claims[cid]

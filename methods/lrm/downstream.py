@@ -9,7 +9,8 @@ Per pair: a task counts only when the runs are above chance on it (pooled over b
 2 x lm-eval's mean per-run standard error), so a task at chance adds no noise and a pair with no such task has no
 estimate (NaN: the claims' rules cannot hold, the verdict is inconclusive, never one read from noise). Each run's
 score is its mean accuracy over the counted tasks; the estimate is mean(LRM) - mean(baseline) with a paired t
-interval over seeds (claimbench.stats.difference), and their ratio with the log-ratio interval (C12).
+interval over seeds (claimbench.stats.difference), and their ratio with the log-ratio interval (C12). The held-out
+perplexity task (cb_shakespeare_ppl, bits per byte) is reported beside it as context; no rule reads it.
 
     python -m methods.lrm.downstream --grid config/papers/lrm.smoke.yaml --runs-dir runs/smoke \\
         --out results/analysis/lrm/c11_downstream.json
@@ -77,7 +78,10 @@ def pair_stats(arms: dict[str, dict[str, RunSpec]], runs_dir: Path) -> dict:
         scores[arm] = {}
         for rid, spec in specs.items():
             path = runs_dir / rid / "lm_eval.json"
-            scores[arm][pair_key(spec)] = {"run_id": rid, "tasks": task_scores(json.loads(path.read_text()))}
+            ev = json.loads(path.read_text())
+            bpb = ((ev.get("results") or {}).get("cb_shakespeare_ppl") or {}).get("bits_per_byte,none")
+            scores[arm][pair_key(spec)] = {"run_id": rid, "tasks": task_scores(ev),
+                                           "bpb": float(bpb) if isinstance(bpb, (int, float)) else None}
     every = [r for rs in scores.values() for r in rs.values()]
     names = sorted(set.intersection(*(set(r["tasks"]) for r in every))) if every else []
     tasks = {}
@@ -95,6 +99,12 @@ def pair_stats(arms: dict[str, dict[str, RunSpec]], runs_dir: Path) -> dict:
                                      for arm, vals in per_run.items()},
                            "estimate": NAN, "ci_lo": NAN, "ci_hi": NAN, "ratio": NAN, "ratio_ci_lo": NAN,
                            "ratio_ci_hi": NAN}
+    bpb = {arm: {k: r["bpb"] for k, r in rs.items() if r.get("bpb") is not None} for arm, rs in scores.items()}
+    if all(len(v) == len(scores[arm]) and v for arm, v in bpb.items()):  # context, not in any rule: held-out bits
+        d = stats.difference(bpb["vec"], bpb["base"])
+        out["bits_per_byte"] = {"vec": statistics.fmean(bpb["vec"].values()),
+                                "base": statistics.fmean(bpb["base"].values()),
+                                "diff": d["estimate"], "ci_lo": d["ci_lo"], "ci_hi": d["ci_hi"]}
     if used:
         d = stats.difference(per_run["vec"], per_run["base"])
         out.update(estimate=d["estimate"], ci_lo=d["ci_lo"], ci_hi=d["ci_hi"], paired=d["paired"], n=d["n_a"])
