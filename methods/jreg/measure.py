@@ -133,7 +133,8 @@ def resolve_packaged(name: str) -> tuple[Path, dict]:
         import importlib
 
         try:  # the package's own joiner: verifies the chunks and the whole file's sha256, reuses a good copy
-            path = importlib.import_module(entry["module"]).assemble(Path(entry["assemble_to"]) / entry["file"])
+            target = Path(entry["assemble_to"]).resolve() / entry["file"]
+            path = Path(importlib.import_module(entry["module"]).assemble(target))
         except (OSError, ValueError) as e:
             raise ConfigError(f"pkg:{name}: could not assemble {entry['file']} ({e}); reinstall with: "
                               f"{INSTALL_HINT}") from None
