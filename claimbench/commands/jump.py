@@ -17,13 +17,17 @@ from pathlib import Path
 
 
 def cmd_jump(args) -> int:
+    from claimbench.config import ConfigError
     from claimbench.io import atomic_write_text
     from methods.jreg.measure import dumps, measure, profile_markdown, profile_record, save_png
+    from methods.jreg.metric import DEFAULT_JUMP_FORM, DEFAULT_JUMP_K, JUMP_FORMS
 
+    args.form = args.form or DEFAULT_JUMP_FORM
+    args.k = DEFAULT_JUMP_K if args.k is None else args.k
+    if args.form not in JUMP_FORMS:
+        raise ConfigError(f"--form: unknown jump form '{args.form}' (forms: {', '.join(JUMP_FORMS)})")
     text = Path(args.text) if args.text else None
     if text is not None and not text.is_file():
-        from claimbench.config import ConfigError
-
         raise ConfigError(f"--text: file not found: {text}")
     m = measure(args.model if args.model.startswith("pkg:") else Path(args.model), text, args.max_windows,
                 args.data_dir, args.block)
@@ -63,8 +67,7 @@ def cmd_jump(args) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from methods.jreg.metric import DEFAULT_JUMP_FORM, DEFAULT_JUMP_K, JUMP_FORMS
-
+    # the forms are read when the command runs: importing methods.jreg here (torch) would slow every command
     p = sub.add_parser("jump", help="hidden-state jump profile (angular distance per layer) of a model",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("model", help="runs/<id>/ckpt.pt, a run directory, a Hugging Face model directory, a .gguf file, "
@@ -74,9 +77,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--png", default="jump_profile.png", help="figure to write (default: %(default)s)")
     p.add_argument("--json", help="also write the profile record as JSON")
     p.add_argument("--md", help="also write a Markdown page of the profile (per-layer table, every jump form)")
-    p.add_argument("--form", choices=list(JUMP_FORMS), default=DEFAULT_JUMP_FORM,
-                   help="jump-strength form (default %(default)s, reconstructed: the paper's is not public)")
-    p.add_argument("-k", type=int, default=DEFAULT_JUMP_K, help="'last k layers' of the jump (default %(default)s)")
+    p.add_argument("--form", help="jump-strength form, one of methods/jreg/metric.py's JUMP_FORMS (default: ratio, "
+                                  "reconstructed: the paper's is not public)")
+    p.add_argument("-k", type=int, help="'last k layers' of the jump (default 1)")
     p.add_argument("--max-windows", type=int, default=8, help="text windows measured (default %(default)s)")
     p.add_argument("--block", type=int, default=128, help="window length for a HF model (default %(default)s)")
     p.add_argument("--data-dir", help="a checkpoint's data directory if it moved (tokenizer, val split)")
