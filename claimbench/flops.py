@@ -94,8 +94,9 @@ def _cuda_dtype(dtype: str) -> str:
     return dtype
 
 
-def peak_flops(device: torch.device, dtype: str) -> tuple[float, str]:
-    """Peak FLOP/s of `device` for matmuls in `dtype`, and where it comes from ('table:H100-SXM', 'measured:cpu')."""
+def peak_flops(device: torch.device, dtype: str, seconds: float = 0.3) -> tuple[float, str]:
+    """Peak FLOP/s of `device` for matmuls in `dtype`, and where it comes from ('table:H100-SXM', 'measured:cpu');
+    `seconds` is the matmul timing's length where there is no table entry."""
     _check_dtype(dtype)
     device = torch.device(device)
     if device.type == "cuda":
@@ -103,7 +104,7 @@ def peak_flops(device: torch.device, dtype: str) -> tuple[float, str]:
         found = table_peak(torch.cuda.get_device_name(device), dtype)
         if found is not None:
             return found
-    return measured_peak(str(device), dtype, torch.get_num_threads()), f"measured:{device.type}"
+    return measured_peak(str(device), dtype, torch.get_num_threads(), seconds), f"measured:{device.type}"
 
 
 @cache

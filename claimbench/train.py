@@ -156,7 +156,7 @@ class Trainer:
         # table's (GPUs) or a short matmul timing (CPU), under a forked RNG so that runs keep their numbers
         self.flops_per_unit: float | None = None
         with torch.random.fork_rng(devices=[]):
-            self.peak_flops, self.peak_source = flops.peak_flops(self.device, self.train_cfg.dtype)
+            self.peak_flops, self.peak_source = flops.peak_flops(self.device, self.train_cfg.dtype, seconds=0.1)
         self.hooks = {h: [m for m in self.methods if m.overrides(h)]
                       for h in ("extra_loss", "before_step", "after_step", "metrics")}
         self.losses = torch.full((self.train_cfg.steps,), float("nan"), dtype=torch.float64)
