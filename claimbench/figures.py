@@ -2,7 +2,8 @@
 
 Sweep statistics (`best_of_sweep`, `optimum_shift`) get loss-vs-swept-value curves, one per arm
 and scale; everything else gets training-loss curves per arm, the mean over seeds with a band from
-the seeds' min to max. Diverged seeds are drawn up to where they stopped and marked with an x.
+the seeds' min to max (no figure above MAX_CURVES curves). Diverged seeds are drawn up to where
+they stopped and marked with an x.
 """
 
 from __future__ import annotations
@@ -17,10 +18,15 @@ from claimbench.claims import Claim
 from claimbench.evidence import metric_series, metric_value, read_run
 from claimbench.io import atomic_write_bytes
 
+MAX_CURVES = 10  # more curves than matplotlib's colour cycle is unreadable: such a claim's page links its
+# analysis stage's own figure (e.g. flerm's loss-vs-LR per scale) instead of a generic one
+
 
 def loss_curves(ax, study: dict, key: str = "train_loss") -> bool:
     drew = False
     groups = _groups(study)
+    if len(groups) > MAX_CURVES:
+        return False
     for i, (label, runs) in enumerate(groups.items()):
         color = f"C{i % 10}"
         curves = []

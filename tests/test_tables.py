@@ -150,6 +150,17 @@ def test_corrupt_metrics_line_is_named(toy, tmp_path):
         write_figures([s], list(claims.values()), results)
 
 
+def test_no_generic_figure_with_more_curves_than_colours(toy, tmp_path):
+    from claimbench.figures import MAX_CURVES, claim_figure
+
+    claims, runs, results = toy
+    s = _study(claims, runs, results, "toy.better")
+    assert claim_figure(s, claims["toy.better"], tmp_path) is not None
+    run = next(iter(s["runs"].values()))[0]
+    s["runs"] = {f"arm{i}": [run] for i in range(MAX_CURVES + 1)}
+    assert claim_figure(s, claims["toy.better"], tmp_path / "many") is None
+
+
 def test_lm_eval_scores_and_scale_rule(toy):
     s = _study(*toy, "toy.downstream")
     assert s["verdict"] == "reproduced" and s["estimate"] == pytest.approx(0.11, abs=1e-9)
