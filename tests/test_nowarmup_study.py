@@ -138,3 +138,14 @@ def test_every_smoke_claim_trains_inside_the_papers_grid():
     for c in smoke:
         claim_runs = {rid for specs in c.arms("smoke").values() for rid in specs}
         assert claim_runs <= paper_runs, c.id
+
+
+def test_tau_band_counts_a_tau_better_than_warmup_as_good():
+    from methods.adamw2.analysis import tau_band
+
+    ref = [_run("warmup", 0.1, s, 5.0 + 0.01 * s) for s in range(2)]
+    taus = [RunInfo(None, "adamw2", 0.1, s, tau, "ok", None, v, 16)
+            for tau, v in ((0.01, 4.5), (0.1, 5.0), (1.0, 5.5)) for s in range(2)]
+    band = tau_band(taus, ref)
+    assert band["per_tau"]["0.01"]["good"] and not band["per_tau"]["1.0"]["good"]
+    assert band["log2_band_width"] == pytest.approx(math.log2(0.1 / 0.01))

@@ -225,7 +225,8 @@ def malignant(runs: list[RunInfo], n_boot: int = 2000, seed: int = 0) -> dict:
 
 
 def tau_band(tau_runs: list[RunInfo], warmup_runs: list[RunInfo]) -> dict:
-    """Widest contiguous band of tau (log2 units) whose runs all train and sit within max(2 SD, 0.02) of warmup."""
+    """Widest contiguous band of tau (log2 units) whose runs all train and end no worse than warmup by more than
+    max(2 SD, 0.02) nats."""
     ref = [r.val_loss for r in warmup_runs if r.status == "ok" and r.val_loss is not None]
     if not ref or not tau_runs:
         return {"log2_band_width": None, "reason": "no warmup reference or no tau runs"}
@@ -235,7 +236,8 @@ def tau_band(tau_runs: list[RunInfo], warmup_runs: list[RunInfo]) -> dict:
     for tau in sorted({r.tau for r in tau_runs}):
         rs = [r for r in tau_runs if r.tau == tau]
         vals = [r.val_loss for r in rs if r.status == "ok" and r.val_loss is not None]
-        good = len(vals) == len(rs) and abs(statistics.mean(vals) - ref_mean) <= tol
+        # one-sided: a tau that trains better than the warmup reference trains well too (spec row 6's "good band")
+        good = len(vals) == len(rs) and statistics.mean(vals) - ref_mean <= tol
         per_tau[tau] = {"val_loss_mean": statistics.mean(vals) if vals else None, "good": good,
                         "diverged": sum(r.status == "diverged" for r in rs)}
     best, run = 0.0, []
