@@ -62,7 +62,7 @@ def one_process(out: Path, config: Path, sets: list[str]) -> None:
     assert execute(prepare(load_config(config, sets), out)) == 0
 
 
-THROUGHPUT = ("tokens_per_s", "samples_per_s")
+THROUGHPUT = ("tokens_per_s", "samples_per_s", "mfu")  # timings, not numbers of the run
 OF_OUTPUTS = ("lrm/logit_rms", "lrm/resid_rms")  # statistics of the forward's outputs, not of the tensors
 
 

@@ -62,6 +62,9 @@ class Lora(Method):
     """LoRA fine-tuning of a trained checkpoint through PEFT (the base weights frozen)."""
 
     Options = LoraOptions
+    # the default targets are our GPT's q/k/v/o projections (the paper's LoRA setup is a language model); timm's
+    # fused `qkv` would need a target list and a FLeRM record of its own
+    workloads = frozenset({"gpt"})
 
     @classmethod
     def check(cls, options: LoraOptions, workload: Workload) -> None:
