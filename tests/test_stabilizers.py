@@ -78,12 +78,14 @@ def test_paper_grid_runs_all_validate(tmp_path, profile):
     """Every run of config/papers/nowarmup.<profile>.yaml is a valid config (plugins and their options included)."""
     import yaml
 
+    from benchmarks.data.images import micro_image_dir
     from claimbench.grid import expand
     from claimbench.testing import REPO, micro_data_dir
 
     grid = yaml.safe_load((REPO / "config" / "papers" / f"nowarmup.{profile}.yaml").read_text())["grid"]
     runs = expand(grid)
-    assert {e["study"] for e in grid} == {"sweep", "arms", "tau"} and any(e.get("replay") for e in grid)
+    assert {e["study"] for e in grid} == {"sweep", "arms", "tau", "vision"} and any(e.get("replay") for e in grid)
     for spec in runs.values():
-        cfg = load_config(REPO / spec.config, [*spec.sets, f"data.dir={micro_data_dir()}"])
+        data = micro_data_dir() if spec.run_id.startswith("gpt-") else micro_image_dir()
+        cfg = load_config(REPO / spec.config, [*spec.sets, f"data.dir={data}"])
         prepare(cfg, tmp_path / spec.run_id)
