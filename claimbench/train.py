@@ -152,11 +152,14 @@ class Trainer:
         self.fwd_model = torch.compile(fwd) if self.train_cfg.compile else fwd
         self.autocast = (torch.autocast(self.device.type, dtype=torch.bfloat16)
                          if self.train_cfg.dtype == "bfloat16" else nullcontext())
-        # MFU: the base model's training FLOPs per unit are counted on the first batch; the peak is the device
-        # table's (GPUs) or a short matmul timing (CPU), under a forked RNG so that runs keep their numbers
-        self.flops_per_unit: float | None = None
+        # MFU: the base model's training FLOPs per unit (counted here, outside the timed loop) over the device's
+        # peak (its table entry on GPUs, a short matmul timing on a CPU), under a forked RNG: runs keep their numbers
         with torch.random.fork_rng(devices=[]):
             self.peak_flops, self.peak_source = flops.peak_flops(self.device, self.train_cfg.dtype, seconds=0.1)
+            # a micro-batch's shape is all the count needs (batches are pure functions of the step)
+            micro_bs = self.train_cfg.batch_size // (self.train_cfg.grad_accum * self.dist.world_size)
+            self.flops_per_unit = self._count_flops(wl.train_batch(0, self.dist.rank * self.train_cfg.grad_accum,
+                                                                   micro_bs))
         self.hooks = {h: [m for m in self.methods if m.overrides(h)]
                       for h in ("extra_loss", "before_step", "after_step", "metrics")}
         self.losses = torch.full((self.train_cfg.steps,), float("nan"), dtype=torch.float64)
@@ -218,8 +221,6 @@ class Trainer:
         loss_sum, units = torch.zeros((), device=self.device), 0
         for k in range(accum):
             batch = self._to_device(wl.train_batch(self.step, self.dist.rank * accum + k, micro_bs))
-            if self.flops_per_unit is None:
-                self.flops_per_unit = self._count_flops(batch)
             last = k == accum - 1
             if self.fsdp:
                 self.model.set_requires_gradient_sync(last)
@@ -398,7 +399,7 @@ def execute(run: Run) -> int:
         res["wall_s"] = trainer.wall_before + trainer.elapsed()
         if trainer.dist.enabled:
             res["world_size"] = trainer.dist.world_size
-        if trainer.flops_per_unit is not None and math.isfinite(trainer.flops_per_unit):
+        if math.isfinite(trainer.flops_per_unit):
             res.update(flops_per_unit=trainer.flops_per_unit, peak_flops=trainer.peak_flops,
                        peak_source=trainer.peak_source)
         state = trainer.state_dict() if res["status"] == "ok" else None
