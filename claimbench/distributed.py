@@ -45,10 +45,6 @@ def world_size() -> int:
     return env().world_size
 
 
-def rank() -> int:
-    return env().rank
-
-
 def is_main() -> bool:
     """Rank 0 (or the only process) writes the run files; the other ranks only train."""
     return env().rank == 0

@@ -8,7 +8,6 @@ they stopped and marked with an x.
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +15,7 @@ from matplotlib.figure import Figure
 
 from claimbench.claims import Claim
 from claimbench.evidence import metric_series, metric_value, read_run
-from claimbench.io import atomic_write_bytes
+from claimbench.io import atomic_save_png
 
 MAX_CURVES = 10  # more curves than matplotlib's colour cycle is unreadable: such a claim's page links its
 # analysis stage's own figure (e.g. flerm's loss-vs-LR per scale) instead of a generic one
@@ -113,10 +112,7 @@ def claim_figure(study: dict, claim: Claim, out_dir: Path) -> Path | None:
     ax.grid(alpha=0.3)
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"{claim.id}.png"
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    atomic_write_bytes(path, buf.getvalue())  # a killed job leaves no half-written PNG
-    return path
+    return atomic_save_png(fig, path, dpi=90)
 
 
 def figures_dir(results_dir: str | Path) -> Path:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import platform
@@ -15,6 +16,14 @@ from typing import Any
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 _VERSIONED = ("claimbench", "torch", "numpy", "timm", "torchvision", "tokenizers", "lm_eval", "snakemake")
+
+
+def atomic_save_png(fig, path: str | Path, dpi: int = 100) -> Path:
+    """A matplotlib figure to PNG through atomic_write_bytes: a killed job leaves no half-written figure."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi)
+    atomic_write_bytes(path, buf.getvalue())
+    return Path(path)
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:

@@ -293,7 +293,7 @@ class Trainer:
         steps, log_every = tc.steps, cfg.log.every
         self.t_start = time.perf_counter()
         unit = f"{self.run.workload.unit}_per_s"
-        main = distributed.is_main()  # rank 0 logs and writes; every rank computes the same row
+        main = self.dist.rank == 0  # rank 0 logs and writes; every rank computes the same row
         bar = tqdm(total=steps, initial=self.step, disable=not (main and sys.stderr.isatty()),
                    desc=self.run.out.name, dynamic_ncols=True)
         pending: list[torch.Tensor] = []

@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from claimbench.io import atomic_write_json, atomic_write_text
+from claimbench.io import atomic_save_png, atomic_write_json, atomic_write_text
 
 LOW_ENTROPY = 0.3  # nats (spec section 5, row 5)
 LOW_RANK_FRAC = 0.1  # effective rank / sequence length (reconstructed)
@@ -279,10 +279,8 @@ def figures(runs: list[RunInfo], out: Path) -> list[Path]:
         ax.legend(uniq.values(), uniq.keys(), fontsize=7)
         ax.set_title("dashed: crashed runs (diverged or stalled, ours)")
         fig.tight_layout()
-        p = out / f"{name}.png"
-        fig.savefig(p, dpi=100)
+        paths.append(atomic_save_png(fig, out / f"{name}.png"))
         plt.close(fig)
-        paths.append(p)
     return paths
 
 

@@ -30,6 +30,7 @@ import yaml
 from claimbench import stats
 from claimbench.config import parse_value
 from claimbench.grid import expand
+from claimbench.io import atomic_save_png
 
 
 def _sets(spec) -> dict:
@@ -236,7 +237,7 @@ def figures(res: dict, out_dir: Path) -> None:
             ax.legend(fontsize=7)
         axes[0][0].set_ylabel("final train loss")
         fig.tight_layout()
-        fig.savefig(out_dir / f"{name}.png", dpi=110)
+        atomic_save_png(fig, out_dir / f"{name}.png", dpi=110)
         plt.close(fig)
 
 
@@ -266,8 +267,7 @@ def fslr_figures(grid: list[dict], res: dict, out_dir: Path) -> list[str]:
         ax.set_title(f"{parts[1]}: Adam at lr {lr:.3g}, seeds {rec['seeds']}")
         ax.legend(fontsize=5, ncol=2)
         fig.tight_layout()
-        out_dir.mkdir(parents=True, exist_ok=True)
-        fig.savefig(out_dir / f"fslr_{parts[1]}.png", dpi=110)
+        atomic_save_png(fig, out_dir / f"fslr_{parts[1]}.png", dpi=110)
         plt.close(fig)
         made.append(f"fslr_{parts[1]}")
     return made

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from claimbench.config import ConfigError
+from claimbench.io import atomic_save_png
 
 
 @dataclass
@@ -312,8 +313,7 @@ def save_png(record: dict, path: Path, title: str) -> None:
     ax.set_ylim(bottom=0)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
+    atomic_save_png(fig, path)
     plt.close(fig)
 
 

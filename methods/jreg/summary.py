@@ -20,7 +20,7 @@ from pathlib import Path
 
 import yaml
 
-from claimbench.io import atomic_write_json, atomic_write_text, read_jsonl
+from claimbench.io import atomic_save_png, atomic_write_json, atomic_write_text, read_jsonl
 from methods.jreg.metric import DEFAULT_JUMP_FORM, JUMP_FORM_STATUS, jump_strength
 
 CLAIM_STATISTICS = {
@@ -192,7 +192,7 @@ def figures(summary: dict, runs: list[dict], out: Path) -> None:
         ax.set_title(setting, fontsize=9)
         ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(out / "jump_over_training.png", dpi=100)
+    atomic_save_png(fig, out / "jump_over_training.png")
     plt.close(fig)
     fig, axes = plt.subplots(1, len(settings), figsize=(6 * len(settings), 3.8), squeeze=False)
     for ax, setting in zip(axes[0], settings, strict=True):
@@ -205,7 +205,7 @@ def figures(summary: dict, runs: list[dict], out: Path) -> None:
         ax.set_title(setting, fontsize=9)
         ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(out / "profiles.png", dpi=100)
+    atomic_save_png(fig, out / "profiles.png")
     plt.close(fig)
 
 

@@ -408,18 +408,21 @@ def summary_md(s: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def grid_cli(description: str, argv: list[str] | None) -> tuple[dict, str, Path, Path]:
+    """The lrm analysis stages' shared command line: (grid config, its path, runs dir, output file)."""
+    p = argparse.ArgumentParser(description=description)
     p.add_argument("--grid", required=True)
     p.add_argument("--runs-dir", required=True)
     p.add_argument("--out", required=True)
     a = p.parse_args(argv)
-    cfg = yaml.safe_load(Path(a.grid).read_text())
-    sweep = load_sweep(cfg, a.grid)
+    return yaml.safe_load(Path(a.grid).read_text()) or {}, a.grid, Path(a.runs_dir), Path(a.out)
+
+
+def main(argv: list[str] | None = None) -> None:
+    cfg, grid, runs_dir, out = grid_cli(__doc__.splitlines()[0], argv)
+    sweep = load_sweep(cfg, grid)
     trials = [{**e, "study": "mup_sweep"} for e in trial_grid(sweep)] if sweep else []
-    s = analyse(cfg["grid"] + trials, Path(a.runs_dir))
-    out = Path(a.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    s = analyse(cfg["grid"] + trials, runs_dir)
     atomic_write_json(out, s)
     for name, content in claim_files(s).items():
         atomic_write_json(out.parent / name, content)

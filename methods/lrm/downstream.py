@@ -18,19 +18,17 @@ perplexity task (cb_shakespeare_ppl, bits per byte) is reported beside it as con
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import statistics
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from claimbench import stats
 from claimbench.config import ConfigError
 from claimbench.grid import RunSpec, expand
 from claimbench.io import atomic_write_json
+from methods.lrm.analysis import grid_cli
 
 METRICS = ("acc_norm", "acc")  # the first an lm-eval task reports (lm-eval's leaderboard convention: acc_norm)
 NAN = float("nan")
@@ -123,13 +121,8 @@ def analyse(grid_cfg: dict, runs_dir: Path, where: str = "grid") -> dict:
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--grid", required=True)
-    p.add_argument("--runs-dir", required=True)
-    p.add_argument("--out", required=True)
-    a = p.parse_args(argv)
-    cfg = yaml.safe_load(Path(a.grid).read_text()) or {}
-    atomic_write_json(Path(a.out), analyse(cfg, Path(a.runs_dir), a.grid))
+    cfg, grid, runs_dir, out = grid_cli(__doc__.splitlines()[0], argv)
+    atomic_write_json(out, analyse(cfg, runs_dir, grid))
 
 
 if __name__ == "__main__":

@@ -32,7 +32,7 @@ import numpy as np
 import yaml
 
 from claimbench.grid import expand
-from claimbench.io import atomic_write_text
+from claimbench.io import atomic_save_png, atomic_write_text
 from methods.optlaws.base import LAWS, FitError, Law
 from methods.optlaws.curves import Curve, read_run
 from methods.optlaws.selection import ThresholdRule, f1
@@ -321,8 +321,6 @@ def plot(result: dict, base: list[Run], figures: Path) -> list[Path]:
         ax.set_ylim(lo - 0.1, lo + 1.5)
         ax.legend(fontsize=6)
         fig.tight_layout()
-        p = figures / f"heldout_{r.family}_lr{r.lr:g}.png"
-        fig.savefig(p, dpi=90)
+        paths.append(atomic_save_png(fig, figures / f"heldout_{r.family}_lr{r.lr:g}.png", dpi=90))
         plt.close(fig)
-        paths.append(p)
     return paths
