@@ -57,14 +57,14 @@ def test_no_train_val_overlap(data_dir):
 
 
 def test_batches_shapes_labels_and_purity(data_dir):
-    pipe = ImagePipeline(ImageData(dir=str(data_dir)), 32, augment_default=True, seed=3, grad_accum=2)
+    pipe = ImagePipeline(ImageData(dir=str(data_dir)), 32, augment_default=True, seed=3, global_batch=32)
     x, y = pipe.train_batch(7, 1, 16)
     assert x.shape == (16, 1, 32, 32) and x.dtype == torch.float32
     assert y.dtype == torch.int64 and 0 <= int(y.min()) and int(y.max()) < 10
     x2, y2 = pipe.train_batch(7, 1, 16)  # a batch is a pure function of (seed, step, micro)
     assert torch.equal(x, x2) and torch.equal(y, y2)
     assert not torch.equal(x, pipe.train_batch(7, 0, 16)[0])
-    other_seed = ImagePipeline(ImageData(dir=str(data_dir)), 32, augment_default=True, seed=4, grad_accum=2)
+    other_seed = ImagePipeline(ImageData(dir=str(data_dir)), 32, augment_default=True, seed=4, global_batch=32)
     assert not torch.equal(y, other_seed.train_batch(7, 1, 16)[1])
     vx, vy = pipe.val_batch(0, 16)
     assert torch.equal(vx, other_seed.val_batch(0, 16)[0])  # validation does not depend on the seed
@@ -72,7 +72,7 @@ def test_batches_shapes_labels_and_purity(data_dir):
 
 
 def test_one_epoch_visits_every_image_once(data_dir):
-    pipe = ImagePipeline(ImageData(dir=str(data_dir)), None, augment_default=False, seed=0, grad_accum=1)
+    pipe = ImagePipeline(ImageData(dir=str(data_dir)), None, augment_default=False, seed=0, global_batch=1000)
     seen = np.concatenate([pipe.train_indices(s, 0, 1000) for s in range(60)])
     assert len(np.unique(seen)) == 60000
     assert not np.array_equal(pipe.train_indices(60, 0, 1000), pipe.train_indices(0, 0, 1000))  # epoch 2 reshuffles
@@ -80,8 +80,8 @@ def test_one_epoch_visits_every_image_once(data_dir):
 
 def test_accumulation_changes_nothing_in_the_data(data_dir):
     opts = ImageData(dir=str(data_dir))
-    whole = ImagePipeline(opts, 32, augment_default=True, seed=1, grad_accum=1).train_batch(5, 0, 16)
-    acc = ImagePipeline(opts, 32, augment_default=True, seed=1, grad_accum=2)
+    whole = ImagePipeline(opts, 32, augment_default=True, seed=1, global_batch=16).train_batch(5, 0, 16)
+    acc = ImagePipeline(opts, 32, augment_default=True, seed=1, global_batch=16)
     parts = [acc.train_batch(5, m, 8) for m in (0, 1)]
     assert torch.equal(whole[0], torch.cat([p[0] for p in parts]))
     assert torch.equal(whole[1], torch.cat([p[1] for p in parts]))
@@ -98,7 +98,7 @@ def test_imagefolder_layout(data_dir, tmp_path):
             folder = tmp_path / split / f"class{int(rec['label'])}"
             folder.mkdir(parents=True, exist_ok=True)
             Image.fromarray(np.asarray(rec["image"][..., 0])).save(folder / f"{i}.png")
-    pipe = ImagePipeline(ImageData(dir=str(tmp_path)), 24, augment_default=True, seed=0, grad_accum=1)
+    pipe = ImagePipeline(ImageData(dir=str(tmp_path)), 24, augment_default=True, seed=0, global_batch=4)
     x, y = pipe.train_batch(0, 0, 4)
     assert x.shape == (4, 3, 24, 24) and int(y.max()) < pipe.num_classes
     assert torch.equal(x, pipe.train_batch(0, 0, 4)[0])
@@ -110,8 +110,8 @@ def test_imagefolder_layout(data_dir, tmp_path):
 
 
 def test_augmentation_and_padding(data_dir):
-    plain = ImagePipeline(ImageData(dir=str(data_dir)), 32, augment_default=False, seed=0, grad_accum=1)
-    aug = ImagePipeline(ImageData(dir=str(data_dir)), 32, augment_default=True, seed=0, grad_accum=1)
+    plain = ImagePipeline(ImageData(dir=str(data_dir)), 32, augment_default=False, seed=0, global_batch=32)
+    aug = ImagePipeline(ImageData(dir=str(data_dir)), 32, augment_default=True, seed=0, global_batch=32)
     x, _ = plain.train_batch(0, 0, 32)
     xa, _ = aug.train_batch(0, 0, 32)
     zero = -plain.mean.item() / plain.std.item()  # a black pixel after normalisation
@@ -121,7 +121,7 @@ def test_augmentation_and_padding(data_dir):
 
 
 def test_mixup_gives_class_probabilities(data_dir):
-    pipe = ImagePipeline(ImageData(dir=str(data_dir), mixup=0.2), 32, augment_default=False, seed=0, grad_accum=1)
+    pipe = ImagePipeline(ImageData(dir=str(data_dir), mixup=0.2), 32, augment_default=False, seed=0, global_batch=8)
     x, y = pipe.train_batch(0, 0, 8)
     assert y.shape == (8, 10) and torch.allclose(y.sum(-1), torch.ones(8))
     assert torch.equal(y, pipe.train_batch(0, 0, 8)[1])

@@ -265,8 +265,8 @@ class ImagePipeline:
     (mixup pairs images within a micro-batch: the one exception).
     """
 
-    def __init__(self, opts: ImageData, img_size: int | None, augment_default: bool, seed: int, grad_accum: int):
-        self.opts, self.img_size, self.seed, self.grad_accum = opts, img_size, seed, grad_accum
+    def __init__(self, opts: ImageData, img_size: int | None, augment_default: bool, seed: int, global_batch: int):
+        self.opts, self.img_size, self.seed, self.global_batch = opts, img_size, seed, global_batch
         self.train, self.meta = open_split(opts.dir, "train")
         self.val, _ = open_split(opts.dir, "val")
         self.augment = augment_default if opts.augment is None else opts.augment
@@ -285,7 +285,7 @@ class ImagePipeline:
 
     def positions(self, step: int, micro: int, batch_size: int) -> np.ndarray:
         """Sample positions of the micro-batch in the run's stream (epochs laid end to end)."""
-        return (step * self.grad_accum + micro) * batch_size + np.arange(batch_size)
+        return step * self.global_batch + micro * batch_size + np.arange(batch_size)
 
     def train_indices(self, step: int, micro: int, batch_size: int) -> np.ndarray:
         """Dataset indices of the micro-batch: its positions looked up in the seeded epoch orders."""
@@ -301,7 +301,7 @@ class ImagePipeline:
     def _draws(self, step: int, micro: int, batch_size: int) -> dict[str, torch.Tensor]:
         """Every random choice of the step, drawn for the global batch from (seed, step), this micro-batch's slice."""
         g = torch.Generator().manual_seed(stable_key(self.seed, step, AUG_KEY))
-        total = batch_size * self.grad_accum
+        total = self.global_batch
         pad = self._crop_pad()
         d = {"dy": torch.randint(0, 2 * pad + 1, (total,), generator=g),
              "dx": torch.randint(0, 2 * pad + 1, (total,), generator=g),

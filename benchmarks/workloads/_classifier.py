@@ -9,7 +9,6 @@ import torch
 import torch.nn.functional as F
 
 from benchmarks.data.images import ImageData, ImagePipeline
-from claimbench.distributed import world_size
 from claimbench.plugin import Outputs, Workload
 
 # Sizes trained for a few hundred steps: random crop + flip only slows them (ViT smoke, step 80: train loss
@@ -29,9 +28,9 @@ class ImageClassifier(Workload):
         return getattr(self.opts, "img_size", None)
 
     def check_data(self) -> None:
-        # the pipeline cuts each step's batch into grad_accum micro-batches per rank, on every torchrun rank
+        # the pipeline slices each step's global batch: accumulation and torchrun ranks pick their micro-batch
         self.pipe = ImagePipeline(self.data_opts, self.image_size(), augment_default=self.cfg.size not in SHORT_SIZES,
-                                  seed=self.cfg.seed, grad_accum=self.cfg.train.grad_accum * world_size())
+                                  seed=self.cfg.seed, global_batch=self.cfg.train.batch_size)
         self.chance_acc = 1.0 / self.pipe.num_classes
 
     def data_shape(self) -> tuple[int, int]:
