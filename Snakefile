@@ -59,6 +59,7 @@ rule all:
     input:
         f"{RESULTS}/runs.csv",
         f"{RESULTS}/claims.md",
+        f"{RESULTS}/figures/claims",
         lambda w: TARGETS,
 
 
@@ -116,11 +117,16 @@ rule train:
         launch.train_shell(NPROC)
 
 
+# a run list that reads RUNS when the DAG is built, after rules/*.smk have added their runs
+def all_results(wildcards=None):
+    return [f"{RUNS_DIR}/{rid}/result.json" for rid in sorted(RUNS)]
+
+
 rule aggregate:
     conda:
         "environment.yml"
     input:
-        [f"{RUNS_DIR}/{rid}/result.json" for rid in sorted(RUNS)],
+        all_results,
     output:
         f"{RESULTS}/runs.csv",
     params:
@@ -130,6 +136,29 @@ rule aggregate:
         f"{RESULTS}/logs/aggregate.log",
     shell:
         "{params.py} -m claimbench aggregate {params.dirs} --out {output} > {log} 2>&1"
+
+
+# the evidence store: a verbatim copy of every finished run's small files (claimbench/evidence.py), which a
+# fresh clone's `claimbench tables` reads; the stamp (not tracked) marks the copy as up to date
+EVIDENCE = config.get("evidence_dir") or f"results/evidence/{config['profile']}"
+
+
+rule evidence:
+    conda:
+        "environment.yml"
+    input:
+        runs=all_results,
+        lm_eval=lambda w: [t for t in TARGETS if t.endswith("/lm_eval.json")],
+    output:
+        touch(f"{RESULTS}/logs/evidence.stamp"),
+    params:
+        py=PY,
+        store=EVIDENCE,
+        dirs=lambda w, input: " ".join(str(Path(p).parent) for p in input.runs),
+    log:
+        f"{RESULTS}/logs/evidence.log",
+    shell:
+        "{params.py} -m claimbench evidence --store {params.store} {params.dirs} > {log} 2>&1"
 
 
 # extra stages (lm-eval, per-method analyses, studies) live in rules/*.smk, one file per job

@@ -1,6 +1,11 @@
 """Read what one run left on disk, tolerating the broken: a missing or corrupt file is a warning
 naming it and the run counts as missing, so tables are always built.
 
+The evidence store (`results/evidence/<profile>/<run_id>/`) keeps a verbatim copy of each finished
+run's small files (`RUN_FILES`, never the checkpoint), so a fresh clone rebuilds the tables from
+what the repository holds. A run is read from the runs directory when it is there, from the store
+otherwise (`locate`).
+
 Metric names a claim may use:
 - `final_val_loss`, `final_train_loss`, `final_val_acc`, ... : a key of `result.json`;
 - `metrics:<key>[:last|first|min|max|mean]`: a key of `metrics.jsonl` (default: its last value);
@@ -9,6 +14,7 @@ Metric names a claim may use:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import warnings
@@ -16,6 +22,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from claimbench.config import ConfigError
+from claimbench.io import atomic_write_bytes
+
+RUN_FILES = ("config.yaml", "result.json", "metrics.jsonl", "lm_eval.json")
 
 METRIC_REDUCERS = ("last", "first", "min", "max", "mean")
 
@@ -153,3 +162,42 @@ def provenance(runs: list[RunEvidence]) -> dict:
     return {"git_shas": shas, "mixed_code": len(shas) > 1 or len(vers) > 1,
             "config_hashes": {r.run_id: r.result.get("config_hash") for r in used},
             "versions": [json.loads(v) for v in vers]}
+
+
+def locate(run_id: str, runs_dir: str | Path, store: str | Path | None) -> Path:
+    """Where to read a run: the runs directory when it holds the run's result, else the evidence store."""
+    live = Path(runs_dir) / run_id
+    if store is None or (live / "result.json").is_file():
+        return live
+    kept = Path(store) / run_id
+    return kept if (kept / "result.json").is_file() else live
+
+
+def archive(run_dirs: list[str | Path], store: str | Path) -> dict:
+    """Copy each run's `RUN_FILES` into the store (only what changed; atomically); returns what was kept.
+
+    Runs already in the store and not named here stay: a DAG over one paper keeps the others' evidence.
+    A run without a result.json is skipped (nothing finished to keep).
+    """
+    store = Path(store)
+    index: dict = {}
+    for d in map(Path, run_dirs):
+        if not (d / "result.json").is_file():
+            continue
+        entry = {}
+        for name in RUN_FILES:
+            src, dst = d / name, store / d.name / name
+            if not src.is_file():
+                dst.unlink(missing_ok=True)
+                continue
+            data = src.read_bytes()
+            if not dst.is_file() or dst.read_bytes() != data:
+                atomic_write_bytes(dst, data)
+            entry[name] = hashlib.sha256(data).hexdigest()
+        try:
+            res = json.loads((d / "result.json").read_text())
+            entry["status"], entry["cpu_s"] = res.get("status"), res.get("cpu_s")
+        except (OSError, ValueError, AttributeError):
+            entry["status"] = "corrupt"
+        index[d.name] = entry
+    return index

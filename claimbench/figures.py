@@ -125,4 +125,7 @@ def write_figures(studies: list[dict], claims: list[Claim], results_dir: str | P
     out = figures_dir(results_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = [claim_figure(s, by_id[s["claim"]], out) for s in studies]
+    for s, p in zip(studies, paths, strict=True):  # a claim that has no figure now keeps no stale one
+        if p is None:
+            (out / f"{s['claim']}.png").unlink(missing_ok=True)
     return [p for p in paths if p is not None]

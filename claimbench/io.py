@@ -15,6 +15,7 @@ from typing import Any
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
+_NOT_CODE = (":(exclude)results", ":(exclude)runs", ":(exclude)data")
 _VERSIONED = ("claimbench", "torch", "numpy", "timm", "torchvision", "tokenizers", "lm_eval", "snakemake")
 
 
@@ -81,13 +82,17 @@ def read_jsonl(path: str | Path) -> list[dict]:
 
 @lru_cache(maxsize=1)
 def git_sha() -> str:
-    """The commit of the claimbench checkout (with '-dirty' if it has uncommitted changes)."""
-    root = Path(__file__).resolve().parents[1]
+    """The commit of the claimbench checkout, with '-dirty' if its code or configs have uncommitted changes
+    (results, runs and data do not count: regenerating a table must not make the next run 'dirty')."""
+    return checkout_sha(Path(__file__).resolve().parents[1])
+
+
+def checkout_sha(root: Path) -> str:
     try:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
                              timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                               capture_output=True, text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".", *_NOT_CODE],
+                               cwd=root, capture_output=True, text=True, timeout=10).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return "unknown"
     return (sha or "unknown") + ("-dirty" if sha and dirty else "")
@@ -102,3 +107,39 @@ def versions() -> dict[str, str]:
         except PackageNotFoundError:
             pass
     return out
+
+
+@lru_cache(maxsize=1)
+def hardware() -> dict:
+    """What the numbers were computed on. Bit-identity holds only within one hardware class (CPU model and
+    the SIMD level torch dispatches to, or GPU name): the same seed on another CPU gives slightly other losses."""
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    out = {"cpu": cpu, "isa": torch.backends.cpu.get_cpu_capability(), "machine": platform.machine(),
+           "threads": torch.get_num_threads(), "mkldnn": torch.backends.mkldnn.is_available(),
+           "blas": _blas(torch)}
+    if torch.cuda.is_available():
+        out["gpu"] = torch.cuda.get_device_name(0)
+        out["cuda"] = torch.version.cuda
+    return out
+
+
+def hardware_class(hw: dict) -> str:
+    """The part of `hardware()` that decides bit-identity."""
+    return " | ".join(str(hw.get(k, "?")) for k in ("gpu", "cpu", "isa") if k != "gpu" or hw.get("gpu"))
+
+
+def _blas(torch) -> str:
+    cfg = torch.__config__.show()
+    for key in ("BLAS_INFO=", "LAPACK_INFO="):
+        if key in cfg:
+            return cfg.split(key, 1)[1].split(",", 1)[0].strip()
+    return "unknown"

@@ -58,7 +58,10 @@ def load_run_model(checkpoint: str | Path, device: str = "cpu") -> tuple[torch.n
     except yaml.YAMLError as e:
         raise ConfigError(f"{cfg_path}: not valid YAML ({str(e).splitlines()[0]})") from None
     cfg = validate(raw, str(cfg_path))
-    data_dir = _resolve(str(cfg.data.get("dir", "")))
+    # a run that relied on its workload's default data directory has no data.dir in its config
+    default = getattr(registry.get("workload", cfg.workload), "DataOptions", None)
+    default_dir = default.model_fields["dir"].default if default is not None and "dir" in default.model_fields else ""
+    data_dir = _resolve(str(cfg.data.get("dir") or default_dir))
     cfg = validate({**cfg.model_dump(mode="json"), "data": {**cfg.data, "dir": str(data_dir)}}, str(cfg_path))
     from benchmarks.data.text import load_tokenizer
 

@@ -17,7 +17,7 @@ import numpy as np
 
 from claimbench import stats
 from claimbench.config import parse_value
-from claimbench.evidence import RunEvidence, metric_series, metric_value, provenance, read_run
+from claimbench.evidence import RunEvidence, locate, metric_series, metric_value, provenance, read_run
 from claimbench.verdicts import decide
 
 if TYPE_CHECKING:
@@ -61,8 +61,12 @@ def _value(ev: RunEvidence, stat: dict) -> float | None:
 
 
 def run_study(claim: Claim, profile: str, runs_dir: str | Path, results_dir: str | Path,
-              unknown: list[str] | None = None) -> dict:
-    """The study dict: verdict, the numbers behind it, the runs it used and their provenance."""
+              unknown: list[str] | None = None, store: str | Path | None = None) -> dict:
+    """The study dict: verdict, the numbers behind it, the runs it used and their provenance.
+
+    Runs are read from `runs_dir`, or from the evidence `store` where `runs_dir` lacks them; each run's
+    `link` names its place in the store (when there is one), so a table does not depend on where it was read.
+    """
     stat, rule = claim.statistic, claim.rule
     arms = claim.arms(profile)
     base = {"claim": claim.id, "paper": claim.paper["id"], "profile": profile, "statistic": stat["kind"],
@@ -79,7 +83,7 @@ def run_study(claim: Claim, profile: str, runs_dir: str | Path, results_dir: str
         entry = claim.grid[profile][arm]
         rows = []
         for rid, spec in specs.items():
-            ev = read_run(Path(runs_dir) / rid)
+            ev = read_run(locate(rid, runs_dir, store))
             ev.sets = _sets(spec)
             ev.key = tuple(json.dumps(ev.sets.get(k)) for k in sorted(entry.get("sweep", {}))) + (ev.sets.get("seed"),)
             if ev.usable and stat.get("metric") and stat["kind"] not in ("diverged_fraction", "from_file") \
@@ -89,8 +93,9 @@ def run_study(claim: Claim, profile: str, runs_dir: str | Path, results_dir: str
                 missing.append(f"{rid} ({ev.problem})")
             rows.append(ev)
         evidence[arm] = rows
-    base["runs"] = {arm: [{"run_id": ev.run_id, "run_dir": str(ev.run_dir), "status": ev.status,
-                           "sets": ev.sets} for ev in rows] for arm, rows in evidence.items()}
+    base["runs"] = {arm: [{"run_id": ev.run_id, "run_dir": str(ev.run_dir), "status": ev.status, "sets": ev.sets,
+                           "link": str(Path(store) / ev.run_id) if store is not None else str(ev.run_dir)}
+                          for ev in rows] for arm, rows in evidence.items()}
     base["provenance"] = provenance([ev for rows in evidence.values() for ev in rows])
     if missing:
         n = sum(len(r) for r in evidence.values())

@@ -24,7 +24,8 @@ COLUMNS = ["paper", "claim", "statement", "source", "paper_value", "our_value", 
            "ours", "runs"]
 
 
-def build_studies(claims: list[Claim], profile: str, runs_dir: str | Path, results_dir: str | Path) -> list[dict]:
+def build_studies(claims: list[Claim], profile: str, runs_dir: str | Path, results_dir: str | Path,
+                  store: str | Path | None = None) -> list[dict]:
     """One study per claim, computed fresh from the run files (missing/corrupt runs -> not_run).
 
     Plugins are looked up (importing every plugin module, seconds) only to explain missing runs:
@@ -32,11 +33,11 @@ def build_studies(claims: list[Claim], profile: str, runs_dir: str | Path, resul
     """
     studies = []
     for c in claims:
-        s = run_study(c, profile, runs_dir, results_dir)
+        s = run_study(c, profile, runs_dir, results_dir, store=store)
         if s["missing"]:
             unknown = unknown_plugins(c, profile)
             if unknown:
-                s = run_study(c, profile, runs_dir, results_dir, unknown)
+                s = run_study(c, profile, runs_dir, results_dir, unknown, store=store)
         studies.append(s)
     return studies
 
@@ -73,11 +74,15 @@ def run_links(study: dict, base: Path, md: bool) -> str:
     parts = []
     for arm, runs in study["runs"].items():
         if md:
-            links = " ".join(f"[{_label(r)}]({os.path.relpath(r['run_dir'], base)})" for r in runs)
+            links = " ".join(f"[{_label(r)}]({os.path.relpath(_link(r), base)})" for r in runs)
         else:
-            links = " ".join(r["run_dir"] for r in runs)
+            links = " ".join(_link(r) for r in runs)
         parts.append(f"{arm}: {links}")
     return "; ".join(parts)
+
+
+def _link(run: dict) -> str:
+    return run.get("link", run["run_dir"])
 
 
 def _label(run: dict) -> str:
@@ -178,7 +183,7 @@ def paper_page(paper: dict, studies: list[dict], claims: list[Claim], results: P
             vals = pd.DataFrame([{"name": k, "value": fmt(v) if not isinstance(v, list) else
                                   ", ".join(fmt(x) for x in v)} for k, v in s["values"].items()])
             out += ["", vals.to_markdown(index=False)]
-        runs = [{"arm": arm, "run": f"[{r['run_id']}]({os.path.relpath(r['run_dir'], results)})",
+        runs = [{"arm": arm, "run": f"[{r['run_id']}]({os.path.relpath(_link(r), results)})",
                  "status": r["status"]} for arm, rs in s["runs"].items() for r in rs]
         if runs:
             prov = s["provenance"]
@@ -199,3 +204,19 @@ def write_studies(studies: list[dict], out_dir: str | Path) -> None:
 def quiet_warnings_summary(caught: list[warnings.WarningMessage]) -> list[str]:
     """Distinct warning texts (each corrupt file named once)."""
     return sorted({str(w.message) for w in caught})
+
+
+def sources(studies: list[dict], runs_dir: str | Path) -> str:
+    """Where the runs behind the tables were read: the runs directory, the evidence store, or nowhere."""
+    live, kept, missing = set(), set(), set()
+    runs_dir = Path(runs_dir)
+    for s in studies:
+        for rs in s["runs"].values():
+            for r in rs:
+                if r["status"] == "missing":
+                    missing.add(r["run_id"])
+                elif Path(r["run_dir"]).parent == runs_dir:
+                    live.add(r["run_id"])
+                else:
+                    kept.add(r["run_id"])
+    return f"runs read: {len(live)} from {runs_dir}, {len(kept)} from the evidence store, {len(missing)} missing"

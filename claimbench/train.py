@@ -22,7 +22,15 @@ from tqdm import tqdm
 from claimbench import distributed, flops, registry
 from claimbench.config import ConfigError, RunConfig, to_yaml, validate
 from claimbench.divergence import DivergenceDetector
-from claimbench.io import atomic_torch_save, atomic_write_json, atomic_write_text, git_sha, read_jsonl, versions
+from claimbench.io import (
+    atomic_torch_save,
+    atomic_write_json,
+    atomic_write_text,
+    git_sha,
+    hardware,
+    read_jsonl,
+    versions,
+)
 from claimbench.plugin import MATRIX_ROLES, NEEDS, ROLES, Method, Recipe, RunContext, Workload, validate_options
 from claimbench.seeding import stable_key
 
@@ -377,7 +385,7 @@ def execute(run: Run) -> int:
     out, cfg = run.out, run.cfg
     main = distributed.is_main()
     result_path, ckpt_path, metrics_path = out / "result.json", out / "ckpt.pt", out / "metrics.jsonl"
-    provenance = {"config_hash": cfg.hash(), "git_sha": git_sha(), "versions": versions()}
+    provenance = {"config_hash": cfg.hash(), "git_sha": git_sha(), "versions": versions(), "hardware": hardware()}
     try:
         if main:
             out.mkdir(parents=True, exist_ok=True)
@@ -397,6 +405,8 @@ def execute(run: Run) -> int:
         trainer.fit(metrics_path, ckpt_path)
         res = trainer.result()
         res["wall_s"] = trainer.wall_before + trainer.elapsed()
+        # this process's CPU time, start-up included (`claimbench plan` costs a reproduction from it)
+        res["cpu_s"] = round(time.process_time(), 3)
         if trainer.dist.enabled:
             res["world_size"] = trainer.dist.world_size
         if math.isfinite(trainer.flops_per_unit):

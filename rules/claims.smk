@@ -54,6 +54,7 @@ rule tables:
         "../environment.yml"
     input:
         studies=[f"{RESULTS}/studies/{cid}.json" for cid in sorted(STUDIED)],
+        evidence=f"{RESULTS}/logs/evidence.stamp",
         claims=CLAIM_FILES,
     output:
         csv=report(f"{RESULTS}/claims.csv", category="Claims", labels={"table": "all claims (csv)"}),
@@ -63,12 +64,13 @@ rule tables:
         py=PY,
         profile=config["profile"],
         runs_dir=RUNS_DIR,
+        store=EVIDENCE,
         results=lambda w, output: Path(output.md).parent,
     log:
         f"{RESULTS}/logs/tables.log",
     shell:
         "{params.py} -m claimbench tables --no-figures --profile {params.profile} --runs-dir {params.runs_dir} "
-        "--results-dir {params.results} > {log} 2>&1"
+        "--results-dir {params.results} --evidence-dir {params.store} > {log} 2>&1"
 
 
 rule figures:
@@ -76,6 +78,7 @@ rule figures:
         "../environment.yml"
     input:
         studies=[f"{RESULTS}/studies/{cid}.json" for cid in sorted(STUDIED)],
+        evidence=f"{RESULTS}/logs/evidence.stamp",
         claims=CLAIM_FILES,
     output:
         report(directory(f"{RESULTS}/figures/claims"), patterns=["{name}.png"], category="Figures",
@@ -84,9 +87,10 @@ rule figures:
         py=PY,
         profile=config["profile"],
         runs_dir=RUNS_DIR,
+        store=EVIDENCE,
         results=lambda w, output: Path(output[0]).parent.parent,
     log:
         f"{RESULTS}/logs/figures.log",
     shell:
         "{params.py} -m claimbench figures --profile {params.profile} --runs-dir {params.runs_dir} "
-        "--results-dir {params.results} > {log} 2>&1"
+        "--results-dir {params.results} --evidence-dir {params.store} > {log} 2>&1"

@@ -62,31 +62,15 @@ rule nowarmup:
 ruleorder: nowarmup_replay_train > train
 
 
-rule nowarmup_replay_train:
+use rule train as nowarmup_replay_train with:
     conda:
         "../environment.yml"
     input:
         config=lambda w: str(REPO / RUNS[w.run_id].config),
         data=lambda w: [f"{DATA[RUNS[w.run_id].data]['dir']}/{f}" for f in DATA_FILES],
         source=lambda w: f"{RUNS_DIR}/{NOWARMUP_SOURCE[w.run_id]}/result.json",
-    output:
-        f"{RUNS_DIR}/{{run_id}}/result.json",
     wildcard_constraints:
         run_id="|".join(re.escape(r) for r in sorted(NOWARMUP_REPLAY)) or r"(?!x)x",
-    params:
-        py=PY,
-        sets=lambda w: " ".join(f"--set {shlex.quote(s)}" for s in RUNS[w.run_id].sets),
-        data_dir=lambda w: DATA[RUNS[w.run_id].data]["dir"],
-        out=lambda w: f"{RUNS_DIR}/{w.run_id}",
-    log:
-        f"{RUNS_DIR}/{{run_id}}/train.log",
-    threads: config.get("threads_per_run", 1)
-    resources:
-        mem_mb=4000,
-        gpu=config.get("gpus_per_run", 0),
-    shell:
-        "{params.py} -m claimbench train {input.config} {params.sets} --set data.dir={params.data_dir} "
-        "--set train.threads={threads} --out {params.out} > {log} 2>&1"
 
 
 rule nowarmup_study:

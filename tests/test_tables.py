@@ -225,7 +225,7 @@ def test_claimbench_tables_lists_every_claim_of_all_papers(tmp_path, capsys):
     runs, results = tmp_path / "runs", tmp_path / "results"
     runs.mkdir()
     code = main(["tables", "--profile", "smoke", "--runs-dir", str(runs), "--results-dir", str(results),
-                 "--no-figures"])
+                 "--evidence-dir", str(tmp_path / "evidence"), "--no-figures"])
     assert code == 0
     df = pd.read_csv(results / "claims.csv")
     ids = [c.id for c in load_all()]

@@ -1,7 +1,9 @@
 """`claimbench tables | figures | study`: rebuild results from the run files already on disk.
 
-Nothing is trained: a run that is missing (or whose files are corrupt, named in a warning) makes
-its claim `not_run`. The profile's config (`config/<profile>.yaml`) says where runs and results live.
+Nothing is trained: each run is read from the runs directory, or from the evidence store where the
+runs directory lacks it (a fresh clone has only the store); a run in neither (or whose files are
+corrupt, named in a warning) makes its claim `not_run`. The profile's config (`config/<profile>.yaml`)
+says where runs, results and evidence live.
 """
 
 from __future__ import annotations
@@ -20,17 +22,30 @@ from claimbench.config import ConfigError
 REPO = Path(__file__).resolve().parents[2]
 
 
-def _paths(args) -> tuple[str, Path, Path]:
-    if args.runs_dir and args.results_dir and not args.configfile:  # the DAG passes everything explicitly
-        return args.profile, Path(args.runs_dir), Path(args.results_dir)
-    cfg_path = Path(args.configfile) if args.configfile else REPO / "config" / f"{args.profile}.yaml"
+def evidence_dir(cfg: dict) -> Path:
+    """A profile's evidence store: its `evidence_dir`, by default results/evidence/<profile>."""
+    return Path(cfg.get("evidence_dir") or f"results/evidence/{cfg['profile']}")
+
+
+def load_profile(profile: str, configfile: str | None = None) -> dict:
+    """A profile's config (config/<profile>.yaml): where its runs, results and evidence live."""
+    cfg_path = Path(configfile) if configfile else REPO / "config" / f"{profile}.yaml"
     if not cfg_path.is_file():
         raise ConfigError(f"--profile/--configfile: {cfg_path} not found")
     cfg = yaml.safe_load(cfg_path.read_text()) or {}
     for key in ("profile", "runs_dir", "results_dir"):
         if key not in cfg:
             raise ConfigError(f"{cfg_path}: missing key '{key}'")
-    return cfg["profile"], Path(args.runs_dir or cfg["runs_dir"]), Path(args.results_dir or cfg["results_dir"])
+    return cfg
+
+
+def _paths(args) -> tuple[str, Path, Path, Path]:
+    if args.runs_dir and args.results_dir and not args.configfile:  # the DAG passes everything explicitly
+        store = args.evidence_dir or evidence_dir({"profile": args.profile})
+        return args.profile, Path(args.runs_dir), Path(args.results_dir), Path(store)
+    cfg = load_profile(args.profile, args.configfile)
+    return (cfg["profile"], Path(args.runs_dir or cfg["runs_dir"]), Path(args.results_dir or cfg["results_dir"]),
+            Path(args.evidence_dir) if args.evidence_dir else evidence_dir(cfg))
 
 
 def _load(args):
@@ -57,11 +72,13 @@ def _reporting_warnings():
 
 def _studies(args):
     """(profile, results dir, claims, studies) for the claims and run files the arguments name."""
-    from claimbench.tables import build_studies
+    from claimbench.tables import build_studies, sources
 
-    profile, runs_dir, results_dir = _paths(args)
+    profile, runs_dir, results_dir, store = _paths(args)
     claims = _load(args)
-    return profile, results_dir, claims, build_studies(claims, profile, runs_dir, results_dir)
+    studies = build_studies(claims, profile, runs_dir, results_dir, store)
+    print(sources(studies, runs_dir), file=sys.stderr)
+    return profile, results_dir, claims, studies
 
 
 def cmd_tables(args) -> int:
@@ -105,6 +122,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--configfile", help="a profile config file instead of config/<profile>.yaml")
     p.add_argument("--runs-dir", help="override the profile's runs_dir")
     p.add_argument("--results-dir", help="override the profile's results_dir")
+    p.add_argument("--evidence-dir", help="override the profile's evidence store (default results/evidence/<profile>)")
     p.add_argument("--claims-dir", help="claims files (default benchmarks/claims)")
 
 

@@ -1,0 +1,165 @@
+"""`claimbench evidence` (copy finished runs into the evidence store) and `claimbench verify` (retrain a
+sample of the stored runs and compare their numbers with the stored ones)."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from claimbench.config import ConfigError
+
+# result.json / metrics.jsonl keys that measure the machine rather than the run: never compared
+TIMING = ("wall_s", "cpu_s", "tokens_per_s", "samples_per_s", "mfu", "step_s", "time", "hardware", "git_sha",
+          "versions", "peak_flops", "peak_source", "world_size")
+
+
+def cmd_evidence(args) -> int:
+    from claimbench.evidence import archive
+
+    doc = archive(args.run_dirs, args.store)
+    print(f"{args.store}: {len(doc)} runs archived")
+    return 0
+
+
+def _numbers(obj, prefix: str = "") -> dict[str, float]:
+    """Flat numeric leaves of a result or a metrics row, timing keys left out."""
+    out: dict[str, float] = {}
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            if any(t in k for t in TIMING):
+                continue
+            out.update(_numbers(v, f"{prefix}{k}."))
+    elif isinstance(obj, bool):
+        out[prefix[:-1]] = float(obj)
+    elif isinstance(obj, (int, float)):
+        out[prefix[:-1]] = float(obj)
+    elif isinstance(obj, str) and prefix.endswith("status."):
+        out[prefix[:-1]] = float(("ok", "diverged", "failed").index(obj)) if obj in ("ok", "diverged", "failed") \
+            else math.nan
+    return out
+
+
+def compare(stored: Path, fresh: Path) -> dict:
+    """Per metric, the largest absolute difference between a stored run and its retrained copy."""
+    from claimbench.io import read_jsonl
+
+    diffs: dict[str, float] = {}
+
+    def add(a: dict, b: dict, where: str) -> None:
+        for k in sorted(set(a) | set(b)):
+            x, y = a.get(k), b.get(k)
+            if x is None or y is None:
+                d = math.inf
+            elif math.isnan(x) and math.isnan(y) or x == y:
+                d = 0.0
+            else:
+                d = abs(x - y)
+            diffs[f"{where}{k}"] = max(diffs.get(f"{where}{k}", 0.0), d)
+
+    add(_numbers(json.loads((stored / "result.json").read_text())),
+        _numbers(json.loads((fresh / "result.json").read_text())), "result:")
+    rows_a, rows_b = read_jsonl(stored / "metrics.jsonl"), read_jsonl(fresh / "metrics.jsonl")
+    if len(rows_a) != len(rows_b):
+        diffs["metrics:rows"] = math.inf
+    for ra, rb in zip(rows_a, rows_b, strict=False):
+        add(_numbers(ra), _numbers(rb), "metrics:")
+    return diffs
+
+
+def cmd_verify(args) -> int:
+    from claimbench.commands.tables import evidence_dir, load_profile
+    from claimbench.io import hardware, hardware_class
+
+    cfg = load_profile(args.profile, args.configfile)
+    store = Path(args.evidence_dir) if args.evidence_dir else evidence_dir(cfg)
+    stored = sorted(p.parent for p in store.glob("*/result.json"))
+    usable = [d for d in stored if _status(d) in ("ok", "diverged")]
+    if args.runs:
+        names = {d.name: d for d in stored}
+        bad = [r for r in args.runs if r not in names]
+        if bad:
+            raise ConfigError(f"--runs: {bad[0]} is not in the evidence store {store}")
+        chosen = [names[r] for r in args.runs]
+    else:
+        if not usable:
+            raise ConfigError(f"{store}: no finished runs to verify")
+        chosen = sorted(random.Random(args.seed).sample(usable, min(args.sample, len(usable))))
+    here = hardware_class(hardware())
+    work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="claimbench-verify-"))
+    print(f"verifying {len(chosen)} of {len(usable)} stored runs from {store} in {work} (this machine: {here})")
+    worst_same = 0.0
+    redo: dict[str, Path] = {}
+    for d in chosen:
+        res = json.loads((d / "result.json").read_text())
+        theirs = hardware_class(res["hardware"]) if isinstance(res.get("hardware"), dict) else "unrecorded"
+        out = work / d.name
+        r = subprocess.run([sys.executable, "-m", "claimbench", "train", str(d / "config.yaml"), "--out", str(out)],
+                           capture_output=True, text=True)
+        if r.returncode != 0 or not (out / "result.json").is_file():
+            msg = (r.stderr.strip().splitlines() or ["?"])[-1]
+            print(f"  {d.name}: could not retrain ({msg})")
+            worst_same = math.inf if theirs == here else worst_same
+            continue
+        redo[d.name] = out
+        diffs = compare(d, out)
+        worst = max(diffs.values(), default=0.0)
+        if theirs == here:
+            worst_same = max(worst_same, worst)
+            word = "bit-identical" if worst == 0 else f"DIFFERS on the same hardware class (max |diff| {worst:.3g})"
+        else:
+            word = f"other hardware ({theirs}): max |diff| {worst:.3g}"
+        print(f"  {d.name}: {word}")
+        for k, v in sorted(diffs.items(), key=lambda kv: -kv[1])[: 0 if worst == 0 else args.top]:
+            if v > 0:
+                print(f"      {k}: {v:.3g}")
+    changed = _verdict_changes(args, cfg, store, redo)
+    print("verdicts: " + ("unchanged" if not changed else "CHANGED: " + "; ".join(changed)))
+    return 0 if worst_same == 0 and not changed else 1
+
+
+def _status(d: Path) -> str | None:
+    try:
+        return json.loads((d / "result.json").read_text()).get("status")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def _verdict_changes(args, cfg: dict, store: Path, redo: dict[str, Path]) -> list[str]:
+    """Claims whose verdict moves when the retrained runs replace the stored ones."""
+    if not redo:
+        return []
+    from claimbench.claims import CLAIMS_DIR, load_all
+    from claimbench.tables import build_studies
+
+    claims = [c for c in load_all(CLAIMS_DIR) if set(redo) & {rid for specs in c.arms(cfg["profile"]).values()
+                                                            for rid in specs}]
+    if not claims:
+        return []
+    fresh_dir = next(iter(redo.values())).parent
+    with tempfile.TemporaryDirectory() as empty:
+        before = build_studies(claims, cfg["profile"], empty, cfg["results_dir"], store)
+    after = build_studies(claims, cfg["profile"], fresh_dir, cfg["results_dir"], store)
+    return [f"{a['claim']} {a['verdict']} -> {b['verdict']}" for a, b in zip(before, after, strict=True)
+            if a["verdict"] != b["verdict"]]
+
+
+def register(sub) -> None:
+    e = sub.add_parser("evidence", help="copy finished runs' small files into the evidence store (the DAG calls it)")
+    e.add_argument("run_dirs", nargs="*", help="run directories")
+    e.add_argument("--store", required=True, help="the evidence store, e.g. results/evidence/smoke")
+    e.set_defaults(fn=cmd_evidence)
+    v = sub.add_parser("verify", help="retrain runs drawn from the evidence store and compare their numbers")
+    v.add_argument("--profile", default="smoke")
+    v.add_argument("--configfile", help="a profile config file instead of config/<profile>.yaml")
+    v.add_argument("--evidence-dir", help="the store (default: the profile's)")
+    v.add_argument("--sample", type=int, default=3, help="how many runs to draw (default 3)")
+    v.add_argument("--seed", type=int, default=0, help="seed of the draw")
+    v.add_argument("--runs", nargs="+", help="these run ids instead of a draw")
+    v.add_argument("--work", help="where to retrain (default: a new temporary directory)")
+    v.add_argument("--top", type=int, default=5, help="metrics listed per run that differs")
+    v.set_defaults(fn=cmd_verify)
