@@ -1,4 +1,4 @@
-"""FLeRM (issue 8): the FSLR estimator against exact output changes, records and name mapping, the method.
+"""FLeRM: the FSLR estimator against exact output changes, records and name mapping, the method.
 
 The estimator tests compare the average over many random projections with the exact output change of applying
 one tensor's update alone (central finite differences in float64, and forward-mode JVP), on a small MLP and

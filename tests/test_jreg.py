@@ -1,4 +1,4 @@
-"""JREG (issue 10): the jump metric, the regularizer, its errors, micro training and `claimbench jump`."""
+"""JREG: the jump metric, the regularizer, its errors, micro training and `claimbench jump`."""
 
 from __future__ import annotations
 

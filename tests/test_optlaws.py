@@ -1,4 +1,4 @@
-"""Opt-Laws (issue 9): the laws on real published curves, bad input, determinism, failed fits, the CLI."""
+"""Opt-Laws: the laws on real published curves, bad input, determinism, failed fits, the CLI."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """The crash study of the AdamW^2 paper from finished runs: LR_crash, the arms table, the benign/malignant
-statistic, the tau band and the figures (spec section 5). Reads only run files (config.yaml, result.json,
+statistic, the tau band and the figures (docs/papers/nowarmup.md). Reads only run files (config.yaml, result.json,
 metrics.jsonl), so it re-runs without training.
 
     python -m methods.adamw2.analysis --sweep RUN... --arms RUN... [--tau RUN...] [--vision RUN...] --out DIR
@@ -7,10 +7,10 @@ metrics.jsonl), so it re-runs without training.
 
 Writes DIR/lr_crash.json, DIR/arms.json, DIR/malignant.json (value, ci_lo, ci_hi), DIR/tau_band.json
 (log2_band_width), DIR/vision.json, DIR/summary.md and, with --figures, sigma1/entropy-over-training plots.
-Reconstructed thresholds (the paper gives none, spec section 5): a head is low-entropy below 0.3 nats and
+Reconstructed thresholds (the paper gives none): a head is low-entropy below 0.3 nats and
 low-rank when the effective rank of its map is below 10% of the sequence length.
 
-What counts as a crash (ours, reconstructed from spec section 5; the harness's own rule is untouched): a run
+What counts as a crash (ours; the harness's own rule is untouched): a run
 *crashes* if the harness marked it `diverged` (non-finite loss, or > 1.5x its step-1 loss for 50 steps:
 claimbench/divergence.py), or a classifier ended `collapsed` (val accuracy below chance + 5 points: the spec's
 classification clause), or a language model *stalled*: its final val loss is within STALL_MARGIN nats of the
@@ -37,9 +37,9 @@ import yaml
 
 from claimbench.io import atomic_save_png, atomic_write_json, atomic_write_text
 
-LOW_ENTROPY = 0.3  # nats (spec section 5, row 5)
+LOW_ENTROPY = 0.3  # nats (ours)
 LOW_RANK_FRAC = 0.1  # effective rank / sequence length (reconstructed)
-TOLERANCE = 0.02  # nats: the parity tolerance floor (spec section 5, row 1)
+TOLERANCE = 0.02  # nats: the parity tolerance floor (ours)
 STALL_MARGIN = 0.1  # nats: a GPT run that ends within this of the unigram loss has stalled (ours, see above)
 
 
@@ -126,7 +126,7 @@ def _frac(v: list[bool]) -> float | None:
 
 
 def lr_crash(runs: list[RunInfo], arm_lrs: list[float] | None = None) -> dict:
-    """Smallest LR at which >= 2/3 of the no-warmup seeds crash while no warmup seed does (spec section 5), under
+    """Smallest LR at which >= 2/3 of the no-warmup seeds crash while no warmup seed does (ours), under
     our crash definition (`lr_crash`) and under the harness's divergence alone (`lr_crash_diverged`).
     `crash_frac` (the crash claim's estimate): the largest no-warmup crashed fraction over the LRs at which no
     warmup seed crashed (0 if none). With `arm_lrs`, `arms_at_crash` says whether those are LR_crash and 3x."""

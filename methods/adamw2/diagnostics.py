@@ -1,4 +1,4 @@
-"""Attention and spectral diagnostics of the AdamW^2 paper, on a fixed probe batch (spec section 2).
+"""Attention and spectral diagnostics of the AdamW^2 paper, on a fixed probe batch (docs/papers/nowarmup.md).
 
 Everything here reads a model and returns numbers; nothing changes training. Names follow the spec:
 `attn/entropy_mean/L<i>`, `attn/entropy_min/L<i>` (over heads), `attn/map_erank/L<i>` (mean over heads),

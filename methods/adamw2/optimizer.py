@@ -2,7 +2,7 @@
 
 For a watched matrix W with Adam direction u (bias-corrected m / (sqrt(v_hat) + eps), the update
 without the LR), the step is alpha_eff = min(alpha, tau * sigma1(W) / sigma1(u)), so by Weyl's
-inequality sigma1 grows by at most a factor (1 + tau) per step (spec section 1). It is an
+inequality sigma1 grows by at most a factor (1 + tau) per step. It is an
 optimizer, not a before/after-step hook, because the cap needs u before it is applied.
 
 Arithmetic is torch's single-tensor AdamW (torch/optim/adam.py `_single_tensor_adam`,

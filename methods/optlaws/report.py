@@ -2,7 +2,7 @@
 
 The paper page results/optlaws.md (claimbench tables) links this file, as it does every paper's analysis summary.
 
-The verdicts here apply the smoke thresholds of ../shared/papers/optlaws.md §4 to our statistics; the
+The verdicts here apply the suite's smoke thresholds (docs/papers/optlaws.md) to our statistics; the
 claims machinery (benchmarks/claims/optlaws.yaml) reads the same numbers from results/optlaws.json.
 """
 

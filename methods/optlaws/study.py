@@ -1,6 +1,6 @@
 """The Opt-Laws study over a grid of runs: the three laws side by side on the claims' statistics.
 
-Operational definitions (the suite's, since the paper's are not public; see ../shared/papers/optlaws.md §4):
+Operational definitions (the suite's, since the paper's are not public; see docs/papers/optlaws.md):
 - fitting window: logged points after the first 10% of steps (the published MPL curves likewise start
   after warmup); the laws describe the slow phase, not the first drop from ln(vocab);
 - final loss: mean logged train loss over the last 5% of steps (actual), mean prediction there (predicted);
