@@ -12,7 +12,7 @@ low-rank when the effective rank of its map is below 10% of the sequence length.
 
 What counts as a crash (ours; the harness's own rule is untouched): a run
 *crashes* if the harness marked it `diverged` (non-finite loss, or > 1.5x its step-1 loss for 50 steps:
-claimbench/divergence.py), or a classifier ended `collapsed` (val accuracy below chance + 5 points: the spec's
+claimbench/divergence.py), or a classifier ended `collapsed` (val accuracy below chance + 5 points: the suite's
 classification clause), or a language model *stalled*: its final val loss is within STALL_MARGIN nats of the
 unigram loss of its data (the cross-entropy of the val tokens under the train-token frequencies, i.e. it learned
 nothing beyond token frequencies). The stall clause is ours: at smoke scale a no-warmup pre-LN GPT spikes early
@@ -236,7 +236,7 @@ def tau_band(tau_runs: list[RunInfo], warmup_runs: list[RunInfo]) -> dict:
     for tau in sorted({r.tau for r in tau_runs}):
         rs = [r for r in tau_runs if r.tau == tau]
         vals = [r.val_loss for r in rs if r.status == "ok" and r.val_loss is not None]
-        # one-sided: a tau that trains better than the warmup reference trains well too (spec row 6's "good band")
+        # one-sided: a tau that trains better than the warmup reference trains well too (the tau band's "good band")
         good = len(vals) == len(rs) and statistics.mean(vals) - ref_mean <= tol
         per_tau[tau] = {"val_loss_mean": statistics.mean(vals) if vals else None, "good": good,
                         "diverged": sum(r.status == "diverged" for r in rs)}
@@ -286,7 +286,7 @@ def figures(runs: list[RunInfo], out: Path) -> list[Path]:
 
 def vision_table(runs: list[RunInfo]) -> dict:
     """Per vision arm: seeds, harness-diverged, collapsed (below chance + 5 points) and val accuracy. A collapsed
-    no-warmup run counts as a crash (the spec's classification clause), as in crash_kind."""
+    no-warmup run counts as a crash (the classification clause), as in crash_kind."""
     out: dict = {}
     for arm in sorted({r.arm for r in runs}):
         rs = [r for r in runs if r.arm == arm]

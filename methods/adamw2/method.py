@@ -21,7 +21,7 @@ from claimbench.registry import register_method
 from methods.adamw2 import diagnostics
 from methods.adamw2.optimizer import AdamW2, Watch
 
-# scope -> roles watched. `all`: every >=2-D weight (the spec's suite default [INF]); `attn`: W_q, W_k, W_v, W_o;
+# scope -> roles watched. `all`: every >=2-D weight (the suite's default); `attn`: W_q, W_k, W_v, W_o;
 # `attn_qk`: W_q and W_k only (reviewer 3's reading). Fused timm qkv tensors (role hidden_matrix) count as attention.
 SCOPES = {"all": None, "attn": {"attn_q", "attn_k", "attn_v", "attn_out"}, "attn_qk": {"attn_q", "attn_k"}}
 # tau is not in any public source (a sweep over {0.001, ..., 0.1} is the natural range). Reconstructed default 0.1
