@@ -1,4 +1,4 @@
-"""No-warmup stabiliser recipes for the AdamW^2 paper's baselines (spec section 7).
+"""No-warmup stabiliser recipes for the AdamW^2 paper's baselines (docs/papers/nowarmup.md).
 
 - `radam`: torch.optim.RAdam (Liu et al. 2020, variance rectification = an implicit warmup), decoupled weight
   decay, the configured schedule with warmup forced off.

@@ -48,7 +48,7 @@ TASKS: dict[str, TaskInfo] = {
     "gsm8k": TaskInfo({"exact_match": 0.0}, (("openai/gsm8k", "main"),), "open answer"),
     "leaderboard_math_hard": TaskInfo({"exact_match": 0.0}, (("DigitalLearningGmbH/MATH-lighteval", None),),
                                       "MATH level 5, open answer"),
-    # JREG suite default (the paper's list is not public; see shared/papers/jreg.md)
+    # JREG suite default (the paper's list is not public; see docs/papers/jreg.md)
     "arc_easy": _mc(0.25, "mostly 4 choices", ("allenai/ai2_arc", "ARC-Easy")),
     "piqa": _mc(0.5, "2 solutions", ("baber/piqa", None)),
     "winogrande": _mc(0.5, "2 options", ("allenai/winogrande", "winogrande_xl")),

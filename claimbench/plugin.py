@@ -125,7 +125,7 @@ class Recipe:
 
 
 class Method:
-    """A paper's method. Override only what you need; see DESIGN.md for the hook list."""
+    """A paper's method. Override only what you need; see docs/design.md for the hook list."""
 
     name: ClassVar[str]
     Options: ClassVar[type[BaseModel]] = NoOptions
@@ -176,7 +176,7 @@ class Method:
 
     @classmethod
     def stages(cls) -> list[dict[str, Any]]:
-        """Extra DAG stages: [{name, consumes, produces, command}] (see DESIGN.md)."""
+        """Extra DAG stages: [{name, consumes, produces, command}] (see docs/design.md)."""
         return []
 
     @classmethod

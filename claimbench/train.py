@@ -1,7 +1,7 @@
 """One training run: validate everything, then a nanoGPT-direct loop with method hooks.
 
 `prepare()` resolves and checks the whole run (config, plugins, data, output directory) and
-touches no file; `execute()` trains, checkpoints, resumes and writes the run files of DESIGN.md.
+touches no file; `execute()` trains, checkpoints, resumes and writes the run files of docs/design.md.
 """
 
 from __future__ import annotations

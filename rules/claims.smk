@@ -1,4 +1,4 @@
-# Claims (issue 3): one `study` job per claim whose runs this DAG trains -> results/studies/<claim>.json;
+# Claims: one `study` job per claim whose runs this DAG trains -> results/studies/<claim>.json;
 # `tables` -> results/claims.{md,csv} and results/<paper>.md for every claim of every paper (claims without
 # runs show as not_run); `figures` -> results/figures/claims/*.png. All marked for `snakemake --report`.
 #   snakemake --profile config/smoke tables figures && snakemake --profile config/smoke --report report.html tables figures

@@ -1,4 +1,4 @@
-# FLeRM (issue 8): base runs record per-tensor function-space LRs -> `flerm_record` averages them over seeds into
+# FLeRM: base runs record per-tensor function-space LRs -> `flerm_record` averages them over seeds into
 # one record per base LR -> scaled runs (method flerm, `base:` that record) train with the record as an input ->
 # `flerm_study` writes the optimal-LR shift tables, figures and verdicts. Behind a switch so other profiles stay fast:
 #   snakemake flerm --profile config/smoke --config 'papers=[flerm]'

@@ -1,4 +1,4 @@
-# JREG (issue 10): the held-out jump profile of every run of a `jreg*` grid entry (the claims' grids of
+# JREG: the held-out jump profile of every run of a `jreg*` grid entry (the claims' grids of
 # `papers: [jreg]`, or config/jreg-smoke.d), one summary (summary.json with the statistic each JREG claim
 # reads, jump.md, jump_over_training.png, profiles.png) and claim C7's per-task regressions from lm_eval.json.
 #   snakemake jreg_summary --cores 2 --configfile config/jreg-smoke.yaml   (target first: --configfile takes a list)

@@ -1,4 +1,4 @@
-# Downstream evaluation (issue 5): `lm_eval` scores a trained GPT run with lm-evaluation-harness ->
+# Downstream evaluation: `lm_eval` scores a trained GPT run with lm-evaluation-harness ->
 # runs/<id>/lm_eval.json. Targets: the runs of the grid entries named in the profile's `lm_eval.runs`;
 # any other run whose lm_eval.json a later stage asks for (claims with an lm_eval: statistic) gets
 # `lm_eval.default_suite`. `lm_eval_data` writes the offline tasks' jsonl (cb_quartz needs

@@ -1,4 +1,4 @@
-# Learnable Multipliers (issue 6, paper `lrm`): the runs of config/papers/lrm.<profile>.yaml (each grid entry names
+# Learnable Multipliers (paper `lrm`): the runs of config/papers/lrm.<profile>.yaml (each grid entry names
 # its `study`), then `lrm_study` -> results/analysis/lrm/summary.{json,md}, one number per claim
 # (methods/lrm/analysis.py), which benchmarks/claims/lrm.yaml reads with `from_file`. Behind a switch so other
 # profiles stay fast: on when `papers` lists lrm, or with `--config lrm_studies=true` (before the claims exist):

@@ -1,4 +1,4 @@
-# AdamW^2 no-warmup crash study (issue 7, paper `nowarmup`): LR sweep -> LR_crash; all arms at LR_crash and
+# AdamW^2 no-warmup crash study (paper `nowarmup`): LR sweep -> LR_crash; all arms at LR_crash and
 # 3x LR_crash; a tau sweep; a replayed-warmup run per AdamW^2 run (its schedule read from that run's metrics);
 # then `nowarmup_study` -> results/analysis/nowarmup/{lr_crash,arms,malignant,tau_band,vision}.json + summary.md and
 # results/figures/nowarmup/{sigma1,entropy}.png. Behind a switch so other profiles stay fast:

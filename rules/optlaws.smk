@@ -1,4 +1,4 @@
-# Opt-Laws (issue 9): schedule-family grid -> three loss laws fitted and compared -> results/optlaws.json
+# Opt-Laws: schedule-family grid -> three loss laws fitted and compared -> results/optlaws.json
 # (read by the claims of benchmarks/claims/optlaws.yaml) + results/analysis/optlaws/summary.md (linked from the
 # paper page results/optlaws.md) + figures.
 # Behind the papers switch so the default profile stays fast:

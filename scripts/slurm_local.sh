@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # A real one-node SLURM cluster on this machine, for tests and for trying the SLURM profile
-# (../shared/DATA.md: Debian slurm-wlm 22.05 + munge).
+# (Debian slurm-wlm 22.05 + munge; docs/data.md).
 #
 #   scripts/slurm_local.sh start [DIR]   install slurm-wlm/munge if missing (apt-get, idempotent), write a munge
 #                                        key and slurm.conf under DIR, start munged, slurmctld -i and slurmd, wait

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Real data sets that ship as Debian packages (see ../shared/DATA.md), installed once.
+# Real data sets that ship as Debian packages (see docs/data.md), installed once.
 # Idempotent: does nothing when the files are already there.
 set -euo pipefail
 need=()

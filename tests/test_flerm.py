@@ -1,4 +1,4 @@
-"""FLeRM (issue 8): the FSLR estimator against exact output changes, records and name mapping, the method.
+"""FLeRM: the FSLR estimator against exact output changes, records and name mapping, the method.
 
 The estimator tests compare the average over many random projections with the exact output change of applying
 one tensor's update alone (central finite differences in float64, and forward-mode JVP), on a small MLP and
@@ -72,7 +72,7 @@ def test_unbiased_estimator_matches_exact_output_change_mlp(mlp_case):
     bias = rel_err(kron, truth)
     print("kronecker bias (MLP):", {n: round(b, 3) for n, b in bias.items()})
     assert all(kron[n] == pytest.approx(full[n], rel=1e-9) for n in bias if n.endswith("bias"))  # 1-D: = full_cov
-    assert max(abs(b) for b in bias.values()) < 0.25, bias  # the spec: small bias (reported, not the paper's)
+    assert max(abs(b) for b in bias.values()) < 0.25, bias  # ours: small bias (reported, not the paper's)
 
 
 def test_kronecker_has_lower_variance_than_full_cov(mlp_case):

@@ -1,4 +1,4 @@
-"""JREG (issue 10): the jump metric, the regularizer, its errors, micro training and `claimbench jump`."""
+"""JREG: the jump metric, the regularizer, its errors, micro training and `claimbench jump`."""
 
 from __future__ import annotations
 
@@ -49,7 +49,7 @@ def test_jump_profile_mask_and_opposite_vectors():
 
 
 def test_jump_forms_reproduce_spec_pilot():
-    """The spec's pilot (sec. 6.3) lists d_1..d_12 and J_ratio; our default form must give its numbers."""
+    """The pilot (docs/papers/jreg.md) lists d_1..d_12 and J_ratio; our default form must give its numbers."""
     base = [.269, .230, .096, .082, .128, .131, .124, .120, .115, .119, .114, .139]
     final_only = [.267, .231, .098, .084, .127, .141, .129, .123, .121, .125, .146, .044]
     base_s1 = [.258, .211, .106, .077, .095, .129, .138, .134, .121, .123, .126, .156]

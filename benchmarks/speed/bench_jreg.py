@@ -2,7 +2,7 @@
 
 Two (or more) trainers of the same config differ only in their methods; their steps are timed in
 interleaved blocks (A, B, A, B, ...) so machine load drifts hit both alike, and the median per-step
-time of each is compared. Target (issue 10): at most 3% for the default final-layer penalty.
+time of each is compared. Target: at most 3% for the default final-layer penalty.
 
     .venv/bin/python benchmarks/speed/bench_jreg.py [--size smoke] [--arch llama] [--layers 6] [--rounds 8]
 """

@@ -1,4 +1,4 @@
-"""Speed of fitting each loss law (issue 9 target: < 10 s on 3 curves of 200 points each, this 2-core CPU).
+"""Speed of fitting each loss law (target: < 10 s on 3 curves of 200 points each, this 2-core CPU).
 
 Curves: cosine, constant and two-stage schedules of 2000 steps (warmup 100, peak 3e-3) logged every 10
 steps, loss from an annealing-law shape plus seeded noise (0.2%). Prints wall and CPU seconds per law;

@@ -3,7 +3,7 @@
 Two trainers on the same model, data and schedule, differing only in `methods: [adamw2]`, are timed
 alternately (A B A B ...) and the medians compared, because CPU timings drift by tens of percent
 between repeats. Reports whole-step throughput and the optimizer step alone (where the power
-iterations run). The spec's target: at most 10% on CPU at the smoke sizes.
+iterations run). The suite's target: at most 10% on CPU at the smoke sizes.
 
     python benchmarks/speed/bench_nowarmup.py [--workloads gpt vit] [--steps 30] [--repeats 3]
 """

@@ -1,4 +1,4 @@
-"""`claimbench law fit|select|study`: loss laws over LR schedules (issue 9, methods/optlaws).
+"""`claimbench law fit|select|study`: loss laws over LR schedules (methods/optlaws, docs/papers/optlaws.md).
 
 fit     fit a law on some curves, predict others: {"law", "params", "predictions": {ID: {final_pred,
         final_actual, rel_error, r2, mae}}} (final = last logged step; r2/mae over the held-out curve)

@@ -1,5 +1,5 @@
 """The crash study of the AdamW^2 paper from finished runs: LR_crash, the arms table, the benign/malignant
-statistic, the tau band and the figures (spec section 5). Reads only run files (config.yaml, result.json,
+statistic, the tau band and the figures (docs/papers/nowarmup.md). Reads only run files (config.yaml, result.json,
 metrics.jsonl), so it re-runs without training.
 
     python -m methods.adamw2.analysis --sweep RUN... --arms RUN... [--tau RUN...] [--vision RUN...] --out DIR
@@ -7,12 +7,12 @@ metrics.jsonl), so it re-runs without training.
 
 Writes DIR/lr_crash.json, DIR/arms.json, DIR/malignant.json (value, ci_lo, ci_hi), DIR/tau_band.json
 (log2_band_width), DIR/vision.json, DIR/summary.md and, with --figures, sigma1/entropy-over-training plots.
-Reconstructed thresholds (the paper gives none, spec section 5): a head is low-entropy below 0.3 nats and
+Reconstructed thresholds (the paper gives none): a head is low-entropy below 0.3 nats and
 low-rank when the effective rank of its map is below 10% of the sequence length.
 
-What counts as a crash (ours, reconstructed from spec section 5; the harness's own rule is untouched): a run
+What counts as a crash (ours; the harness's own rule is untouched): a run
 *crashes* if the harness marked it `diverged` (non-finite loss, or > 1.5x its step-1 loss for 50 steps:
-claimbench/divergence.py), or a classifier ended `collapsed` (val accuracy below chance + 5 points: the spec's
+claimbench/divergence.py), or a classifier ended `collapsed` (val accuracy below chance + 5 points: the suite's
 classification clause), or a language model *stalled*: its final val loss is within STALL_MARGIN nats of the
 unigram loss of its data (the cross-entropy of the val tokens under the train-token frequencies, i.e. it learned
 nothing beyond token frequencies). The stall clause is ours: at smoke scale a no-warmup pre-LN GPT spikes early
@@ -37,9 +37,9 @@ import yaml
 
 from claimbench.io import atomic_save_png, atomic_write_json, atomic_write_text
 
-LOW_ENTROPY = 0.3  # nats (spec section 5, row 5)
+LOW_ENTROPY = 0.3  # nats (ours)
 LOW_RANK_FRAC = 0.1  # effective rank / sequence length (reconstructed)
-TOLERANCE = 0.02  # nats: the parity tolerance floor (spec section 5, row 1)
+TOLERANCE = 0.02  # nats: the parity tolerance floor (ours)
 STALL_MARGIN = 0.1  # nats: a GPT run that ends within this of the unigram loss has stalled (ours, see above)
 
 
@@ -126,7 +126,7 @@ def _frac(v: list[bool]) -> float | None:
 
 
 def lr_crash(runs: list[RunInfo], arm_lrs: list[float] | None = None) -> dict:
-    """Smallest LR at which >= 2/3 of the no-warmup seeds crash while no warmup seed does (spec section 5), under
+    """Smallest LR at which >= 2/3 of the no-warmup seeds crash while no warmup seed does (ours), under
     our crash definition (`lr_crash`) and under the harness's divergence alone (`lr_crash_diverged`).
     `crash_frac` (the crash claim's estimate): the largest no-warmup crashed fraction over the LRs at which no
     warmup seed crashed (0 if none). With `arm_lrs`, `arms_at_crash` says whether those are LR_crash and 3x."""
@@ -236,7 +236,7 @@ def tau_band(tau_runs: list[RunInfo], warmup_runs: list[RunInfo]) -> dict:
     for tau in sorted({r.tau for r in tau_runs}):
         rs = [r for r in tau_runs if r.tau == tau]
         vals = [r.val_loss for r in rs if r.status == "ok" and r.val_loss is not None]
-        # one-sided: a tau that trains better than the warmup reference trains well too (spec row 6's "good band")
+        # one-sided: a tau that trains better than the warmup reference trains well too (the tau band's "good band")
         good = len(vals) == len(rs) and statistics.mean(vals) - ref_mean <= tol
         per_tau[tau] = {"val_loss_mean": statistics.mean(vals) if vals else None, "good": good,
                         "diverged": sum(r.status == "diverged" for r in rs)}
@@ -286,7 +286,7 @@ def figures(runs: list[RunInfo], out: Path) -> list[Path]:
 
 def vision_table(runs: list[RunInfo]) -> dict:
     """Per vision arm: seeds, harness-diverged, collapsed (below chance + 5 points) and val accuracy. A collapsed
-    no-warmup run counts as a crash (the spec's classification clause), as in crash_kind."""
+    no-warmup run counts as a crash (the classification clause), as in crash_kind."""
     out: dict = {}
     for arm in sorted({r.arm for r in runs}):
         rs = [r for r in runs if r.arm == arm]

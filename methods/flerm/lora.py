@@ -1,6 +1,6 @@
 """The `lora` method: fine-tune a trained checkpoint through PEFT's LoRA adapters (FLeRM's LoRA-rank transfer).
 
-The paper (spec section 4, LoRA) fine-tunes GPT-2 / Llama with PEFT LoRA on the attention projections (q, k, v, o),
+The paper fine-tunes GPT-2 / Llama with PEFT LoRA on the attention projections (q, k, v, o),
 `init_lora_weights='gaussian'` (A ~ N(0, 1/r), B = 0), base rank 2, and transfers the LR across rank with FLeRM
 applied once at iteration 6 (at step 0 B = 0, so A's update moves no output and its FSLR is 0).
 Here: `transform_model` loads the base run's `ckpt.pt` (our GPT, strict: the model config must match), then

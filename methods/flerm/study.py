@@ -7,9 +7,9 @@ its `studies:` section gives each study's base group, `across` key (a config key
 Both arms share the base runs as their x1 point, so every shift is measured against the base model's optimum.
 Metric: final train loss (the paper's), a diverged run counts as infinite loss. Per seed, a parabola through the 3
 points around the grid optimum of log-loss vs log2 LR gives eta*; the shift s(m) = log2 eta*(m) / eta*(base) of the
-same seed is averaged over seeds (spec section 6).
+same seed is averaged over seeds.
 
-Rule (spec section 6): width studies are `reproduced` when |s_FL| <= 1 at every scale and s_SP <= -2 at the
+Rule (ours, docs/papers/flerm.md): width studies are `reproduced` when |s_FL| <= 1 at every scale and s_SP <= -2 at the
 largest multiplier; depth and LoRA-rank studies when |s_FL| <= 1 at every scale (SP already transfers in some
 setups, and no SP rank shift is stated by the paper);
 `partial` when max |s_FL| <= 2 or max |s_FL| < |s_SP| / 2 at the largest scale; else `not_reproduced`.
@@ -287,7 +287,7 @@ def _base_record(entry: dict, res: dict) -> tuple[float, Path] | None:
 
 
 def fslr_analysis(grid: list[dict], res: dict) -> dict:
-    """Claim 13 (spec section 5.13): Adam's per-tensor FSLRs at the first record step of each base model, at the
+    """Claim 13 (flerm.c13_fslr_analysis): Adam's per-tensor FSLRs at the first record step of each base model, at the
     base LR closest to its optimum. ResMLP: input weight over the median hidden weight (paper ~2.3e3 / 64-92);
     transformer: mean V/O weights over mean Q/K weights (paper 65-96 vs 7-9). Per unit LR, seed-averaged records."""
     out: dict = {"groups": {}}

@@ -2,8 +2,8 @@
 
 Computed from the hidden states the forward pass already returns (`needs = {"hidden_states"}`): no
 second forward, and the cosines reuse activations autograd keeps anyway. The paper's lam, weights,
-layers and stop-gradient are not public (spec 1.3): every choice is an option, and the defaults are the
-spec's pilot (final layer only, lam 0.1, gradient through both sides), labelled as ours.
+layers and stop-gradient are not public (docs/papers/jreg.md): every choice is an option, and the
+defaults are the pilot's (final layer only, lam 0.1, gradient through both sides), labelled as ours.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ HIDDEN_STATE_WORKLOADS = frozenset({"gpt", "vit"})
 
 class JREGOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    lam: float = Field(0.1, ge=0, description="penalty coefficient (paper: not public; 0.1 = spec pilot)")
+    lam: float = Field(0.1, ge=0, description="penalty coefficient (paper: not public; 0.1 = pilot)")
     weighting: Literal["final", "last_k", "uniform", "custom"] = Field(
         "final", description="final: w_L=1; last_k: 1/k on the last k layers; uniform: 1/L on every layer; "
                              "custom: the `weights` mapping")

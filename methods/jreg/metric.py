@@ -4,7 +4,7 @@ d_l = arccos(cos(h_{l-1}, h_l)) / pi per token, averaged over every token (Gromo
 last token only; the JREG paper's token aggregation is not public, so all tokens it is). Layers are
 numbered 1..L: d_1 compares the embeddings with block 1's output.
 
-The jump strength has no public formula (spec 1.2). Its form lives in ONE place, `JUMP_FORMS` with
+The jump strength has no public formula (docs/papers/jreg.md). Its form lives in ONE place, `JUMP_FORMS` with
 `DEFAULT_JUMP_FORM`, so the paper's form can replace the reconstruction without touching callers.
 """
 
@@ -15,8 +15,8 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-# The paper's jump-strength formula is not public: "ratio" is OUR RECONSTRUCTION (spec 1.2, J_ratio, k=1),
-# chosen because it reproduces the spec's pilot numbers (J_ratio 1.10 baseline, 0.34 final-only JREG).
+# The paper's jump-strength formula is not public: "ratio" is OUR RECONSTRUCTION (J_ratio, k=1),
+# chosen because it reproduces the pilot's numbers (J_ratio 1.10 baseline, 0.34 final-only JREG).
 DEFAULT_JUMP_FORM = "ratio"
 DEFAULT_JUMP_K = 1
 JUMP_FORM_STATUS = "reconstructed"  # becomes "paper" once the PDF's formula replaces DEFAULT_JUMP_FORM
@@ -87,5 +87,5 @@ def jump_profile(hidden_states: Sequence[torch.Tensor], form: str = DEFAULT_JUMP
 
 
 def all_forms(distances: Sequence[float], k: int = DEFAULT_JUMP_K) -> dict[str, float]:
-    """Every candidate form, for reports that must show all of them (spec 1.2: 'report all')."""
+    """Every candidate form, for reports that must show all of them (all candidate forms are reported)."""
     return {name: jump_strength(distances, name, k) for name in JUMP_FORMS}

@@ -32,7 +32,7 @@ def summarize(records: dict[str, dict]) -> dict:
                         "forms": r["forms"], "d_1": d[0], "d_mid_mean": sum(mid) / len(mid) if mid else None,
                         "d_mid_max": max(mid) if mid else None, "d_prev": d[-2] if len(d) > 1 else None,
                         "d_last": d[-1], "d_last_hf_post_norm": r.get("d_last_hf_normed"),
-                        # the pitfall (spec 1.1): J as HF's output_hidden_states tuple, whose last entry is norm(h_L)
+                        # the pitfall: J as HF's output_hidden_states tuple, whose last entry is norm(h_L)
                         "jump_hf_post_norm": (jump_strength(d[:-1] + [r["d_last_hf_normed"]], r["jump_form"],
                                                             r["jump_k"]) if r.get("d_last_hf_normed") is not None
                                               else None),

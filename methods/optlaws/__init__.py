@@ -1,4 +1,4 @@
-"""Opt-Laws (issue 9): loss laws over LR schedules, fitted on many runs -- an analysis-kind method.
+"""Opt-Laws: loss laws over LR schedules, fitted on many runs -- an analysis-kind method.
 
 It changes nothing in a training run; its work is the `optlaws` DAG stage (rules/optlaws.smk) that fits
 three laws on a grid of runs and compares their held-out predictions. The laws (one module each) share

@@ -1,4 +1,4 @@
-"""Opt-Laws (reconstructed): the SDE-feature law of ../shared/papers/optlaws.md section 1c, NOT the paper's form.
+"""Opt-Laws (reconstructed): the SDE-feature law of docs/papers/optlaws.md, NOT the paper's form.
 
 The paper (Xie et al., arXiv 2409.04777) predicts final loss from a ~16-dimensional vector of
 "convergence and escape features" of the LR schedule, but its functional form, features and fitting

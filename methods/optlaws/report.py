@@ -2,7 +2,7 @@
 
 The paper page results/optlaws.md (claimbench tables) links this file, as it does every paper's analysis summary.
 
-The verdicts here apply the smoke thresholds of ../shared/papers/optlaws.md §4 to our statistics; the
+The verdicts here apply the suite's smoke thresholds (docs/papers/optlaws.md) to our statistics; the
 claims machinery (benchmarks/claims/optlaws.yaml) reads the same numbers from results/optlaws.json.
 """
 
@@ -13,7 +13,7 @@ from pathlib import Path
 
 from methods.optlaws.study import LAW_ORDER
 
-# the smoke rules of benchmarks/claims/optlaws.yaml (spec §4): (reproduced if, not reproduced if), else inconclusive
+# the smoke rules of benchmarks/claims/optlaws.yaml: (reproduced if, not reproduced if), else inconclusive
 
 
 def _pct(x: float | None) -> str:
@@ -80,7 +80,7 @@ def markdown(res: dict, figures: list[Path], json_path: Path, md_path: Path | No
         "",
         f"**Seed noise / tie rule.** {noise['pairs']} repeated (family, peak LR) pairs (seeds 0 and 1, "
         f"|gaps| {', '.join(f'{g:.4f}' for g in noise['gaps'])}); pooled seed SD of the final loss sigma = "
-        f"{noise['tie']:.4f} ({noise.get('dof', noise['pairs'])} degrees of freedom). Tie rule (spec §4, C1/C2): a "
+        f"{noise['tie']:.4f} ({noise.get('dof', noise['pairs'])} degrees of freedom). Tie rule (C1/C2): a "
         "schedule within 1 sigma of the actual best counts as best in the Top-2 and best-family checks.",
         "",
         "| law | held-out rel. err. mean | worst | median | R^2 mean | Top-2 hits | Top-2 Wilson low | "

@@ -1,12 +1,12 @@
 """The Opt-Laws study over a grid of runs: the three laws side by side on the claims' statistics.
 
-Operational definitions (the suite's, since the paper's are not public; see ../shared/papers/optlaws.md §4):
+Operational definitions (the suite's, since the paper's are not public; see docs/papers/optlaws.md):
 - fitting window: logged points after the first 10% of steps (the published MPL curves likewise start
   after warmup); the laws describe the slow phase, not the first drop from ln(vocab);
 - final loss: mean logged train loss over the last 5% of steps (actual), mean prediction there (predicted);
 - seed noise sigma: the pooled seed standard deviation of the final loss over the repeated (family, peak LR)
   pairs (sqrt of the mean per-pair sample variance); two schedules whose final losses differ by at most 1 sigma
-  are tied (spec §4, C1/C2: "any schedule within 1 sigma of the best");
+  are tied (C1/C2: "any schedule within 1 sigma of the best");
 - held-out accuracy (C6): fit on constant, cosine and two-stage runs (as MPL fits on constant, cosine and a
   two-stage curve) at every peak LR, predict every other family;
 - Top-2 (C1): a configuration is a peak LR; fit on the other peak LRs, hit if a schedule tied with the
@@ -16,7 +16,7 @@ Operational definitions (the suite's, since the paper's are not public; see ../s
 - divergence (C3): leave-one-run-out threshold rule on each law's divergence score over all runs (probes
   included), F1 against status == diverged; baseline: peak LR above the median peak LR.
 - scaling limit (C8): each law fitted on all peak LRs predicts the grid's constant-LR schedules; reproduced
-  in the spec's sense if the prediction vs steps is monotone (non-increasing) and L(t) = L_inf + A t^-alpha fits
+  in the suite's sense if the prediction vs steps is monotone (non-increasing) and L(t) = L_inf + A t^-alpha fits
   it with R^2 >= 0.95, over the fitted range (10%..100% of the steps; also reported out to 10x the steps).
 A law whose fit fails is reported as a failed fit for that statistic, never scored as a prediction.
 """
