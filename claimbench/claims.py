@@ -39,6 +39,9 @@ class Claim:
     rule: dict
     ours: dict = field(default_factory=dict)
     file: str = ""
+    test: dict | None = None  # the pre-registered test; when set it decides, not `rule`
+    premises: list = field(default_factory=list)
+    placebo: dict | None = None
 
     def entries(self, profile: str) -> dict[str, dict]:
         """Arm name -> grid entry (config defaulted to benchmarks/configs/<workload>.yaml)."""
@@ -84,8 +87,9 @@ def _schema_error(path: Path, doc: dict) -> str | None:
         key = extra[0] if extra else "?"
         hint = closest(key, allowed)
         return f"{path}: {where}: unknown key '{key}'" + (f" (did you mean '{hint}'?)" if hint else "")
-    if err.validator == "required":
-        return f"{path}: {where}: {err.message}"
+    if err.validator in ("anyOf", "oneOf") and all("required" in sub for sub in err.validator_value):
+        keys = " or ".join(f"'{sub['required'][0]}'" for sub in err.validator_value)
+        return f"{path}: {where}: needs {keys}"
     return f"{path}: {where}: {err.message}"
 
 
@@ -116,8 +120,9 @@ def load_file(path: str | Path) -> list[Claim]:
             raise ConfigError(f"{where}.id: must start with '{paper['id']}.'")
         _check_claim(c, where)
         claims.append(Claim(id=c["id"], paper=paper, statement=c["statement"], source=c["source"],
-                            paper_value=c["paper_value"], grid=c["grid"], statistic=c["statistic"], rule=c["rule"],
-                            ours=c.get("ours", {}), file=str(path)))
+                            paper_value=c["paper_value"], grid=c["grid"], statistic=c["statistic"],
+                            rule=c.get("rule", {}), ours=c.get("ours", {}), file=str(path), test=c.get("test"),
+                            premises=c.get("premises", []), placebo=c.get("placebo")))
     return claims
 
 
@@ -140,7 +145,11 @@ def _check_claim(c: dict, where: str) -> None:
         except ConfigError as e:
             raise ConfigError(f"{where}.statistic.{e}") from None
     known = output_names(stat) | {"paper_effect"}
-    for key in ("reproduced_if", "not_reproduced_if"):
+    if "test" in c:
+        _check_test(c, where, named)
+    for i, prem in enumerate(c.get("premises", [])):
+        _check_names(prem["holds_if"], known, f"{where}.premises[{i}]({prem['name']})")
+    for key in [k for k in ("reproduced_if", "not_reproduced_if") if "rule" in c]:
         try:
             unknown = names_in(c["rule"][key]) - known
         except ConfigError as e:
@@ -152,6 +161,55 @@ def _check_claim(c: dict, where: str) -> None:
                               + (f" (did you mean '{hint}'?)" if hint else f" (known: {', '.join(sorted(known))})"))
         if "paper_effect" in names_in(c["rule"][key]) and "paper_effect" not in c["rule"]:
             raise ConfigError(f"{where}.rule.{key}: uses 'paper_effect' but rule.paper_effect is not set")
+
+
+def _check_names(expr: str, known: set[str], where: str) -> None:
+    try:
+        unknown = names_in(expr) - known
+    except ConfigError as e:
+        raise ConfigError(f"{where}: {e}") from None
+    if unknown:
+        name = sorted(unknown)[0]
+        hint = closest(name, known)
+        raise ConfigError(f"{where}: unknown metric or name '{name}'"
+                          + (f" (did you mean '{hint}'?)" if hint else f" (known: {', '.join(sorted(known))})"))
+
+
+def _check_test(c: dict, where: str, named: list[str]) -> None:
+    """A test block: a known kind, its required thresholds as constants, min_seeds >= 2, arms of the grid."""
+    from claimbench.hypotheses import ARM_TESTS, OPTIONAL, REQUIRED, TESTS
+
+    t = c["test"]
+    kind = t["kind"]
+    if kind not in TESTS:
+        hint = closest(kind, TESTS)
+        raise ConfigError(f"{where}.test.kind: unknown test kind '{kind}'"
+                          + (f" (did you mean '{hint}'?)" if hint else f" (kinds: {', '.join(sorted(TESTS))})"))
+    for key in t:
+        if key not in OPTIONAL:
+            raise ConfigError(f"{where}.test.{key}: unknown key" + (f" (did you mean '{closest(key, OPTIONAL)}'?)"
+                                                                     if closest(key, OPTIONAL) else ""))
+    for key in sorted(REQUIRED[kind]):
+        if key not in t:
+            raise ConfigError(f"{where}.test.{key}: required for a {kind} test")
+    for key in ("alpha", "margin", "paper_effect", "effect_fraction"):
+        if key in t and (isinstance(t[key], bool) or not isinstance(t[key], (int, float))):
+            raise ConfigError(f"{where}.test.{key}: must be a number fixed in the YAML (got {t[key]!r})")
+    if "margin" in t and not t["margin"] > 0:
+        raise ConfigError(f"{where}.test.margin: must be > 0")
+    if "min_seeds" in t and (not isinstance(t["min_seeds"], int) or t["min_seeds"] < 2):
+        raise ConfigError(f"{where}.test.min_seeds: must be an integer >= 2 (got {t['min_seeds']!r})")
+    if kind in ARM_TESTS:
+        arms = t.get("arms") or c["statistic"].get("arms", [])[:2]
+        if len(arms) != 2:
+            raise ConfigError(f"{where}.test.arms: a {kind} test compares two arms")
+        for profile, grid in c["grid"].items():
+            for a in arms + list((c.get("placebo") or {}).get("arms", [])) + \
+                    ([c["placebo"]["split"]] if c.get("placebo", {}).get("split") else []):
+                if a not in grid:
+                    raise ConfigError(f"{where}: arm '{a}' of the test or placebo is not in grid.{profile}")
+    if kind == "interval" and (not isinstance(t["band"], list) or len(t["band"]) != 2):
+        raise ConfigError(f"{where}.test.band: [low, high]")
 
 
 def load_all(claims_dir: str | Path = CLAIMS_DIR) -> list[Claim]:

@@ -113,9 +113,26 @@ def run_study(claim: Claim, profile: str, runs_dir: str | Path, results_dir: str
         warnings.warn(f"{claim.id}: {stat.get('path', '')}: no usable value at '{stat.get('key')}' ({e!r})",
                       stacklevel=2)
         return {**base, "verdict": "not_run", "why": f"analysis output lacks '{stat.get('key')}'"}
-    verdict, why = decide(rule, values, profile)
-    return {**base, "values": _clean(values), "estimate": _num(values.get("estimate")),
-            "ci": [_num(values.get("ci_lo")), _num(values.get("ci_hi"))], "verdict": verdict, "why": why}
+    verdict, why = decide(rule, values, profile) if rule else ("inconclusive", "no rule")
+    out = {**base, "values": _clean(values), "estimate": _num(values.get("estimate")),
+           "ci": [_num(values.get("ci_lo")), _num(values.get("ci_hi"))], "verdict": verdict, "why": why,
+           "test": None, "p": None, "placebo": None, "stability": None, "plan": None}
+    if claim.test or claim.premises:
+        from claimbench.judge import judge
+
+        arm_values = {arm: {ev.key: _value(ev, stat) for ev in rows} for arm, rows in evidence.items()} \
+            if stat.get("metric") else {}
+        costs = [ev.result.get("cpu_s") for rows in evidence.values() for ev in rows]
+        costs = [c for c in costs if isinstance(c, (int, float))]
+        j = judge(claim, arm_values, values, float(np.median(costs)) if costs else None)
+        if "outcome" in j:
+            out["values"].update(_clean(j.pop("outcome")))
+        if "ci" in j:
+            j["ci"] = [_num(x) for x in j["ci"]]
+            j["estimate"] = _num(j["estimate"])
+        out.update(j)
+        out["alpha"] = float((claim.test or {}).get("alpha", 0.05))
+    return out
 
 
 def compute(stat: dict, evidence: dict[str, list[RunEvidence]], grid: dict, paths: dict) -> dict:

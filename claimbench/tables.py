@@ -18,10 +18,11 @@ import pandas as pd
 from claimbench.claims import Claim, unknown_plugins
 from claimbench.figures import figures_dir
 from claimbench.io import atomic_write_text
+from claimbench.judge import holm
 from claimbench.study import run_study
 
-COLUMNS = ["paper", "claim", "statement", "source", "paper_value", "our_value", "scale", "verdict", "why", "code",
-           "ours", "runs"]
+COLUMNS = ["paper", "claim", "statement", "source", "paper_value", "our_value", "scale", "verdict", "why", "test",
+           "p", "p_holm", "placebo", "code", "ours", "runs"]
 
 
 def build_studies(claims: list[Claim], profile: str, runs_dir: str | Path, results_dir: str | Path,
@@ -39,6 +40,7 @@ def build_studies(claims: list[Claim], profile: str, runs_dir: str | Path, resul
             if unknown:
                 s = run_study(c, profile, runs_dir, results_dir, unknown, store=store)
         studies.append(s)
+    holm(studies)
     return studies
 
 
@@ -81,6 +83,10 @@ def run_links(study: dict, base: Path, md: bool) -> str:
     return "; ".join(parts)
 
 
+def _p(p) -> str:
+    return "-" if p is None else f"{p:.3g}"
+
+
 def _link(run: dict) -> str:
     return run.get("link", run["run_dir"])
 
@@ -99,6 +105,8 @@ def frame(studies: list[dict], claims: list[Claim], base: Path, md: bool) -> pd.
         rows.append({"paper": c.paper["id"], "claim": c.id, "statement": c.statement, "source": c.source,
                      "paper_value": f"{pv['value']}" + (f" {pv['unit']}" if pv.get("unit") else ""),
                      "our_value": our_value(s), "scale": s["scale"], "verdict": s["verdict"], "why": s["why"],
+                     "test": s.get("test") or "rule", "p": _p(s.get("p")), "p_holm": _p(s.get("p_holm")),
+                     "placebo": s.get("placebo") or "-",
                      "code": code_versions(s), "ours": ", ".join(c.ours) or "-",
                      "runs": run_links(s, base, md) or "-"})
     return pd.DataFrame(rows, columns=COLUMNS)
@@ -170,10 +178,9 @@ def paper_page(paper: dict, studies: list[dict], claims: list[Claim], results: P
                 f"- Paper: {c.paper_value['value']} {c.paper_value.get('unit', '')} ({c.paper_value['setting']})",
                 f"- Statistic: `{stat['kind']}`" + (f" of `{stat['metric']}`" if stat.get("metric") else "")
                 + (f" over arms {', '.join(stat.get('arms', []))}" if stat.get("arms") else ""),
-                f"- Rule: reproduced if `{c.rule['reproduced_if']}`; not reproduced if "
-                f"`{c.rule['not_reproduced_if']}`; otherwise inconclusive"
-                + (f" (paper effect {c.rule['paper_effect']})" if "paper_effect" in c.rule else ""),
+                _decision(c),
                 f"- Ours: {our_value(s)} at {s['scale']}", f"- Verdict: **{s['verdict']}** ({s['why']})"]
+        out += _judgement(c, s)
         if c.rule.get("note"):
             out.append(f"- Note: {c.rule['note']}")
         if c.ours:
@@ -194,6 +201,40 @@ def paper_page(paper: dict, studies: list[dict], claims: list[Claim], results: P
             out += ["", f"![{c.id}]({fig.relative_to(results)})"]
         out.append("")
     return "\n".join(out)
+
+
+def _decision(c: Claim) -> str:
+    """How the claim is decided, as its YAML fixes it."""
+    if c.test:
+        t = c.test
+        keys = ", ".join(f"{k} {t[k]}" for k in ("alpha", "margin", "paper_effect", "effect_fraction", "band",
+                                                  "min_seeds", "direction") if k in t)
+        arms = f" of arms {', '.join(t['arms'])}" if t.get("arms") else ""
+        reason = f"; margin: {t['margin_reason']}" if t.get("margin_reason") else ""
+        return f"- Test (pre-registered): `{t['kind']}`{arms}" + (f"; {keys}" if keys else "") + reason
+    return (f"- Rule: reproduced if `{c.rule['reproduced_if']}`; not reproduced if "
+            f"`{c.rule['not_reproduced_if']}`; otherwise inconclusive"
+            + (f" (paper effect {c.rule['paper_effect']})" if "paper_effect" in c.rule else ""))
+
+
+def _judgement(c: Claim, s: dict) -> list[str]:
+    """Premises, placebo, multiplicity, stability and the seeds an undecided claim needs."""
+    out = [f"- Premise: {p['name']} (`{p['holds_if']}`)" for p in c.premises]
+    if c.placebo:
+        what = f"arms {' vs '.join(c.placebo['arms'])}" if "arms" in c.placebo else \
+            f"the seeds of {c.placebo['split']} split in two"
+        out.append(f"- Placebo ({what}): {s.get('placebo') or '-'}")
+    if s.get("p") is not None:
+        out.append(f"- p = {s['p']:.3g}" + (f", Holm-adjusted within the paper {s['p_holm']:.3g}"
+                                             if s.get("p_holm") is not None else ""))
+    if s.get("stability") is not None:
+        out.append(f"- Stability: the verdict holds in {s['stability']:.0%} of bootstrap resamples of the seeds")
+    plan = s.get("plan")
+    if plan:
+        cost = f", about {plan['cpu_min']} CPU-min" if plan.get("cpu_min") else ""
+        out.append(f"- To decide: about {plan['seeds']} seeds per arm at the paper's effect "
+                   f"({plan['runs']} runs{cost}; 80% power, the observed spread)")
+    return out
 
 
 def write_studies(studies: list[dict], out_dir: str | Path) -> None:

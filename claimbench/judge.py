@@ -1,0 +1,118 @@
+"""From a study's runs to its verdict under the claim's pre-registered test: premises first (a failed
+one makes the claim `out_of_scope`), then the test, then its placebo (a test that passes on runs where
+the claim cannot hold decides nothing), then the verdict's stability over bootstrap resamples of the
+seeds, and for an undecided claim the seeds that would decide it (the power planner).
+
+Holm's correction across a paper's tested claims is applied afterwards, over all studies (`holm`).
+"""
+
+from __future__ import annotations
+
+import math
+
+from claimbench import hypotheses as H
+from claimbench.verdicts import evaluate
+
+OUT_OF_SCOPE, UNINFORMATIVE = "out_of_scope", "uninformative"
+STABLE = 0.9  # a decided verdict must survive this share of bootstrap resamples of its seeds
+
+
+def premises(claim, values: dict) -> str | None:
+    """The name of the first premise that does not hold, else None."""
+    for prem in claim.premises:
+        if not evaluate(prem["holds_if"], values):
+            return prem["name"]
+    return None
+
+
+def test_arms(claim) -> list[str]:
+    return list(claim.test.get("arms") or claim.statistic.get("arms", [])[:2])
+
+
+def run_test(claim, arm_values: dict[str, dict], values: dict, arms: list[str] | None = None,
+             relax: bool = False) -> H.Outcome:
+    t = {**claim.test, "min_seeds": 2} if relax else claim.test
+    kind = t["kind"]
+    if kind in H.ARM_TESTS:
+        a, b = arms or test_arms(claim)
+        return H.TESTS[kind](t, arm_values[a], arm_values[b])
+    if kind == "hit_rate":
+        chance = values.get("chance")
+        return H.hit_rate(t, int(values.get("hits", 0)), list(chance) if isinstance(chance, list) else [])
+    n = values.get("n")
+    return H.interval(t, _f(values.get("estimate")), _f(values.get("ci_lo")), _f(values.get("ci_hi")),
+                      int(n) if isinstance(n, (int, float)) and math.isfinite(n) else None)
+
+
+def placebo(claim, arm_values: dict[str, dict], values: dict) -> H.Outcome | None:
+    """The test on the placebo's runs (another arm against the reference, or one arm's seeds split in two)."""
+    pl = claim.placebo
+    if not pl or claim.test["kind"] not in H.ARM_TESTS:
+        return None
+    if "arms" in pl:
+        return run_test(claim, arm_values, values, list(pl["arms"]), relax=True)
+    vals = arm_values[pl["split"]]
+    keys = sorted(vals, key=str)
+    half = len(keys) // 2
+    first = {("x", i): vals[k] for i, k in enumerate(keys[:half])}
+    second = {("y", i): vals[k] for i, k in enumerate(keys[half:2 * half])}
+    return run_test(claim, {"x": first, "y": second}, values, ["x", "y"], relax=True)
+
+
+def judge(claim, arm_values: dict[str, dict], values: dict, cost_s: float | None) -> dict:
+    """verdict, why, test outcome values, placebo, stability and plan for one claim."""
+    out: dict = {"test": claim.test["kind"] if claim.test else None, "p": None, "placebo": None,
+                 "stability": None, "plan": None}
+    failed = premises(claim, values)
+    if failed:
+        return {**out, "verdict": OUT_OF_SCOPE, "why": f"premise fails: {failed}"}
+    if not claim.test:
+        return out
+    o = run_test(claim, arm_values, values)
+    out.update(verdict=o.verdict, why=o.why, p=o.p, estimate=o.estimate, ci=[o.ci_lo, o.ci_hi], outcome=o.values)
+    pl = placebo(claim, arm_values, values)
+    if pl is not None:
+        out["placebo"] = "passed" if pl.verdict != H.REPRODUCED else "FAILED"
+        if pl.verdict == H.REPRODUCED:
+            if (claim.placebo or {}).get("if_passes") == OUT_OF_SCOPE:
+                why = claim.placebo.get("why", "the placebo passes too: nothing for the method to fix at this scale")
+                return {**out, "verdict": OUT_OF_SCOPE, "why": why}
+            out["placebo"] = UNINFORMATIVE
+            if o.verdict == H.REPRODUCED:
+                out.update(verdict=H.INCONCLUSIVE, why=f"uninformative: the placebo passes too ({pl.why})")
+    if claim.test["kind"] in H.ARM_TESTS:
+        a, b = test_arms(claim)
+        if out["verdict"] in (H.REPRODUCED, H.NOT_REPRODUCED):
+            st = H.stability(claim.test, arm_values[a], arm_values[b], out["verdict"])
+            out["stability"] = st
+            if st < STABLE:
+                out.update(verdict=H.INCONCLUSIVE, why=f"unstable: {out['verdict']} in only {st:.0%} of seed "
+                                                       f"resamples ({o.why})")
+        if out["verdict"] == H.INCONCLUSIVE:
+            n = H.seeds_needed(claim.test, arm_values[a], arm_values[b])
+            if n is not None:
+                out["plan"] = {"seeds": n, "runs": 2 * n,
+                               "cpu_min": round(2 * n * cost_s / 60, 1) if cost_s else None}
+    return out
+
+
+def holm(studies: list[dict], alpha_default: float = 0.05) -> None:
+    """Holm-adjust the p-values of each paper's tested claims; a `reproduced` whose adjusted p is not
+    below its alpha becomes `inconclusive`."""
+    from statsmodels.stats.multitest import multipletests
+
+    by_paper: dict[str, list[dict]] = {}
+    for s in studies:
+        if s.get("p") is not None and math.isfinite(s["p"]) and s["verdict"] != "not_run":
+            by_paper.setdefault(s["paper"], []).append(s)
+    for group in by_paper.values():
+        adj = multipletests([s["p"] for s in group], method="holm")[1]
+        for s, p in zip(group, adj, strict=True):
+            s["p_holm"] = float(p)
+            alpha = s.get("alpha", alpha_default)
+            if s["verdict"] == H.REPRODUCED and p >= alpha:
+                s["verdict"], s["why"] = H.INCONCLUSIVE, f"Holm-adjusted p={p:.3g} >= {alpha} ({s['why']})"
+
+
+def _f(x) -> float:
+    return float(x) if isinstance(x, (int, float)) else math.nan
