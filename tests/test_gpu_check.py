@@ -1,7 +1,7 @@
 """The GPU check (benchmarks/speed/gpu_check.sh) on this GPU-less machine: the script parses, every Python command it
 would run on the GPU accepts its flags, its helpers work on tiny inputs, the real (non-dry) run stops at once
 without CUDA, and the short GPU grid's profile stops before training with the no-GPU line. The full dry run
-(~2.5 min on 2 cores) is a slow test."""
+(1-2.5 min on 2 cores) is a slow test."""
 
 from __future__ import annotations
 

@@ -24,7 +24,7 @@
 # grid since the no-GPU check would stop it) so the whole script runs on a CPU machine in a couple of minutes;
 # the install stage is skipped when the packages already import (INSTALL=1 forces it). The numbers of a dry run
 # mean nothing. Environment: PY (interpreter holding torch; default python3), WHEELS (default build/wheels),
-# BUDGET_S (the whole script's deadline, default 540 s: every stage gets at most what is left), WORK, VENV.
+# BUDGET_S (the whole script's deadline, default 500 s: every stage gets at most what is left), WORK, VENV.
 set -uo pipefail
 cd "$(dirname "$0")/../.." || exit 2
 REPO=$(pwd)
@@ -63,7 +63,7 @@ rm -f "$OUT"/.stages/*
 PY=${PY:-python3}
 WHEELS=${WHEELS:-$REPO/build/wheels}
 VENV=${VENV:-$WORK/venv}
-BUDGET_S=${BUDGET_S:-540}
+BUDGET_S=${BUDGET_S:-500}
 T0=$(date +%s)
 LOG=$OUT/gpu_check.log
 : > "$LOG"
@@ -132,7 +132,7 @@ install() {
   local own; own=$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
   while read -r d; do echo "import site; site.addsitedir('$d')"; done <<<"$site" > "$own/zz_torch_site.pth"
   "$VENV/bin/python" -c 'import torch, pip; print("overlay venv: torch", torch.__version__, "from", torch.__file__)'
-  "$VENV/bin/python" -m pip install -q --no-index --find-links "$WHEELS" --no-deps --no-compile \
+  "$VENV/bin/python" -m pip install -q --no-index --find-links "$WHEELS" --no-deps --no-compile --ignore-installed \
       -r "$WHEELS/requirements.txt"
   "$VENV/bin/python" -m pip install -q --no-index --no-deps --no-build-isolation -e "$REPO" \
       --config-settings editable_mode=compat
@@ -168,7 +168,7 @@ fi
 COMMON=(--device "$DEVICE" --dtype "$DTYPE" "${COMPILE[@]}" --threads "$([ "$DRY" = 1 ] && echo 1 || echo 4)"
         --gpt-data "$GPT_DATA" --image-data "$IMG_DATA" --note "gpu_check.sh$([ "$DRY" = 1 ] && echo ' --dry-run')")
 if want speed; then
-  stage speed 300 "$PY" benchmarks/speed/speed.py "${COMMON[@]}" --only throughput --cases "${SPEED_CASES[@]}" \
+  stage speed 200 "$PY" benchmarks/speed/speed.py "${COMMON[@]}" --only throughput --cases "${SPEED_CASES[@]}" \
     --steps "$SPEED_STEPS" --repeats "$SPEED_REPEATS" --out "$OUT/speed"
 fi
 
@@ -225,17 +225,17 @@ sys.exit(0 if summary["ok"] else 1)
 EOF
 }
 if want grid; then
-  stage grid 240 env PY="$PY" REPO="$REPO" WORK="$WORK" OUT="$OUT" GPT_DATA="$GPT_DATA" bash -c \
+  stage grid 150 env PY="$PY" REPO="$REPO" WORK="$WORK" OUT="$OUT" GPT_DATA="$GPT_DATA" bash -c \
     "$(declare -p DEVICE DTYPE COMPILE GRID_SIZE GRID_STEPS GRID_BATCH GRID_HOOKS); $(declare -f grid secs_since); grid"
 fi
 
 # ---------------------------------------------------------------- methods: per-step overheads at that size
 if want methods; then
-  stage methods 240 "$PY" benchmarks/speed/speed.py "${COMMON[@]}" --only methods "${METHODS_ARGS[@]}" \
+  stage methods 120 "$PY" benchmarks/speed/speed.py "${COMMON[@]}" --only methods "${METHODS_ARGS[@]}" \
     --out "$OUT/methods"
 fi
 if want flerm; then
-  stage flerm 180 "$PY" benchmarks/speed/speed.py "${COMMON[@]}" --only flerm "${FLERM_ARGS[@]}" --out "$OUT/flerm"
+  stage flerm 60 "$PY" benchmarks/speed/speed.py "${COMMON[@]}" --only flerm "${FLERM_ARGS[@]}" --out "$OUT/flerm"
 fi
 
 # ---------------------------------------------------------------- summary and pack
