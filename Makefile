@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.claimbench-setup
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: setup reproduce plan test test-slow tables lint bench clean-runs
+.PHONY: setup reproduce plan test test-slow tables lint bench gpu-check clean-runs
 # `make reproduce PAPERS=lrm,flerm` selects papers (default: all five)
 PAPERS ?=
 PAPERS_ARG := $(if $(PAPERS),--papers $(PAPERS))
@@ -47,3 +47,9 @@ lint: setup
 
 bench: setup
 	$(BIN)/python benchmarks/speed/speed.py
+
+## the GPU check (benchmarks/speed/gpu_check.sh: env report, speed suite on CUDA, a short GPU grid) into
+## build/gpu-check; no setup here: on the GPU machine it installs from build/wheels (gpu_wheels.sh) over its torch.
+## `make gpu-check GPU_CHECK_ARGS=--dry-run` is the CPU rehearsal (1-2.5 min on 2 cores)
+gpu-check:
+	benchmarks/speed/gpu_check.sh $(GPU_CHECK_ARGS) build/gpu-check

@@ -15,6 +15,11 @@
 
     python benchmarks/speed/speed.py [--quick] [--threads 1] [--note "measured under load"]
     python benchmarks/speed/speed.py --device cuda --dtype bfloat16 --compile   # on a GPU
+
+Selections (benchmarks/speed/gpu_check.sh uses them): `--cases gpt:gpu vit:gpu` (workload:size[:batch]), `--steps`
+/ `--repeats` for every case, `--gpt-data` / `--image-data` (e.g. synth_data.py's 50,304-token set for GPT-2 124M's
+exact shape), `--methods lrm adamw2 jreg --methods-size gpu --methods-batch 12` (the overheads at that size) and
+`--flerm-size gpu`.
 """
 
 from __future__ import annotations
@@ -48,6 +53,7 @@ from claimbench.train import Trainer, prepare
 TARGET = 0.95  # harness / plain throughput on this CPU, every workload
 DATA = {"gpt": "data/shakespeare", "vit": "data/fashion-mnist", "swin": "data/fashion-mnist",
         "mlp": "data/fashion-mnist"}
+GPU_MICRO_BATCH = 12  # nanoGPT's GPT-2 124M micro-batch (12 x 1024 tokens) on a GPU
 
 
 @dataclass(frozen=True)
@@ -59,6 +65,7 @@ class Case:
     steps: int
     repeats: int
     sets: tuple[str, ...] = ()
+    data: str = ""  # data.dir; empty: DATA[workload]
 
     @property
     def label(self) -> str:
@@ -68,7 +75,7 @@ class Case:
 def cases(quick: bool, device: str, gpt_gpu_batch: int | None) -> list[Case]:
     """The suite (default: ~8 min on 2 idle cores at 1 thread); --quick: a ~2-minute check that everything runs."""
     q = quick
-    gpu_batch = gpt_gpu_batch or (1 if device == "cpu" else 16)  # 1 x 1024 tokens: ~5-10 s per step on a CPU
+    gpu_batch = gpt_gpu_batch or (1 if device == "cpu" else GPU_MICRO_BATCH)  # 1 x 1024 tokens: ~5-10 s/step on CPU
     return [Case("gpt", "smoke", 10 if q else 30, 2 if q else 3),
             Case("gpt", "gpu", 1 if q else 2, 2, (f"train.batch_size={gpu_batch}",)),
             Case("vit", "smoke", 5 if q else 15, 2 if q else 3),
@@ -76,10 +83,34 @@ def cases(quick: bool, device: str, gpt_gpu_batch: int | None) -> list[Case]:
             Case("mlp", "smoke", 60 if q else 300, 2 if q else 3)]  # ~4 ms steps: runs of >= 1 s, else noise
 
 
+def select_cases(suite: list[Case], specs: list[str] | None, steps: int | None, repeats: int | None,
+                 data: dict[str, str]) -> list[Case]:
+    """`--cases workload:size[:batch] ...` (a case the suite has keeps its steps, else 20 x 2), then `--steps` /
+    `--repeats` for all, and each case's data directory."""
+    chosen = list(suite)
+    if specs:
+        known = {(c.workload, c.size): c for c in suite}
+        chosen = []
+        for spec in specs:
+            parts = spec.split(":")
+            if len(parts) not in (2, 3) or parts[0] not in DATA:
+                raise ConfigError(f"--cases: '{spec}' is not workload:size[:batch] with workload one of "
+                                  f"{', '.join(DATA)}")
+            base = known.get((parts[0], parts[1]), Case(parts[0], parts[1], 20, 2))
+            sets = tuple(s for s in base.sets if not s.startswith("train.batch_size="))
+            if len(parts) == 3:
+                sets += (f"train.batch_size={int(parts[2])}",)
+            else:
+                sets = base.sets
+            chosen.append(Case(base.workload, base.size, base.steps, base.repeats, sets))
+    return [Case(c.workload, c.size, steps or c.steps, repeats or c.repeats, c.sets, data[c.workload])
+            for c in chosen]
+
+
 def make_trainer(case: Case, steps: int, out: Path, run_sets: tuple[str, ...]) -> Trainer:
     cfg = load_config(REPO / f"benchmarks/configs/{case.workload}.yaml", [
         f"size={case.size}", f"train.steps={steps}", "eval.every=0", "ckpt.every=0", "log.every=10",
-        f"data.dir={REPO / DATA[case.workload]}", *run_sets, *case.sets])
+        f"data.dir={case.data or REPO / DATA[case.workload]}", *run_sets, *case.sets])
     return Trainer(prepare(cfg, out))
 
 
@@ -146,6 +177,7 @@ def compare(case: Case, run_sets: tuple[str, ...], compile_: bool) -> dict:
         batch_size, unit = t.train_cfg.batch_size, t.run.workload.unit
         units_per_sample = t.run.workload.batch_units(batch) // batch_size  # tokens per sequence for GPT
         n_params = sum(p.numel() for p in t.model.parameters())
+        vocab = int(t.run.workload.meta["vocab_size"]) if case.workload == "gpt" else None
         del t, batch
     runs: dict[str, dict[str, list[float]]] = {a: {"wall": [], "cpu": []} for a in ("plain", "harness")}
     for _ in range(case.repeats):
@@ -161,7 +193,7 @@ def compare(case: Case, run_sets: tuple[str, ...], compile_: bool) -> dict:
             "plain_per_s": med["plain"]["wall"], "harness_per_s": med["harness"]["wall"],
             "ratio_wall": med["harness"]["wall"] / med["plain"]["wall"],
             "ratio_cpu": med["harness"]["cpu"] / med["plain"]["cpu"],
-            "runs_per_s": runs, "train_flops_per_unit": flops}
+            "runs_per_s": runs, "train_flops_per_unit": flops, "vocab": vocab, "data": case.data}
 
 
 # method -> (setting, overrides shared by both arms, the method list): each method in its paper's setting
@@ -174,14 +206,24 @@ METHODS = {
 }
 
 
-def method_overheads(run_sets: tuple[str, ...], threads: int, block: int, rounds: int) -> list[dict]:
-    """Per-step time of each method over its baseline (GPT smoke, batch 16), adjacent blocks, medians."""
+def method_overheads(run_sets: tuple[str, ...], threads: int, block: int, rounds: int, size: str = "smoke",
+                     batch: int = 16, names: list[str] | None = None, data_dir: str = "") -> list[dict]:
+    """Per-step time of each method over its baseline (GPT `size`, `batch` sequences), adjacent blocks, medians.
+    At size smoke the settings are the ones named in METHODS; at another size the same overrides (arch, layers)
+    on that size's width and context, and the row's setting says so."""
     rows = []
+    data = (f"data.dir={data_dir}",) if data_dir else ()
     with tempfile.TemporaryDirectory() as d:
-        for name, (setting, sets, methods) in METHODS.items():
-            arms = {a: make_gpt_trainer("smoke", m, Path(d) / f"{name}-{a}", threads, "gpt2", 16,
-                                        extra=(*sets, *run_sets))
+        for name in names or list(METHODS):
+            setting, sets, methods = METHODS[name]
+            arms = {a: make_gpt_trainer(size, m, Path(d) / f"{name}-{a}", threads, "gpt2", batch,
+                                        extra=(*sets, *run_sets, *data))
                     for a, m in (("baseline", []), (name, methods))}
+            if size != "smoke":
+                o = arms[name].run.workload.opts
+                setting = (f"{o.arch} {o.n_layer}L x d{o.n_embd} (size {size}), "
+                           + ", ".join(x for x in setting.split(", ")[1:]))
+                setting = setting.rstrip(", ")
             for t in arms.values():
                 time_block(t, 2, 0)  # warm-up
             times: dict[str, list[tuple[float, float]]] = {a: [] for a in arms}
@@ -189,7 +231,8 @@ def method_overheads(run_sets: tuple[str, ...], threads: int, block: int, rounds
                 for a, t in arms.items():
                     times[a].append(time_block(t, block, 10))
             med = {a: [statistics.median(x[i] for x in v) for i in (0, 1)] for a, v in times.items()}
-            rows.append({"method": name, "setting": f"{setting}, batch 16 x 128 tokens",
+            block_size = arms[name].run.workload.opts.block_size
+            rows.append({"method": name, "setting": f"{setting}, batch {batch} x {block_size} tokens",
                          "steps": block * rounds, "base_step_s": med["baseline"][0],
                          "step_s": med[name][0], "overhead_wall": med[name][0] / med["baseline"][0] - 1,
                          "overhead_cpu": med[name][1] / med["baseline"][1] - 1})
@@ -197,15 +240,20 @@ def method_overheads(run_sets: tuple[str, ...], threads: int, block: int, rounds
     return rows
 
 
-def flerm_overhead(quick: bool) -> dict:
+def flerm_overhead(quick: bool, size: str = "smoke", data_dir: str = "", run_sets: tuple[str, ...] = (),
+                   steps: int | None = None, rounds: int | None = None) -> dict:
     """bench_flerm's measurement (scaled GPT, EMA warm-up once and every 100 steps, over a 2,000-step run)."""
     with tempfile.TemporaryDirectory() as d:
         out = Path(d) / "flerm.json"
-        argv = ["--workload", "gpt", "--steps", "20" if quick else "60", "--rounds", "2" if quick else "3",
-                "--out", str(out)]
+        argv = ["--workload", "gpt", "--steps", str(steps or (20 if quick else 60)),
+                "--rounds", str(rounds or (2 if quick else 3)), "--out", str(out), "--size", size]
+        argv += ["--data-dir", data_dir] if data_dir else []
+        argv += [x for s in run_sets if not s.startswith("train.threads=") for x in ("--set", s)]
         bench_flerm.main(argv)
         res = json.loads(out.read_text())
-    return {"method": "flerm", "setting": f"CPU, 1 thread: GPT 2L x d256, batch 16 x 32, {res['steps']} steps x "
+    where = "CPU, 1 thread" if not run_sets or "train.device=cpu" in run_sets else ", ".join(
+        s.split("=", 1)[1] for s in run_sets if s.startswith(("train.device=", "train.dtype=")))
+    return {"method": "flerm", "setting": f"{where}: GPT {res['model']}, {res['steps']} steps x "
             f"{res['rounds']} "
             f"rounds, extrapolated to {res['target_steps']} steps", "overhead_once": res["overhead_once_pct"] / 100,
             "overhead_periodic": res["overhead_periodic_pct"] / 100, "warmup_s": res["warmup_s"],
@@ -270,9 +318,15 @@ def render(res: dict) -> str:
               "attention only). A measured CPU peak is what this machine's BLAS achieves on one 1024^2 fp32 "
               "matmul at these threads (best of ~0.3 s of repeats, on the faster of the wall and CPU clocks), not a "
               "datasheet number.", ""]
-    lines += ["`gpt gpu` is GPT-2 small's shape (12 layers, d 768, 12 heads, context 1024) with this corpus's "
-              "2,048-token vocabulary, hence 87M parameters rather than 124M; on a CPU it runs 1 sequence per step.",
-              ""]
+    for r in res["throughput"]:
+        if r["workload"] == "gpt" and r["size"] == "gpu":
+            vocab = r.get("vocab") or 2048
+            lines += [f"`gpt gpu` is GPT-2 small's shape (12 layers, d 768, 12 heads, context 1024) with a "
+                      f"{vocab:,}-token vocabulary ({r['params'] / 1e6:.0f}M parameters"
+                      + ("; nanoGPT's 50,304 gives 124M" if vocab != 50304 else "") + ")"
+                      + (", random tokens (synthetic data: throughput only)" if "synth" in (r.get("data") or "")
+                         else "") + f"; {r['batch']} sequence(s) per step.", ""]
+            break
     if res["meta"]["device"] == "cpu":
         lines += ["GPU (`--device cuda --dtype bfloat16 --compile`, MFU against the datasheet peaks in "
                   "claimbench/flops.py): **not measured here** (no GPU on this machine).", ""]
@@ -292,19 +346,40 @@ def render(res: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="few steps and repeats: checks the suite runs (~2 min)")
     p.add_argument("--threads", type=int, default=1, help="torch intra-op threads on a CPU")
     p.add_argument("--device", default="cpu")
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"], help="as train.dtype")
     p.add_argument("--compile", action="store_true", help="torch.compile the model in both arms")
-    p.add_argument("--gpt-gpu-batch", type=int, help="sequences per step of GPT gpu (default 1 on CPU, 16 on cuda)")
+    p.add_argument("--gpt-gpu-batch", type=int,
+                   help=f"sequences per step of GPT gpu (default 1 on CPU, {GPU_MICRO_BATCH} on cuda)")
     p.add_argument("--only", nargs="+", choices=["throughput", "methods", "flerm"],
                    default=["throughput", "methods", "flerm"])
+    p.add_argument("--cases", nargs="+", metavar="WORKLOAD:SIZE[:BATCH]",
+                   help="throughput cases to run (default: the whole suite), e.g. gpt:gpu:12 vit:gpu")
+    p.add_argument("--steps", type=int, help="steps per repeat of every throughput case")
+    p.add_argument("--repeats", type=int, help="repeats per arm of every throughput case")
+    p.add_argument("--gpt-data", default=str(REPO / DATA["gpt"]), help="data.dir of the GPT cases and methods")
+    p.add_argument("--image-data", default=str(REPO / DATA["vit"]), help="data.dir of the ViT/Swin/ResMLP cases")
+    p.add_argument("--methods", nargs="+", choices=sorted(METHODS), help="method overheads to time (default all)")
+    p.add_argument("--methods-size", default="smoke", help="GPT size of the method overheads (gpu: 124M shape)")
+    p.add_argument("--methods-batch", type=int, help="sequences per step of the method overheads "
+                   f"(default 16 at smoke, {GPU_MICRO_BATCH} at other sizes)")
+    p.add_argument("--methods-block", type=int, help="steps per timed block (default 5, --quick 3)")
+    p.add_argument("--methods-rounds", type=int, help="alternating rounds (default 6, --quick 3)")
+    p.add_argument("--flerm-size", default="smoke", choices=["smoke", "gpu"],
+                   help="bench_flerm's scaled GPT (gpu: 12L x d768, context 1024, batch 12)")
+    p.add_argument("--flerm-steps", type=int, help="steps per arm of bench_flerm (default 60, --quick 20)")
+    p.add_argument("--flerm-rounds", type=int, help="rounds of bench_flerm (default 3, --quick 2)")
     p.add_argument("--note", default="", help="a line for the header, e.g. 'measured under load'")
     p.add_argument("--out", default=str(REPO / "results/speed"), help="writes OUT.md and OUT.json")
-    a = p.parse_args(argv)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    a = build_parser().parse_args(argv)
     device = torch.device(a.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"--device: '{a.device}' requested but no CUDA device is available")
@@ -315,7 +390,8 @@ def main(argv: list[str] | None = None) -> int:
     peak, source = peak_flops(device, a.dtype)
     res: dict = {"peak": {"flops": peak, "source": source}, "throughput": [], "methods": []}
     if "throughput" in a.only:
-        for case in cases(a.quick, device.type, a.gpt_gpu_batch):
+        data = {w: a.gpt_data if w == "gpt" else a.image_data for w in DATA}
+        for case in select_cases(cases(a.quick, device.type, a.gpt_gpu_batch), a.cases, a.steps, a.repeats, data):
             print(f"[speed] {case.label}: {case.steps} steps x {case.repeats} repeats per arm", flush=True)
             r = compare(case, run_sets, a.compile)
             r["mfu"] = mfu(r["train_flops_per_unit"], r["harness_per_s"], peak)
@@ -328,10 +404,14 @@ def main(argv: list[str] | None = None) -> int:
             res["throughput"].append(r)
     if "methods" in a.only:
         print("[speed] method overheads", flush=True)
-        res["methods"] = method_overheads(run_sets, a.threads, 3 if a.quick else 5, 3 if a.quick else 6)
+        batch = a.methods_batch or (16 if a.methods_size == "smoke" else GPU_MICRO_BATCH)
+        res["methods"] = method_overheads(run_sets, a.threads, a.methods_block or (3 if a.quick else 5),
+                                          a.methods_rounds or (3 if a.quick else 6), a.methods_size, batch,
+                                          a.methods, a.gpt_data)
     if "flerm" in a.only:
         print("[speed] flerm", flush=True)
-        res["flerm"] = flerm_overhead(a.quick)
+        res["flerm"] = flerm_overhead(a.quick, a.flerm_size, a.gpt_data if a.flerm_size == "gpu" else "",
+                                      run_sets, a.flerm_steps, a.flerm_rounds)
     res["meta"] = {"machine": machine(device), "threads": a.threads, "device": a.device, "dtype": a.dtype,
                    "compile": a.compile, "torch": torch.__version__, "git_sha": git_sha(),
                    "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
