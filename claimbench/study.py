@@ -114,6 +114,9 @@ def run_study(claim: Claim, profile: str, runs_dir: str | Path, results_dir: str
                       stacklevel=2)
         return {**base, "verdict": "not_run", "why": f"analysis output lacks '{stat.get('key')}'"}
     verdict, why = decide(rule, values, profile) if rule else ("inconclusive", "no rule")
+    lo, hi = values.get("ci_lo"), values.get("ci_hi")
+    if verdict in ("reproduced", "not_reproduced") and not claim.test and not _interval_ok(lo, hi):
+        verdict, why = "inconclusive", f"no interval behind the number (would be {verdict}: {why})"
     out = {**base, "values": _clean(values), "estimate": _num(values.get("estimate")),
            "ci": [_num(values.get("ci_lo")), _num(values.get("ci_hi"))], "verdict": verdict, "why": why,
            "test": None, "p": None, "placebo": None, "stability": None, "plan": None}
@@ -186,8 +189,8 @@ def compute(stat: dict, evidence: dict[str, list[RunEvidence]], grid: dict, path
         data = json.loads(Path(stat["path"].format(**paths)).read_text())
         out["estimate"] = _dig(data, stat["key"])
         lo_k, hi_k = stat.get("ci_keys", [None, None])
-        out["ci_lo"] = _dig(data, lo_k) if lo_k else out["estimate"]
-        out["ci_hi"] = _dig(data, hi_k) if hi_k else out["estimate"]
+        out["ci_lo"] = _dig(data, lo_k) if lo_k else math.nan  # no interval given: none is invented
+        out["ci_hi"] = _dig(data, hi_k) if hi_k else math.nan
         out.update({name: _dig(data, key) for name, key in stat.get("values", {}).items()})
     return out
 
@@ -228,10 +231,18 @@ def _optimum_shift(stat: dict, evidence: dict, grid: dict, direction: str) -> di
 
 
 def _dig(data, key: str):
-    """The number at a dotted key; a part that indexes a list is an integer (`shifts.-1`: the last one)."""
+    """The number (or list of numbers) at a dotted key; a part that indexes a list is an integer
+    (`shifts.-1`: the last one)."""
     for part in key.split("."):
         data = data[int(part)] if isinstance(data, list) else data[part]
-    return float(data)
+    return [float(x) for x in data] if isinstance(data, list) else float(data)
+
+
+def _interval_ok(lo, hi) -> bool:
+    """A real interval: two defined, distinct bounds (a point printed as [x, x] decides nothing; an infinite
+    bound, a miss, does)."""
+    return isinstance(lo, (int, float)) and isinstance(hi, (int, float)) and not math.isnan(lo) \
+        and not math.isnan(hi) and (lo != hi or math.isinf(lo))
 
 
 def _num(x):

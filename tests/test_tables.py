@@ -58,7 +58,8 @@ TOY = {
          "paper_value": {"value": 0.94, "setting": "toy"},
          "grid": {"smoke": {"a": arm(1e-3)}},
          "statistic": {"kind": "from_file", "path": "{results}/analysis/toy.json", "key": "laws.x.hit_rate",
-                       "values": {"low": "laws.x.wilson_low"}},
+                       "values": {"low": "laws.x.wilson_low"},
+                       "ci_keys": ["laws.x.wilson_low", "laws.x.wilson_high"]},
          "rule": {"reproduced_if": "estimate >= 0.75 and low > 0.3", "not_reproduced_if": "estimate < 0.6"}},
         {"id": "toy.transfer", "statement": "The optimal LR moves by less than one octave with width.",
          "source": "Fig. 3", "paper_value": {"value": 0, "unit": "log2", "setting": "toy"},
@@ -173,9 +174,13 @@ def test_from_file_statistic_reads_an_analysis_output(toy):
     s = _study(claims, runs, results, "toy.law")
     assert s["verdict"] == "not_run" and "analysis output missing" in s["why"]
     (results / "analysis").mkdir(parents=True)
-    (results / "analysis" / "toy.json").write_text('{"laws": {"x": {"hit_rate": 0.8, "wilson_low": 0.45}}}')
+    (results / "analysis" / "toy.json").write_text(
+        '{"laws": {"x": {"hit_rate": 0.8, "wilson_low": 0.45, "wilson_high": 0.96}}}')
     s = _study(claims, runs, results, "toy.law")
     assert s["verdict"] == "reproduced" and s["values"]["low"] == 0.45
+    claims["toy.law"].statistic = {k: v for k, v in claims["toy.law"].statistic.items() if k != "ci_keys"}
+    s = _study(claims, runs, results, "toy.law")  # a number without its interval decides nothing
+    assert s["verdict"] == "inconclusive" and "no interval" in s["why"]
     (results / "analysis" / "toy.json").write_text('{"laws": {}}')
     with pytest.warns(UserWarning, match="no usable value at 'laws.x.hit_rate'"):
         assert _study(claims, runs, results, "toy.law")["verdict"] == "not_run"
