@@ -6,7 +6,7 @@ from typing import Literal
 
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from benchmarks.data.text import TokenStream, read_meta
 from benchmarks.models.gpt import GPT, GPTConfig, param_roles
@@ -39,6 +39,16 @@ class GPTOptions(BaseModel):
     init_scale: float = Field(1.0, gt=0)
     embed_mult: float = Field(1.0, gt=0)
     logit_mult: float = Field(1.0, gt=0)
+
+
+    @model_validator(mode="after")
+    def _heads_divide(self):
+        if self.n_embd % self.n_head:
+            raise ValueError(f"n_head={self.n_head} does not divide n_embd={self.n_embd}")
+        if self.arch == "llama" and (self.n_embd // self.n_head) % 2:
+            raise ValueError(f"llama's rotary embedding needs an even head size, got n_embd/n_head="
+                             f"{self.n_embd // self.n_head}")
+        return self
 
 
 class TextData(BaseModel):
@@ -98,3 +108,11 @@ class GPTWorkload(Workload):
 
     def batch_units(self, batch) -> int:
         return batch[0].numel()
+
+    def val_examples(self) -> int:
+        return self.val_stream.n_windows
+
+    def example_bytes(self) -> int:
+        """int64 inputs and targets, fp32 logits and the residual stream of every layer, per window."""
+        o, t = self.opts, self.opts.block_size
+        return t * (16 + 4 * int(self.meta["vocab_size"]) + 4 * o.n_embd * o.n_layer)
