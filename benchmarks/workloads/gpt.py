@@ -74,6 +74,10 @@ class GPTWorkload(Workload):
         self.meta = read_meta(self.data_opts.dir)
         if "vocab_size" not in self.meta:
             raise ConfigError(f"data.dir: {self.data_opts.dir}/meta.json has no 'vocab_size'")
+        vocab = self.meta["vocab_size"]
+        if isinstance(vocab, bool) or not isinstance(vocab, int) or not 0 < vocab <= 2**16:
+            raise ConfigError(f"data.dir: {self.data_opts.dir}/meta.json: vocab_size must be an integer in "
+                              f"1..65536 (uint16 tokens), got {vocab!r}")
         self.train_stream = TokenStream(self.data_opts.dir, "train", self.opts.block_size)
         self.val_stream = TokenStream(self.data_opts.dir, "val", self.opts.block_size)
 
