@@ -10,14 +10,22 @@ import copy
 import difflib
 import hashlib
 import json
+import math
 import re
 from pathlib import Path
-import math
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, StrictInt, ValidationError, field_validator,
-                      model_validator)
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictInt,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 
 class ConfigError(ValueError):
@@ -59,11 +67,18 @@ class TrainConfig(Strict):
     eps: Float = Field(1e-8, gt=0)
     grad_clip: Float = Field(1.0, ge=0, description="0 disables clipping")
     threads: Int = Field(1, ge=1, description="torch intra-op threads on CPU")
-    device: str = Field("cpu", pattern=f"^({DEVICE_RE})$", description="cpu, cuda, cuda:N or mps")
+    device: str = Field("cpu", description="cpu, cuda, cuda:N or mps")
     dtype: Literal["float32", "bfloat16"] = "float32"
     compile: bool = False
     parallel: Literal["ddp", "fsdp"] = Field("ddp", description="under torchrun: replicate (ddp) or shard (fsdp, "
                                              "FSDP2 per block) the model")
+
+    @field_validator("device")
+    @classmethod
+    def _known_device(cls, v):
+        if not re.fullmatch(DEVICE_RE, v):
+            raise ValueError("use cpu, cuda, cuda:N or mps")
+        return v
 
     @field_validator("schedule")
     @classmethod
@@ -208,7 +223,7 @@ class UniqueKeyLoader(yaml.SafeLoader):
                     continue
                 if repeated:
                     raise yaml.constructor.ConstructorError(
-                        None, None, f"duplicate key {key!r} (line {key_node.start_mark.line + 1})",
+                        None, None, f"duplicate key {key!r}",
                         key_node.start_mark)
         return super().construct_mapping(node, deep=deep)
 
@@ -216,7 +231,8 @@ class UniqueKeyLoader(yaml.SafeLoader):
 def _yaml_problem(e: yaml.YAMLError) -> str:
     problem = getattr(e, "problem", None) or str(e).splitlines()[0]
     mark = getattr(e, "problem_mark", None)
-    return f"{e.__class__.__name__}: {problem}" + (f" at line {mark.line + 1}, column {mark.column + 1}" if mark else "")
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+    return f"{e.__class__.__name__}: {problem}{where}"
 
 
 def load_yaml_text(path: Path) -> Any:

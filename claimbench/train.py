@@ -83,8 +83,8 @@ def prepare(cfg: RunConfig, out: str | Path) -> Run:
             old = "unreadable"
         if old != cfg.hash():
             status = _read_result(out).get("status")
-            what = f"a {status} run" if status in ("ok", "diverged", "failed") else "a run"
-            raise ConfigError(f"--out {out}: holds {what} of a different config (config_hash {old} != "
+            status = f"status {status}, " if status in ("ok", "diverged", "failed") else ""
+            raise ConfigError(f"--out {out}: holds a run of a different config ({status}config_hash {old} != "
                               f"{cfg.hash()}); choose another directory, or remove {out} to reuse it")
     return Run(cfg, out, workload, recipe, specs)
 
@@ -542,7 +542,7 @@ def _load_checkpoint(path: Path, cfg: RunConfig) -> dict:
         if not isinstance(state, dict) or "step" not in state:
             raise ValueError("no training state in it")
     except Exception as e:  # torch raises many types for a truncated or foreign file
-        msg = str(e).strip().splitlines()[0][:120] if str(e).strip() else ""
+        msg = str(e).strip().splitlines()[0].split(". ")[0][:100] if str(e).strip() else ""
         raise ConfigError(f"{path}: unreadable checkpoint ({type(e).__name__}: {msg}); the run cannot resume: "
                           f"remove {path.parent} to start it over") from None
     if state.get("config_hash") != cfg.hash():
