@@ -99,8 +99,12 @@ def read_run(run_dir: Path) -> RunEvidence:
         res = json.loads(path.read_text())
         if not isinstance(res, dict) or res.get("status") not in ("ok", "diverged", "failed"):
             raise ValueError("no valid 'status'")
+        for key, kind in (("git_sha", str), ("config_hash", str), ("versions", dict), ("error", str)):
+            if key in res and not isinstance(res[key], kind):  # provenance is compared and printed as such
+                raise ValueError(f"'{key}' is a {type(res[key]).__name__}, not a {kind.__name__}")
     except (OSError, ValueError) as e:
-        warnings.warn(f"{path}: corrupt ({type(e).__name__}); run counted as missing", stacklevel=2)
+        why = str(e) if type(e) is ValueError else type(e).__name__  # our own checks' messages; else the type
+        warnings.warn(f"{path}: corrupt ({why}); run counted as missing", stacklevel=2)
         ev.problem = f"corrupt {path.name}"
         return ev
     ev.result, ev.status = res, res["status"]

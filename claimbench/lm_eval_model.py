@@ -20,14 +20,13 @@ from pathlib import Path
 import lm_eval.models  # noqa: F401
 import torch
 import torch.nn.functional as F
-import yaml
 from lm_eval.api.model import TemplateLM
 from lm_eval.api.registry import register_model
 from lm_eval.utils import get_rolling_token_windows, make_disjoint_window
 from tqdm import tqdm
 
 from claimbench import registry
-from claimbench.config import ConfigError, validate
+from claimbench.config import ConfigError, load_yaml_text, validate
 from claimbench.plugin import RunContext, validate_options
 
 REPO = Path(__file__).resolve().parents[1]
@@ -43,8 +42,9 @@ def _resolve(path: str) -> Path:
     return REPO / p if (REPO / p).exists() else p
 
 
-def load_run_model(checkpoint: str | Path, device: str = "cpu") -> tuple[torch.nn.Module, object, int]:
-    """(model in eval mode, tokenizer, context length) of a run; one-line ConfigError naming the bad file."""
+def resolve_run(checkpoint: str | Path) -> tuple[Path, Path, object, object]:
+    """(ckpt.pt, config.yaml, config, workload) of a language-model run, checked without loading any weights:
+    the launcher calls it before lm-eval starts, so a wrong checkpoint is one line, not a log and then a line."""
     ckpt = Path(checkpoint)
     if ckpt.is_dir():
         ckpt = ckpt / "ckpt.pt"
@@ -53,22 +53,24 @@ def load_run_model(checkpoint: str | Path, device: str = "cpu") -> tuple[torch.n
     cfg_path = ckpt.parent / "config.yaml"
     if not cfg_path.is_file():
         raise ConfigError(f"{cfg_path}: not found (a run's config.yaml must sit beside its ckpt.pt)")
-    try:
-        raw = yaml.safe_load(cfg_path.read_text())
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{cfg_path}: not valid YAML ({str(e).splitlines()[0]})") from None
-    cfg = validate(raw, str(cfg_path))
+    cfg = validate(load_yaml_text(cfg_path), str(cfg_path))
     # a run that relied on its workload's default data directory has no data.dir in its config
     default = getattr(registry.get("workload", cfg.workload), "DataOptions", None)
     default_dir = default.model_fields["dir"].default if default is not None and "dir" in default.model_fields else ""
     data_dir = _resolve(str(cfg.data.get("dir") or default_dir))
     cfg = validate({**cfg.model_dump(mode="json"), "data": {**cfg.data, "dir": str(data_dir)}}, str(cfg_path))
+    workload = registry.get("workload", cfg.workload)(cfg)
+    if not hasattr(workload, "model_config"):  # before the tokenizer: a ViT run has none, and that is not the news
+        raise ConfigError(f"{cfg_path}: workload '{cfg.workload}' is not a language model (lm-eval scores text)")
+    return ckpt, cfg_path, cfg, workload
+
+
+def load_run_model(checkpoint: str | Path, device: str = "cpu") -> tuple[torch.nn.Module, object, int]:
+    """(model in eval mode, tokenizer, context length) of a run; one-line ConfigError naming the bad file."""
     from benchmarks.data.text import load_tokenizer
 
-    tokenizer = load_tokenizer(data_dir)
-    workload = registry.get("workload", cfg.workload)(cfg)
-    if not hasattr(workload, "model_config"):
-        raise ConfigError(f"{cfg_path}: workload '{cfg.workload}' is not a language model")
+    ckpt, cfg_path, cfg, workload = resolve_run(checkpoint)
+    tokenizer = load_tokenizer(Path(cfg.data["dir"]))
     workload.check_data()
     model = workload.build_model()
     ctx = RunContext(cfg, workload, workload.param_roles(model), torch.device(device), cfg.train.steps)
@@ -92,6 +94,18 @@ class ClaimbenchLM(TemplateLM):
     Other model_args: `device` (default cuda if available), `dtype` (float32 | bfloat16),
     `batch_size`, `max_length` (at most the model's block_size), `max_gen_toks`.
     """
+
+    @classmethod
+    def create_from_arg_string(cls, arg_string: str, additional_config: dict | None = None) -> ClaimbenchLM:
+        """`--model_args` win over the CLI's own settings (its `--device` default would clash with `device=`)."""
+        from lm_eval.utils import simple_parse_args_string
+
+        return cls.create_from_arg_obj(simple_parse_args_string(arg_string), additional_config)
+
+    @classmethod
+    def create_from_arg_obj(cls, arg_dict: dict, additional_config: dict | None = None) -> ClaimbenchLM:
+        extra = {k: v for k, v in (additional_config or {}).items() if v is not None and k not in arg_dict}
+        return cls(**arg_dict, **extra)
 
     def __init__(self, checkpoint: str, device: str | None = None, dtype: str = "float32",
                  batch_size: int | str = DEFAULT_BATCH, max_length: int | None = None,

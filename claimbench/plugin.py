@@ -102,6 +102,15 @@ class Workload:
     def batch_units(self, batch: Any) -> int:
         raise NotImplementedError
 
+    def val_examples(self) -> int | None:
+        """Distinct validation examples (after check_data): bounds eval.batches. None: unknown, unbounded."""
+        return None
+
+    def example_bytes(self) -> int | None:
+        """A lower bound of the memory one training example takes (inputs, logits), for the check that a run fits
+        in memory before it starts. None: unknown (only the parameters are counted)."""
+        return None
+
     def no_weight_decay(self, model: torch.nn.Module) -> set[str]:
         return set()
 

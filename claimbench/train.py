@@ -6,7 +6,9 @@ touches no file; `execute()` trains, checkpoints, resumes and writes the run fil
 
 from __future__ import annotations
 
+import json
 import math
+import os
 import sys
 import time
 import traceback
@@ -50,6 +52,7 @@ class Run:
 def prepare(cfg: RunConfig, out: str | Path) -> Run:
     """Resolve plugins and check data and the output directory; raises ConfigError, writes nothing."""
     out = Path(out)
+    _check_out_path(out)
     recipe_cls = registry.get("recipe", cfg.recipe.name)
     recipe = recipe_cls(validate_options(recipe_cls.Options, cfg.recipe.options, f"recipe ({cfg.recipe.name})"))
     if recipe_cls.forced:
@@ -66,6 +69,10 @@ def prepare(cfg: RunConfig, out: str | Path) -> Run:
         cls.check(specs[-1][1], workload)
     if cfg.train.device.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"train.device: '{cfg.train.device}' requested but no CUDA device is available")
+    if cfg.train.device.startswith("cuda:") and int(cfg.train.device[5:]) >= torch.cuda.device_count():
+        raise ConfigError(f"train.device: '{cfg.train.device}' but {torch.cuda.device_count()} CUDA device(s) visible")
+    if cfg.train.device == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError("train.device: 'mps' requested but no MPS device is available")
     distributed.check(cfg.train.device, cfg.train.batch_size, cfg.train.grad_accum)
     if cfg.train.parallel == "fsdp" and distributed.world_size() > 1:
         for i, (cls, _) in enumerate(specs):
@@ -74,16 +81,117 @@ def prepare(cfg: RunConfig, out: str | Path) -> Run:
                                   f"'{cls.name}' is not declared FSDP-safe (its hooks may need whole tensors: "
                                   "a method opts in with supports_fsdp = True); use train.parallel=ddp")
     workload.check_data()
+    _check_memory(cfg, workload)
+    _check_eval_batches(cfg, workload)
     existing = out / "config.yaml"
     if existing.is_file():
         try:
             old = validate(yaml.safe_load(existing.read_text()), str(existing)).hash()
-        except (ConfigError, yaml.YAMLError):
+        except (ConfigError, yaml.YAMLError, OSError, UnicodeDecodeError):
             old = "unreadable"
         if old != cfg.hash():
-            raise ConfigError(f"--out {out}: holds a run of a different config (config_hash {old} != "
-                              f"{cfg.hash()}); choose another directory or delete that one")
+            status = _read_result(out).get("status")
+            status = f"status {status}, " if status in ("ok", "diverged", "failed") else ""
+            raise ConfigError(f"--out {out}: holds a run of a different config ({status}config_hash {old} != "
+                              f"{cfg.hash()}); choose another directory, or remove {out} to reuse it")
     return Run(cfg, out, workload, recipe, specs)
+
+
+def _check_out_path(out: Path) -> None:
+    """--out must be a directory or creatable as one: not a file, not under a file."""
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out}: exists and is not a directory")
+    for parent in out.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise ConfigError(f"--out {out}: {parent} is a file, not a directory")
+            break
+
+
+def _read_result(out: Path) -> dict:
+    """result.json of a run directory ({} if absent or unreadable)."""
+    try:
+        res = json.loads((out / "result.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return res if isinstance(res, dict) else {}
+
+
+def finished(run: Run) -> str | None:
+    """The status of a finished (ok or diverged) run of this very config in run.out, else None."""
+    res = _read_result(run.out)
+    if res.get("status") in ("ok", "diverged") and res.get("config_hash") == run.cfg.hash():
+        return res["status"]
+    return None
+
+
+def _check_eval_batches(cfg: RunConfig, workload: Workload) -> None:
+    """More validation batches than the split holds only repeat it (and 1e12 of them never end)."""
+    n = workload.val_examples()
+    bs = max(1, cfg.train.batch_size // cfg.train.grad_accum)
+    if n is not None and cfg.eval.batches > max(1, math.ceil(n / bs)):
+        raise ConfigError(f"eval.batches: {cfg.eval.batches} batches of {bs} exceed the validation split "
+                          f"({n} examples: at most {max(1, math.ceil(n / bs))} batches)")
+
+
+def total_memory(device: str) -> int | None:
+    """Bytes of memory of the device a run trains on (host RAM for the CPU); None if unknown."""
+    try:
+        if device.startswith("cuda"):
+            index = int(device[5:]) if device.startswith("cuda:") else torch.cuda.current_device()
+            return int(torch.cuda.get_device_properties(index).total_memory)
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, RuntimeError, AssertionError):
+        return None
+
+
+def _count_params(workload: Workload) -> int | None:
+    """Parameters of the base model, built on the meta device (no memory); None if it cannot be built there."""
+    try:
+        with torch.random.fork_rng(devices=[]), torch.device("meta"):
+            model = workload.build_model()
+        return sum(p.numel() for p in model.parameters())
+    except Exception as e:  # a model that cannot live on the meta device: not counted (the real build reports)
+        if isinstance(e, RuntimeError) and "overflow" in str(e).lower():  # a tensor past any memory's size
+            raise ConfigError(f"{_model_keys(workload)}: a tensor of the '{workload.cfg.workload}' model is too "
+                              f"large to allocate ({str(e).strip().splitlines()[0][:120]})") from None
+        return None
+
+
+def _check_memory(cfg: RunConfig, workload: Workload) -> None:
+    """Refuse a run whose lower-bound memory need (fp32 weights, gradients and two Adam moments, the micro-batch
+    and its logits, the per-step loss record) exceeds the machine's total memory, before anything is written."""
+    tc = cfg.train
+    host = total_memory("cpu")
+    if host is not None and 8 * tc.steps > host:
+        raise ConfigError(f"train.steps: {tc.steps} steps need {_gib(8 * tc.steps)} for the loss record alone, "
+                          f"more than this machine's {_gib(host)}")
+    params = _count_params(workload)
+    micro_bs = tc.batch_size // (tc.grad_accum * distributed.world_size())
+    per_example = workload.example_bytes()
+    need_params = 16 * params if params is not None else 0
+    need_batch = micro_bs * per_example if per_example is not None else 0
+    have = total_memory(distributed.device_for(tc.device))
+    if have is None or need_params + need_batch <= have:
+        return
+    where = "GPU" if tc.device.startswith("cuda") else "machine"
+    if need_params + (per_example or 0) > have:  # not even one example fits: the model's shape is the problem
+        raise ConfigError(f"{_model_keys(workload)}: {params or 0:,} parameters need at least "
+                          f"{_gib(need_params + (per_example or 0))} to train (weights, gradients, Adam moments, one "
+                          f"example), more than this {where}'s {_gib(have)}")
+    raise ConfigError(f"train.batch_size: a micro-batch of {micro_bs} needs at least {_gib(need_batch)} "
+                      f"(+{_gib(need_params)} for the model), more than this {where}'s {_gib(have)}; "
+                      "lower it or raise train.grad_accum")
+
+
+def _model_keys(workload: Workload) -> str:
+    """'model' and the model keys the config sets (size presets aside), to point at the likely culprit."""
+    keys = ", ".join(f"{k}={v}" for k, v in workload.cfg.model.items())
+    return f"model (size {workload.cfg.size}" + (f"; {keys})" if keys else ")")
+
+
+def _gib(n: float) -> str:
+    return f"{n / 2**30:,.1f} GiB"
 
 
 def default_param_groups(model: torch.nn.Module, roles: dict[str, str], weight_decay: float,
@@ -385,18 +493,26 @@ def execute(run: Run) -> int:
     out, cfg = run.out, run.cfg
     main = distributed.is_main()
     result_path, ckpt_path, metrics_path = out / "result.json", out / "ckpt.pt", out / "metrics.jsonl"
+    status = finished(run)
+    if status is not None:  # a finished result is never replaced (nor put at risk by a broken checkpoint)
+        if main:
+            print(f"claimbench: {out}: already finished (status {status}); nothing to do (remove {out} to run it "
+                  "again)", file=sys.stderr)
+        distributed.destroy()
+        return EXIT_OK
     provenance = {"config_hash": cfg.hash(), "git_sha": git_sha(), "versions": versions(), "hardware": hardware()}
     try:
+        state = _load_checkpoint(ckpt_path, cfg) if ckpt_path.is_file() else None  # before anything is written
         if main:
             out.mkdir(parents=True, exist_ok=True)
+            for stale in out.glob(".*.tmp"):  # a killed atomic write's leftover (ckpt.pt's, mostly)
+                stale.unlink(missing_ok=True)
             if not (out / "config.yaml").is_file():
                 atomic_write_text(out / "config.yaml", to_yaml(cfg))
         trainer = Trainer(run)
-        if ckpt_path.is_file():  # every rank loads it (the file predates this launch: no race with rank 0)
-            state = torch.load(ckpt_path, map_location=trainer.device, weights_only=True)
-            if state.get("config_hash") != cfg.hash():
-                raise ConfigError(f"{ckpt_path}: checkpoint of a different config")
+        if state is not None:  # every rank loads it (the file predates this launch: no race with rank 0)
             trainer.load_state_dict(state)
+            del state
         if main:
             # keep only the metrics the checkpoint covers: a killed run logs them again identically
             kept = [r for r in read_jsonl(metrics_path) if r.get("step", 0) <= trainer.step]
@@ -427,6 +543,21 @@ def execute(run: Run) -> int:
         return EXIT_FAILED
     finally:
         distributed.destroy()
+
+
+def _load_checkpoint(path: Path, cfg: RunConfig) -> dict:
+    """The run's checkpoint on the run's device; ConfigError naming it if it is unreadable or of another config."""
+    try:
+        state = torch.load(path, map_location=distributed.device_for(cfg.train.device), weights_only=True)
+        if not isinstance(state, dict) or "step" not in state:
+            raise ValueError("no training state in it")
+    except Exception as e:  # torch raises many types for a truncated or foreign file
+        msg = str(e).strip().splitlines()[0].split(". ")[0][:100] if str(e).strip() else ""
+        raise ConfigError(f"{path}: unreadable checkpoint ({type(e).__name__}: {msg}); the run cannot resume: "
+                          f"remove {path.parent} to start it over") from None
+    if state.get("config_hash") != cfg.hash():
+        raise ConfigError(f"{path}: checkpoint of a different config; remove {path.parent} to start the run over")
+    return state
 
 
 @contextmanager

@@ -30,20 +30,48 @@ def _nanmin(*xs: float) -> float:
     return min(vals) if vals else math.nan
 
 
+def _pow(a: float, b: float) -> float:
+    """Float power: an overflow is an ArithmeticError (the rule is false), never a giant integer."""
+    return float(a) ** float(b)
+
+
 FUNCTIONS = {"abs": abs, "min": _nanmin, "max": _nanmax, "isfinite": math.isfinite}
 CONSTANTS = {"inf": math.inf, "true": True, "false": False}
 _BIN = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
-        ast.Pow: operator.pow}
+        ast.Pow: _pow}
 _CMP = {ast.Lt: operator.lt, ast.LtE: operator.le, ast.Gt: operator.gt, ast.GtE: operator.ge,
         ast.Eq: operator.eq, ast.NotEq: operator.ne}
 
 
+MAX_DEPTH = 40  # nesting of the expression tree: a rule is a few comparisons, never a deep tower
+MAX_EXPONENT = 64  # `x ** k` only with a number k, |k| <= 64: 9**9**9 would take the machine for hours
+
+
+def _shown(expr: str) -> str:
+    return repr(expr) if len(expr) <= 80 else repr(expr[:77] + "...")
+
+
 def parse(expr: str) -> ast.Expression:
-    """Parse and check an expression (only the allowed node types); ConfigError otherwise."""
+    """Parse and check an expression (only the allowed node types, bounded depth and exponents); ConfigError
+    otherwise."""
+    if not isinstance(expr, str):
+        raise ConfigError(f"rule expression {expr!r}: not a string")
     try:
         tree = ast.parse(expr, mode="eval")
     except SyntaxError as e:
-        raise ConfigError(f"rule expression {expr!r}: not valid ({e.msg})") from None
+        raise ConfigError(f"rule expression {_shown(expr)}: not valid ({e.msg})") from None
+    except (RecursionError, MemoryError, ValueError) as e:
+        raise ConfigError(f"rule expression {_shown(expr)}: not valid ({type(e).__name__})") from None
+    stack = [(tree, 0)]
+    while stack:  # iterative: a deep tree must not blow the interpreter's stack here either
+        node, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise ConfigError(f"rule expression {_shown(expr)}: nested more than {MAX_DEPTH} levels deep")
+        stack.extend((child, depth + 1) for child in ast.iter_child_nodes(node))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Pow) and not _small_number(node.right):
+            raise ConfigError(f"rule expression {_shown(expr)}: the exponent of '**' must be a number of at most "
+                              f"{MAX_EXPONENT} in size, got '{ast.unparse(node.right)}'")
     for node in ast.walk(tree):
         ok = isinstance(node, (ast.Expression, ast.BoolOp, ast.And, ast.Or, ast.UnaryOp, ast.Not, ast.USub,
                                ast.BinOp, ast.Compare, ast.Name, ast.Load, ast.Constant, ast.Call,
@@ -54,9 +82,16 @@ def parse(expr: str) -> ast.Expression:
             ok = False
         if not ok:
             what = ast.unparse(node) if isinstance(node, ast.expr) else type(node).__name__
-            raise ConfigError(f"rule expression {expr!r}: '{what}' is not allowed "
+            raise ConfigError(f"rule expression {_shown(expr)}: '{what}' is not allowed "
                               "(numbers, names, + - * / **, comparisons, and/or/not, abs/min/max/isfinite)")
     return tree
+
+
+def _small_number(node: ast.AST) -> bool:
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
+        node = node.operand
+    return (isinstance(node, ast.Constant) and isinstance(node.value, (int, float))
+            and not isinstance(node.value, bool) and abs(node.value) <= MAX_EXPONENT)
 
 
 def names_in(expr: str) -> set[str]:

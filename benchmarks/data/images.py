@@ -158,7 +158,12 @@ class RecordSet:
         if not path.is_file():
             raise ConfigError(f"data file not found: {path} (re-run `claimbench prepare-data {meta['source']} "
                               f"--out {data_dir}`)")
-        self.records = np.memmap(path, dtype=record_dtype(tuple(meta["shape_hwc"])), mode="r")
+        dtype = record_dtype(tuple(meta["shape_hwc"]))
+        size = path.stat().st_size
+        if size == 0 or size % dtype.itemsize:
+            raise ConfigError(f"{path}: {size} bytes, not a whole number of {dtype.itemsize}-byte image records "
+                              f"(re-run `claimbench prepare-data {meta.get('source', '...')} --out {data_dir}`)")
+        self.records = np.memmap(path, dtype=dtype, mode="r")
 
     def __len__(self) -> int:
         return len(self.records)
@@ -233,9 +238,14 @@ def open_split(data_dir: str | Path, split: str) -> tuple[RecordSet | FolderSet,
     """The split and the set's meta (classes, channels, mean/std); ConfigError if nothing is there."""
     d = Path(data_dir)
     if (d / "meta.json").is_file():
-        meta = json.loads((d / "meta.json").read_text())
-        if meta.get("kind") != "images":
-            raise ConfigError(f"data.dir: {d}/meta.json is not an image set (kind={meta.get('kind')!r}); "
+        try:
+            meta = json.loads((d / "meta.json").read_bytes())
+        except (ValueError, OSError) as e:  # not UTF-8, not JSON, unreadable
+            raise ConfigError(f"{d}/meta.json: not a readable JSON file ({type(e).__name__}); "
+                              "re-run prepare-data") from None
+        if not isinstance(meta, dict) or meta.get("kind") != "images":
+            kind = meta.get("kind") if isinstance(meta, dict) else None
+            raise ConfigError(f"data.dir: {d}/meta.json is not an image set (kind={kind!r}); "
                               f"{missing_data_message(d)}")
         return RecordSet(d, split, meta), meta
     if (d / "train").is_dir() and (d / "val").is_dir():

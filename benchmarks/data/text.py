@@ -127,6 +127,11 @@ class TokenStream:
         path = Path(data_dir) / f"{split}.bin"
         if not path.is_file():
             raise ConfigError(f"data file not found: {path}")
+        size = path.stat().st_size
+        if size % 2:
+            raise ConfigError(f"{path}: {size} bytes, not a file of uint16 tokens (odd size)")
+        if size <= 2 * (block_size + 1):
+            raise ConfigError(f"{path}: {size // 2} tokens, fewer than block_size+1={block_size + 1}")
         self.data = np.memmap(path, dtype=np.uint16, mode="r")
         self.block_size = block_size
         if len(self.data) <= block_size + 1:
@@ -156,5 +161,11 @@ def read_meta(data_dir: str | Path) -> dict:
                           f"--out {data_dir}` (offline), or for the gpu/paper profiles put nanoGPT-style "
                           f"train.bin/val.bin shards there (e.g. OpenWebText via nanoGPT's data/openwebtext/"
                           f"prepare.py) with a meta.json giving vocab_size")
-    return json.loads(path.read_text())
+    try:
+        meta = json.loads(path.read_bytes())
+    except (ValueError, OSError) as e:  # not UTF-8, not JSON, unreadable
+        raise ConfigError(f"{path}: not a readable JSON file ({type(e).__name__}); re-run prepare-data") from None
+    if not isinstance(meta, dict):
+        raise ConfigError(f"{path}: not a JSON object; re-run prepare-data")
+    return meta
 

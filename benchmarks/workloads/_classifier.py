@@ -64,3 +64,11 @@ class ImageClassifier(Workload):
 
     def batch_units(self, batch) -> int:
         return int(batch[0].shape[0])
+
+    def val_examples(self) -> int:
+        return len(self.pipe.val)
+
+    def example_bytes(self) -> int | None:
+        """The fp32 image the model takes and its fp32 logits."""
+        side = self.pipe.out_size
+        return None if side is None else 4 * (self.pipe.in_chans * side * side + self.pipe.num_classes)

@@ -6,7 +6,7 @@ from typing import Literal
 
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from benchmarks.data.text import TokenStream, read_meta
 from benchmarks.models.gpt import GPT, GPTConfig, param_roles
@@ -41,6 +41,16 @@ class GPTOptions(BaseModel):
     logit_mult: float = Field(1.0, gt=0)
 
 
+    @model_validator(mode="after")
+    def _heads_divide(self):
+        if self.n_embd % self.n_head:
+            raise ValueError(f"n_head={self.n_head} does not divide n_embd={self.n_embd}")
+        if self.arch == "llama" and (self.n_embd // self.n_head) % 2:
+            raise ValueError(f"llama's rotary embedding needs an even head size, got n_embd/n_head="
+                             f"{self.n_embd // self.n_head}")
+        return self
+
+
 class TextData(BaseModel):
     model_config = ConfigDict(extra="forbid")
     dir: str = "data/shakespeare"
@@ -64,6 +74,10 @@ class GPTWorkload(Workload):
         self.meta = read_meta(self.data_opts.dir)
         if "vocab_size" not in self.meta:
             raise ConfigError(f"data.dir: {self.data_opts.dir}/meta.json has no 'vocab_size'")
+        vocab = self.meta["vocab_size"]
+        if isinstance(vocab, bool) or not isinstance(vocab, int) or not 0 < vocab <= 2**16:
+            raise ConfigError(f"data.dir: {self.data_opts.dir}/meta.json: vocab_size must be an integer in "
+                              f"1..65536 (uint16 tokens), got {vocab!r}")
         self.train_stream = TokenStream(self.data_opts.dir, "train", self.opts.block_size)
         self.val_stream = TokenStream(self.data_opts.dir, "val", self.opts.block_size)
 
@@ -98,3 +112,11 @@ class GPTWorkload(Workload):
 
     def batch_units(self, batch) -> int:
         return batch[0].numel()
+
+    def val_examples(self) -> int:
+        return self.val_stream.n_windows
+
+    def example_bytes(self) -> int:
+        """int64 inputs and targets, fp32 logits and the residual stream of every layer, per window."""
+        o, t = self.opts, self.opts.block_size
+        return t * (16 + 4 * int(self.meta["vocab_size"]) + 4 * o.n_embd * o.n_layer)

@@ -26,9 +26,22 @@ def _ids(text: str) -> list[str]:
     return [x.strip() for x in text.split(",") if x.strip()]
 
 
+def check_out(path: str | Path, flag: str = "--out") -> None:
+    """An output file must be writable where it is named: not a directory, not under a file (checked first)."""
+    p = Path(path)
+    if p.is_dir():
+        raise ConfigError(f"{flag} {p}: is a directory, not a file")
+    for parent in p.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise ConfigError(f"{flag} {p}: {parent} is a file, not a directory")
+            break
+
+
 def _load(args) -> dict:
     from methods.optlaws.curves import CurveError, read_csv_dir, read_runs
 
+    check_out(args.out)
     try:
         if args.curves:
             return read_csv_dir(args.curves)
@@ -131,6 +144,11 @@ def cmd_select(args) -> int:
 
 def cmd_study(args) -> int:
     from methods.optlaws.study import run_study
+
+    check_out(args.out)
+    check_out(args.md, "--md")
+    if Path(args.figures).exists() and not Path(args.figures).is_dir():
+        raise ConfigError(f"--figures {args.figures}: is a file, not a directory")
 
     run_study(Path(args.grid), Path(args.runs_dir), Path(args.out), Path(args.md), Path(args.figures), args.seed)
     print(f"wrote {args.out}, {args.md}")

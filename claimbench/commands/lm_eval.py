@@ -15,6 +15,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from claimbench.config import ConfigError
+
 LM_EVAL_SUBCOMMANDS = ("run", "ls", "validate")
 
 
@@ -37,17 +39,49 @@ def cmd_lm_eval(ns) -> int:
         os.environ.setdefault(flag, "1")
     tasks = _arg(args, "--tasks")
     if tasks:
-        known = [t for t in tasks.split(",") if t in TASKS]
+        names = [t.strip() for t in tasks.split(",") if t.strip()]
+        for t in names:  # `cb_` is our namespace: an unknown cb_ name is a typo of ours, refused before lm-eval loads
+            if t.startswith("cb_") and t not in _our_tasks():
+                raise ConfigError(_unknown_task(t))
+        known = [t for t in names if t in TASKS]
         check_data(known, os.environ.get("HF_HOME") or Path.home() / ".cache" / "huggingface")
     from lm_eval.__main__ import cli_evaluate
 
-    import claimbench.lm_eval_model  # noqa: F401  (registers the model "claimbench")
+    from claimbench.lm_eval_model import resolve_run  # (importing it registers the model "claimbench")
 
+    if _arg(args, "--model") == "claimbench":  # its checkpoint checked before lm-eval logs a line
+        model_args = dict(kv.split("=", 1) for kv in (_arg(args, "--model_args") or "").split(",") if "=" in kv)
+        if "checkpoint" in model_args:
+            resolve_run(model_args["checkpoint"])
     if args and args[0] not in LM_EVAL_SUBCOMMANDS and args[0] not in ("-h", "--help"):
         args = ["run", *args]  # lm-eval 0.4.13 wants its subcommand
     sys.argv = ["lm-eval", *args]
-    cli_evaluate()
+    try:
+        cli_evaluate()
+    except ValueError as e:  # lm-eval's own "Tasks not found: a, b" as one line, with our closest names
+        if not str(e).startswith("Tasks not found:"):
+            raise
+        missing = [t.strip() for t in str(e).split(":", 1)[1].split(",") if t.strip()]
+        raise ConfigError(_unknown_task(missing[0]) if missing else f"--tasks: {e}") from None
     return 0
+
+
+def _our_tasks() -> set[str]:
+    """Task names claimbench knows: its table and its offline task configs."""
+    from claimbench.lm_eval_tasks import TASKS, TASKS_DIR
+
+    return set(TASKS) | {p.stem for p in TASKS_DIR.glob("*.yaml")}
+
+
+def _unknown_task(task: str) -> str:
+    from claimbench.config import closest
+    from claimbench.lm_eval_tasks import TASKS_DIR
+
+    if (TASKS_DIR / f"{task}.yaml").is_file():
+        return f"--tasks: '{task}' is one of claimbench's tasks: add --include_path {TASKS_DIR}"
+    hint = closest(task, _our_tasks())
+    return (f"--tasks: unknown task '{task}'" + (f" (did you mean '{hint}'?)" if hint else "")
+            + "; lm-eval's own tasks: `claimbench lm-eval ls tasks`")
 
 
 def cmd_lm_eval_run(ns) -> int:

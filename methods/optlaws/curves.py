@@ -10,6 +10,7 @@ config with baselines.schedules, the module the trainer itself uses.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 from dataclasses import dataclass, field
@@ -66,7 +67,15 @@ def lrs_from_logged(steps: np.ndarray, lrs: np.ndarray) -> np.ndarray:
 def read_csv(path: str | Path) -> Curve:
     """One `step,lr,loss` CSV; the file name (without .csv) is the schedule's id."""
     path = Path(path)
-    with open(path, newline="") as fh:
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise CurveError(f"{path}: not a text CSV (byte {e.start} is not UTF-8)") from None
+    except OSError as e:
+        raise CurveError(f"{path}: unreadable ({e.strerror or type(e).__name__})") from None
+    if "\0" in text:
+        raise CurveError(f"{path}: not a text CSV (it holds NUL bytes)")
+    with io.StringIO(text, newline="") as fh:
         reader = csv.reader(fh)
         header = next(reader, None)
         if header is None:
@@ -122,25 +131,34 @@ def read_run(run_dir: str | Path) -> Curve:
     if not path.is_file():
         raise CurveError(f"{path}: row 0: file not found")
     steps, lrs, losses = [], [], []
-    with open(path) as fh:
-        for lineno, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError:
-                raise CurveError(f"{path}: row {lineno}: not JSON") from None
-            missing = [k for k in ("step", "lr", "train_loss") if k not in row]
-            if missing:
-                raise CurveError(f"{path}: row {lineno}: missing key(s) {', '.join(missing)}")
-            loss = row["train_loss"]
-            if loss is None or not math.isfinite(float(loss)):
-                break  # a diverged run: its curve ends where the loss stopped being finite
-            if steps and row["step"] <= steps[-1]:
-                raise CurveError(f"{path}: row {lineno}: steps not increasing ({row['step']} after {steps[-1]})")
-            steps.append(int(row["step"]))
-            lrs.append(float(row["lr"]))
-            losses.append(float(loss))
+    try:
+        lines = path.read_bytes().decode("utf-8").splitlines()
+    except UnicodeDecodeError as e:
+        raise CurveError(f"{path}: row 0: not text (byte {e.start} is not UTF-8)") from None
+    for lineno, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            raise CurveError(f"{path}: row {lineno}: not JSON") from None
+        if not isinstance(row, dict):
+            raise CurveError(f"{path}: row {lineno}: not a JSON object")
+        missing = [k for k in ("step", "lr", "train_loss") if k not in row]
+        if missing:
+            raise CurveError(f"{path}: row {lineno}: missing key(s) {', '.join(missing)}")
+        bad = [k for k in ("step", "lr", "train_loss") if not _number(row[k], none_ok=k == "train_loss")]
+        if bad:
+            raise CurveError(f"{path}: row {lineno}: '{bad[0]}' is not a number ({row[bad[0]]!r})")
+        loss = row["train_loss"]
+        if loss is None or not math.isfinite(float(loss)):
+            break  # a diverged run: its curve ends where the loss stopped being finite
+        if not float(row["step"]).is_integer() or (steps and row["step"] <= steps[-1]):
+            raise CurveError(f"{path}: row {lineno}: steps not increasing integers ({row['step']} after "
+                             f"{steps[-1] if steps else 0})")
+        steps.append(int(row["step"]))
+        lrs.append(float(row["lr"]))
+        losses.append(float(loss))
     if len(steps) < 2:
         raise CurveError(f"{path}: row {len(steps) + 1}: only {len(steps)} finite row(s); a curve needs at least 2")
     st = np.array(steps)
@@ -148,8 +166,18 @@ def read_run(run_dir: str | Path) -> Curve:
     if per_step is None:
         per_step = lrs_from_logged(st, np.array(lrs))
     result = run_dir / "result.json"
-    meta = json.loads(result.read_text()) if result.is_file() else {}
+    try:
+        meta = json.loads(result.read_bytes()) if result.is_file() else {}
+    except ValueError:
+        raise CurveError(f"{result}: row 0: not JSON") from None
+    if not isinstance(meta, dict):
+        raise CurveError(f"{result}: row 0: not a JSON object")
     return Curve(run_dir.name, per_step, st, np.array(losses), source=str(path), meta=meta)
+
+
+def _number(v, none_ok: bool = False) -> bool:
+    """A JSON number (not a bool, not a string); None where the trainer logs a non-finite loss."""
+    return (v is None and none_ok) or (isinstance(v, (int, float)) and not isinstance(v, bool))
 
 
 def _lrs_from_config(run_dir: Path) -> np.ndarray | None:
