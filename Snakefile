@@ -118,8 +118,7 @@ rule train:
 
 
 # a run list that reads RUNS when the DAG is built, after rules/*.smk have added their runs
-def all_results(wildcards=None):
-    return [f"{RUNS_DIR}/{rid}/result.json" for rid in sorted(RUNS)]
+all_results = lambda wildcards: [f"{RUNS_DIR}/{rid}/result.json" for rid in sorted(RUNS)]
 
 
 rule aggregate:
@@ -148,7 +147,7 @@ rule evidence:
         "environment.yml"
     input:
         runs=all_results,
-        lm_eval=lambda w: [t for t in TARGETS if t.endswith("/lm_eval.json")],
+        lm_eval=lambda w: [t for t in TARGETS if Path(t).name == "lm_eval.json"],
     output:
         touch(f"{RESULTS}/logs/evidence.stamp"),
     params:

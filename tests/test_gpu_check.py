@@ -100,14 +100,16 @@ def test_synthetic_data_loads(tmp_path):
     """The random sets are in the prepared formats: the GPT-2 124M config builds on a 50,304-token set."""
     assert synth_data.main(["--gpt", str(tmp_path / "gpt"), "--tokens", "5000", "--images", str(tmp_path / "img"),
                             "--n", "100", "--classes", "100"]) == 0
-    cfg = load_config(REPO / "benchmarks/configs/gpt.yaml", ["size=gpu", f"data.dir={tmp_path / 'gpt'}"])
+    cfg = load_config(REPO / "benchmarks/configs/gpt.yaml",
+                      ["size=gpu", f"data.dir={tmp_path / 'gpt'}", "eval.batches=1"])
     wl = prepare(cfg, tmp_path / "run").workload
     assert wl.model_config().vocab_size == 50304 and wl.opts.block_size == 1024
     with torch.device("meta"):
         n = sum(p.numel() for p in wl.build_model().parameters())
     assert 123e6 < n < 126e6, n  # GPT-2 small: 124M with the tied 50,304-token embedding
-    vit = prepare(load_config(REPO / "benchmarks/configs/vit.yaml", ["size=micro", f"data.dir={tmp_path / 'img'}"]),
-                  tmp_path / "run2").workload
+    vit_cfg = load_config(REPO / "benchmarks/configs/vit.yaml",
+                          ["size=micro", f"data.dir={tmp_path / 'img'}", "eval.batches=1"])
+    vit = prepare(vit_cfg, tmp_path / "run2").workload
     x, y = vit.train_batch(0, 0, 4)
     assert x.shape[0] == 4 and int(y.max()) < 100
 
