@@ -245,9 +245,9 @@ def seeds_needed(test: dict, a: dict, b: dict, power: float = 0.8, most: int = 2
     sd = float(np.std(x - y, ddof=1)) if paired else float(math.sqrt((x.var(ddof=1) + y.var(ddof=1)) / 2))
     if test["kind"] == "directional":
         delta = abs(float(test["paper_effect"]))
-    else:  # a true difference of zero against the margin; TOST needs each one-sided test at sqrt(power)
+    else:  # a true difference of zero against the margin; TOST fails when either one-sided test does
         delta = float(test["margin"])
-        power = math.sqrt(power) if test["kind"] == "equivalence" else power
+        power = 1 - (1 - power) / 2 if test["kind"] == "equivalence" else power
     if sd == 0:
         return max(int(test.get("min_seeds", DEFAULT_MIN_SEEDS)), 2)
     es = delta / sd

@@ -157,9 +157,33 @@ def format_plan(p: dict) -> str:
     return f"plan for profile '{p['profile']}' (runs already trained are not counted):\n{text}{note}"
 
 
+def claim_plans(profile: str, papers: list[str]) -> str:
+    """The undecided claims of these papers with the seeds the power planner says would decide them."""
+    import warnings
+
+    from claimbench.claims import load_all
+    from claimbench.commands.tables import evidence_dir, load_profile
+    from claimbench.tables import build_studies
+
+    cfg = load_profile(profile)
+    claims = [c for c in load_all() if c.paper["id"] in papers]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        studies = build_studies(claims, profile, cfg["runs_dir"], cfg["results_dir"], evidence_dir(cfg))
+    lines = []
+    for s in studies:
+        if s["verdict"] == "inconclusive" and s.get("plan"):
+            pl = s["plan"]
+            cost = f", ~{pl['cpu_min']} CPU-min" if pl.get("cpu_min") else ""
+            lines.append(f"  {s['claim']}: {pl['seeds']} seeds per arm ({pl['runs']} runs{cost})")
+    head = "undecided claims and the seeds that would decide them (80% power at the paper's effect):"
+    return head + ("\n" + "\n".join(lines) if lines else " none with a plan (no runs yet, or nothing to plan)")
+
+
 def cmd_plan(args) -> int:
     papers = parse_papers(args.papers)
     print(format_plan(plan(args.profile, papers)), flush=True)
+    print(claim_plans(args.profile, papers))
     return 0
 
 
@@ -175,7 +199,7 @@ def cmd_reproduce(args) -> int:
 
 
 def _common(p) -> None:
-    p.add_argument("--papers", help="comma-separated paper ids (default: every paper)")
+    p.add_argument("--papers", "--paper", help="comma-separated paper ids (default: every paper)")
     p.add_argument("--profile", default="smoke", help="smoke (default), gpu or paper")
 
 
