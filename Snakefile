@@ -91,6 +91,16 @@ GPUS, NPROC = launch.gpus_nproc(config)
 
 onstart:
     launch.check_before_start(workflow, GPUS)
+    if config.get("warm"):
+        launch.start_warm(workflow, PY)
+
+
+onsuccess:
+    launch.stop_warm()
+
+
+onerror:
+    launch.stop_warm()
 
 
 rule train:
@@ -114,7 +124,7 @@ rule train:
     resources:
         **launch.train_resources(config, GPUS),
     shell:
-        launch.train_shell(NPROC)
+        launch.train_shell(NPROC, bool(config.get("warm")))
 
 
 # a run list that reads RUNS when the DAG is built, after rules/*.smk have added their runs

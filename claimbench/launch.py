@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import shlex
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from claimbench import gpu_slots
@@ -42,17 +43,54 @@ def train_resources(config: Mapping[str, Any], gpus: int) -> dict[str, Any]:
     return res
 
 
-def train_shell(nproc: int) -> str:
-    """The train rule's shell command. With one process it is the plain `claimbench train` line; with more,
-    torchrun starts them inside the job (--standalone: one node, a free rendezvous port) and each gets an
-    equal share of the job's threads."""
+def train_shell(nproc: int, warm: bool = False) -> str:
+    """The train rule's shell command. With one process it is the plain `claimbench train` line (through the
+    warm-start client when the profile sets `warm: true`: claimbench/warm.py); with more, torchrun starts them
+    inside the job (--standalone: one node, a free rendezvous port) and each gets an equal share of the job's
+    threads."""
     if nproc > 1:
         launch = f"{{params.py}} -m torch.distributed.run --standalone --nproc_per_node {nproc} -m claimbench train"
         threads = "{params.proc_threads}"
+    elif warm:
+        launch, threads = f"{{params.py}} -m claimbench.warm {WARM_SOCKET} train", "{threads}"
     else:
         launch, threads = "{params.py} -m claimbench train", "{threads}"
     return (f"{{params.pin}}{launch} {{input.config}} {{params.sets}} --set data.dir={{params.data_dir}} "
             f"--set train.threads={threads} --out {{params.out}} > {{log}} 2>&1")
+
+
+WARM_SOCKET = ".snakemake/claimbench-warm.sock"  # relative to the DAG's working directory, like the jobs
+_warm: list = []
+
+
+def start_warm(workflow, py: str) -> None:
+    """onstart of a local run whose profile sets `warm: true`: the warm-start server, if it comes up within
+    30 s (a job that finds none runs the plain command)."""
+    import subprocess
+    import time
+
+    if executor(workflow) != "local":
+        return
+    Path(WARM_SOCKET).parent.mkdir(exist_ok=True)
+    Path(WARM_SOCKET).unlink(missing_ok=True)
+    log = open(Path(WARM_SOCKET).with_suffix(".log"), "w")  # noqa: SIM115  (the server's, for its lifetime)
+    _warm.append(subprocess.Popen([py, "-m", "claimbench.warm", "serve", WARM_SOCKET], stdout=log, stderr=log,
+                                  start_new_session=True))
+    for _ in range(300):
+        if Path(WARM_SOCKET).exists() or _warm[-1].poll() is not None:
+            break
+        time.sleep(0.1)
+
+
+def stop_warm() -> None:
+    """onsuccess / onerror: stop the server (its running children are the jobs Snakemake already waited for)."""
+    while _warm:
+        proc = _warm.pop()
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except Exception:  # noqa: BLE001
+            proc.kill()
 
 
 def executor(workflow) -> str:

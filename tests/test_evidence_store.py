@@ -216,7 +216,7 @@ def test_replayed_warmup_runs_launch_like_every_other_run():
             cmds.setdefault(m.group(1), shell[0] if shell else "")
     from claimbench.launch import train_shell
 
-    pattern = ".*".join(re.escape(part) for part in re.split(r"\{[a-z_.]+\}", train_shell(1)))
+    pattern = ".*".join(re.escape(part) for part in re.split(r"\{[a-z_.]+\}", train_shell(1, warm=True)))
     assert re.search(pattern, cmds["train"])
     assert re.search(pattern, cmds["nowarmup_replay_train"]), cmds["nowarmup_replay_train"]
     res = {}
