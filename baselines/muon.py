@@ -86,6 +86,7 @@ class Muon(Recipe):
     """Muon on hidden matrices + AdamW elsewhere; warmup + the configured schedule (as `adamw`)."""
 
     Options = MuonOptions
+    optimizer = "muon"
 
     def build_optimizer(self, groups, train):
         if self.roles is None:

@@ -46,6 +46,9 @@ class SigmaReparam(nn.Module):
 class SigmaReparamMethod(Method):
     """Reparametrise the blocks' Linear weights; gamma gets the role `multiplier` (no weight decay)."""
 
+    conflicts = {"lrm": "both reparametrise the blocks' weight matrices (torch parametrize): the one listed second "
+                        "would silently skip every matrix the first one took"}
+
     def transform_model(self, model: nn.Module) -> nn.Module:
         roles = self.ctx.roles
         for mod_name, mod in list(model.named_modules()):

@@ -30,6 +30,7 @@ class RAdam(Recipe):
     """RAdam without warmup (its rectifier is the warmup), decoupled weight decay like AdamW."""
 
     forced = {"warmup_steps": 0}
+    optimizer = "radam"
 
     def build_optimizer(self, groups, train):
         return torch.optim.RAdam(groups, lr=train.lr, betas=(train.beta1, train.beta2), eps=train.eps,

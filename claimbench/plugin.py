@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from claimbench.config import ConfigError, RunConfig, TrainConfig, describe_error
 
+PARTS = frozenset({"optimizer"})  # parts of a run a method may take over (Method.replaces)
 ROLES = frozenset({"embedding", "hidden_matrix", "attn_q", "attn_k", "attn_v", "attn_out",
                    "readout", "norm", "bias", "multiplier"})
 MATRIX_ROLES = frozenset({"embedding", "hidden_matrix", "attn_q", "attn_k", "attn_v", "attn_out", "readout"})
@@ -121,6 +122,7 @@ class Recipe:
     name: ClassVar[str]
     Options: ClassVar[type[BaseModel]] = NoOptions
     forced: ClassVar[dict[str, Any]] = {}  # train.* values this recipe fixes, e.g. warmup_steps=0
+    optimizer: ClassVar[str] = "adamw"  # the optimizer it builds (a method replacing the optimizer stands in for some)
     roles: dict[str, str] | None = None  # the run's role table, set by the trainer before build_optimizer
 
     def __init__(self, options: BaseModel):
@@ -140,6 +142,17 @@ class Method:
     Options: ClassVar[type[BaseModel]] = NoOptions
     needs: ClassVar[frozenset[str]] = frozenset()  # subset of NEEDS
     workloads: ClassVar[frozenset[str] | None] = None  # None: every workload
+    # Composition (checked by prepare() for every pair of a run's methods, and each method with the recipe; a
+    # refusal is a one-line ConfigError naming both): the run parts this method takes over (PARTS; overriding
+    # make_optimizer counts as "optimizer"): two methods replacing one part cannot share a run;
+    replaces: ClassVar[frozenset[str]] = frozenset()
+    # with "optimizer" replaced, the recipe optimizers (Recipe.optimizer) this method stands in for: any other
+    # recipe's optimizer would be silently dropped, so that recipe is refused;
+    stands_in_for: ClassVar[frozenset[str]] = frozenset({"adamw"})
+    # method name -> one-line reason the two cannot share a run (either order; declare it on either side);
+    conflicts: ClassVar[dict[str, str]] = {}
+    # method name -> one-line reason this method, when both run, must be listed after it
+    after: ClassVar[dict[str, str]] = {}
 
     def __init__(self, options: BaseModel, ctx: RunContext):
         self.options = options
@@ -191,3 +204,33 @@ class Method:
     @classmethod
     def overrides(cls, hook: str) -> bool:
         return getattr(cls, hook).__code__ is not getattr(Method, hook).__code__
+
+    @classmethod
+    def replaced_parts(cls) -> frozenset[str]:
+        """The run parts this method takes over: its declared `replaces`, plus the optimizer if it overrides
+        make_optimizer (a replacement is never silent)."""
+        return frozenset(cls.replaces) | (frozenset({"optimizer"}) if cls.overrides("make_optimizer") else frozenset())
+
+
+def composition_error(methods: list[type[Method]], recipe: type[Recipe] | None = None) -> str | None:
+    """The one-line reason a run's methods (in their listed order) and recipe cannot run together, from what the
+    plugins declare (Method.replaces / stands_in_for / conflicts / after, Recipe.optimizer); None if they can."""
+    for i, a in enumerate(methods):
+        for j in range(i + 1, len(methods)):
+            b = methods[j]
+            both = f"methods[{i}] '{a.name}' and methods[{j}] '{b.name}'"
+            shared = sorted(a.replaced_parts() & b.replaced_parts())
+            if shared:
+                return f"{both} cannot run together: both replace the {shared[0]} (only one can)"
+            reason = a.conflicts.get(b.name) or b.conflicts.get(a.name)
+            if reason:
+                return f"{both} cannot run together: {reason}"
+            if b.name in a.after:  # a must follow b, but is listed first
+                return f"{both}: list `{b.name}` before `{a.name}` ({a.after[b.name]})"
+    if recipe is not None:
+        for i, m in enumerate(methods):
+            if "optimizer" in m.replaced_parts() and recipe.optimizer not in m.stands_in_for:
+                return (f"methods[{i}] '{m.name}' and recipe '{recipe.name}' cannot run together: '{m.name}' replaces "
+                        f"the recipe's optimizer ({', '.join(sorted(m.stands_in_for))} only) and recipe "
+                        f"'{recipe.name}' builds {recipe.optimizer}, which would be silently dropped")
+    return None

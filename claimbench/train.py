@@ -33,7 +33,17 @@ from claimbench.io import (
     read_jsonl,
     versions,
 )
-from claimbench.plugin import MATRIX_ROLES, NEEDS, ROLES, Method, Recipe, RunContext, Workload, validate_options
+from claimbench.plugin import (
+    MATRIX_ROLES,
+    NEEDS,
+    ROLES,
+    Method,
+    Recipe,
+    RunContext,
+    Workload,
+    composition_error,
+    validate_options,
+)
 from claimbench.seeding import stable_key
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
@@ -66,7 +76,11 @@ def prepare(cfg: RunConfig, out: str | Path) -> Run:
             raise ConfigError(f"methods[{i}]: method '{ref.name}' does not support workload '{cfg.workload}' "
                               f"(supports: {', '.join(sorted(cls.workloads))})")
         specs.append((cls, validate_options(cls.Options, ref.options, f"methods[{i}] ({ref.name})")))
-        cls.check(specs[-1][1], workload)
+    conflict = composition_error([cls for cls, _ in specs], recipe_cls)
+    if conflict:
+        raise ConfigError(conflict)
+    for cls, opts in specs:
+        cls.check(opts, workload)
     if cfg.train.device.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"train.device: '{cfg.train.device}' requested but no CUDA device is available")
     if cfg.train.device.startswith("cuda:") and int(cfg.train.device[5:]) >= torch.cuda.device_count():

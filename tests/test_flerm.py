@@ -139,6 +139,53 @@ def test_ema_bias_correction_and_batched_draws():
     assert batched.values()["w"] == pytest.approx(seq.values()["w"], rel=1e-12)
 
 
+def test_estimators_on_1d_and_0d_tensors():
+    """iid is the paper's (and the official code's) sum u^2 for every tensor, biases and norm gains included;
+    full_cov and kronecker keep (sum u)^2 on 1-D tensors; a 0-d tensor (a scalar multiplier) is a 1-entry 1-D
+    tensor for all three, single draws and batched draws alike."""
+    u = torch.tensor([1.0, 2.0, -0.5, 3.0])
+    sum_sq, sq_sum = float((u ** 2).sum()), float(u.sum() ** 2)  # 14.25, 30.25
+    for est, want in (("iid", sum_sq), ("full_cov", sq_sum), ("kronecker", sq_sum)):
+        m = Moments(est)
+        m.update({"b": u})
+        assert m.values()["b"] == pytest.approx(math.sqrt(want), rel=1e-12), est
+        batched = Moments(est)
+        batched.update({"b": torch.stack([u, -u])}, draws=2)
+        assert batched.values()["b"] == pytest.approx(math.sqrt(want), rel=1e-12), est
+    s = torch.tensor(-1.5)
+    for est in ("iid", "full_cov", "kronecker"):
+        m = Moments(est, beta=0.9)
+        m.update({"s": s})
+        assert m.values()["s"] == pytest.approx(1.5, rel=1e-12), est
+        batched = Moments(est)
+        batched.update({"s": torch.tensor([1.5, -2.0])}, draws=2)
+        assert batched.values()["s"] == pytest.approx(math.sqrt((1.5 ** 2 + 2.0 ** 2) / 2), rel=1e-12), est
+    # matrices are unchanged: iid = sum u^2, full_cov = (sum u)^2
+    w = torch.tensor([[1.0, 2.0], [3.0, -1.0]])
+    for est, want in (("iid", 15.0), ("full_cov", 25.0)):
+        m = Moments(est)
+        m.update({"w": w})
+        assert m.values()["w"] == pytest.approx(math.sqrt(want), rel=1e-12), est
+
+
+def test_iid_is_low_on_a_bias_with_correlated_entries():
+    """The paper's estimator comparison: iid underestimates a bias whose entries move the outputs together. A bias
+    of 16 units read by one output through equal weights: every u_i = 0.1 w z shares the projection's z, so per
+    draw sum u^2 = (sum u)^2 / 16 and iid is exactly a quarter of full_cov, which matches the exact change."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.Linear(16, 1)).double()
+    with torch.no_grad():
+        model[1].weight.fill_(1 / 16)
+    x = torch.randn(64, 8, dtype=torch.float64)
+    ups = {"0.bias": torch.full((16,), 0.1, dtype=torch.float64)}
+    exact = reference_function_space_lr(model, x, ups)["0.bias"]
+    est = {e: function_space_lr(model, x, ups, n_probes=2000, estimator=e, generator=torch.Generator().manual_seed(1))
+           ["0.bias"] for e in ("full_cov", "kronecker", "iid")}
+    assert est["full_cov"] == pytest.approx(exact, rel=0.05)
+    assert est["kronecker"] == pytest.approx(est["full_cov"], rel=1e-12)
+    assert est["iid"] == pytest.approx(est["full_cov"] / 4, rel=1e-9)
+
+
 def test_projection_touches_no_grad():
     lin = torch.nn.Linear(3, 2)
     out = lin(torch.randn(4, 3))

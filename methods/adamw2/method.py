@@ -117,6 +117,8 @@ class AdamWSquared(_Probing):
     """AdamW^2 (Qi et al., arXiv 2505.21910): per-matrix LR capped at tau * sigma1(W) / sigma1(update)."""
 
     Options = AdamW2Options
+    replaces = frozenset({"optimizer"})  # make_optimizer: AdamW^2, with the recipe's LR schedule
+    stands_in_for = frozenset({"adamw"})  # an AdamW with a cap: a Muon or RAdam recipe would be silently dropped
 
     def transform_model(self, model: nn.Module) -> nn.Module:
         self.model = model  # make_optimizer needs the modules (fused qkv) behind the parameter groups

@@ -7,9 +7,14 @@ Phi = sum_i xi_i F_i / sqrt(N) with xi ~ N(0, 1): with g_l = dPhi/dW_l and u = d
 E_xi[(sum u)^2] = FSLR_l^2 exactly. Three estimators of that expectation (Milsom et al. 2025, official code):
 
 - ``full_cov``: (sum u)^2, unbiased, high variance;
-- ``iid``: sum u^2, assumes independent entries of u (biased);
+- ``iid``: sum u^2 for every tensor (biases, norm gains and 0-d scalars included), assumes independent entries
+  of u: biased, low where the entries of u are correlated (as the official code, and the paper's estimator
+  comparison);
 - ``kronecker`` (the paper's default): prod_d a_d / b^(D-1) with a_d = sum_rest (sum over axis d of u)^2 and
   b = sum u^2, exact when Cov(u) is a Kronecker product over the tensor's axes; equals full_cov for 1-D tensors.
+
+A 0-d tensor (a learnable scalar multiplier, sigma-Reparam's gamma) is treated as a 1-D tensor of one entry,
+as the official code does.
 
 Each statistic is averaged over draws (``function_space_lr``) or smoothed by an EMA with Adam's bias
 correction (``Moments(beta=...)``, the paper's training-time estimator); for kronecker the averages of a_d
@@ -46,10 +51,12 @@ def statistics(u: torch.Tensor, estimator: str, batched: bool = False) -> torch.
     draw, averaged over the leading draw axis when `batched`."""
     u = u.double() if batched else u.double().unsqueeze(0)
     ndim = u.dim() - 1
-    if estimator == "full_cov" or ndim <= 1:
-        s = u.flatten(1).sum(1).square().unsqueeze(1)
-    elif estimator == "iid":
+    if ndim == 0:  # a scalar: one entry (flatten(1) needs a second axis)
+        u = u.unsqueeze(1)
+    if estimator == "iid":
         s = u.square().flatten(1).sum(1).unsqueeze(1)
+    elif estimator == "full_cov" or ndim <= 1:
+        s = u.flatten(1).sum(1).square().unsqueeze(1)
     else:
         a = [u.sum(dim=d).square().flatten(1).sum(1) for d in range(1, ndim + 1)]
         s = torch.stack([*a, u.square().flatten(1).sum(1)], dim=1)

@@ -65,15 +65,16 @@ class Lora(Method):
     # the default targets are our GPT's q/k/v/o projections (the paper's LoRA setup is a language model); timm's
     # fused `qkv` would need a target list and a FLeRM record of its own
     workloads = frozenset({"gpt"})
+    # sigma_reparam then lora fine-tunes a sigma-Reparam model (its reparametrised weights frozen, as PEFT freezes
+    # every non-adapter tensor); the other order would reparametrise the adapters themselves
+    after = {"sigma_reparam": "sigma_reparam after lora would reparametrise the LoRA adapters, whose B starts at 0: "
+                              "sigma(B) = 0 makes gamma / sigma NaN at the first step"}
 
     @classmethod
     def check(cls, options: LoraOptions, workload: Workload) -> None:
         if options.checkpoint and not Path(options.checkpoint).is_file():
             raise ConfigError(f"methods (lora): checkpoint not found: {options.checkpoint} (train the base run "
                               "first)")
-        names = [m.name for m in workload.cfg.methods]
-        if "flerm" in names and names.index("flerm") < names.index("lora"):
-            raise ConfigError("methods (lora): list `lora` before `flerm` (FLeRM splits the LoRA tensors' groups)")
 
     def transform_model(self, model: torch.nn.Module) -> torch.nn.Module:
         if self.options.checkpoint:

@@ -83,6 +83,7 @@ class Flerm(Method):
     """Function-space learning rates: record them (base / analysis runs) or match them (FLeRM transfer)."""
 
     Options = FlermOptions
+    after = {"lora": "FLeRM splits the LoRA tensors' groups"}
 
     @classmethod
     def check(cls, options: FlermOptions, workload: Workload) -> None:

@@ -266,6 +266,10 @@ class LRM(Method):
     @classmethod
     def check(cls, options: LRMOptions, workload: Workload) -> None:
         """The workload must have matrix roles the placement selects; final_norm needs a GPT (its ln_f)."""
+        names = [m.name for m in workload.cfg.methods]
+        if options.init == "mup" and "mup" in names and names.index("mup") > names.index("lrm"):
+            raise ConfigError("methods (lrm): init=mup absorbs the forward multipliers mup sets: list `mup` before "
+                              "`lrm`")
         if options.final_norm != "vector" and workload.name != "gpt":
             raise ConfigError(f"methods: lrm option final_norm={options.final_norm!r} needs workload gpt "
                               f"(its final norm ln_f); got workload '{workload.name}'")
