@@ -13,7 +13,9 @@ shift s(m) = log2 eta*(m) / eta*(base). Intervals: percentile bootstrap over see
 seeds resampled, jointly across scales when every scale ran the same seeds, else per scale; the optimum refitted
 per resample), at `LEVEL` (90%, the two one-sided 5% tests of an equivalence band). Fewer than `MIN_SEEDS` seeds in
 a cell: no interval (NaN), so nothing is decided from it. Per arm and scale `at_edge` says whether the optimum sits
-at an edge of the LR grid (then the shift is only a bound); `at_edge_any` is the claims' premise.
+at an edge of the LR grid (then the shift is only a bound); `at_edge_any` is the claims' premise, as is
+`opt_ci_width_max`, the widest bootstrap interval of log2 eta* over all cells (wide where the loss is flat in the LR,
+so the argmin is seed noise and no shift can be read).
 
 The verdicts are the claims' pre-registered tests (benchmarks/claims/flerm.yaml); this stage only measures.
 A study with missing runs is `not_run`.
@@ -185,10 +187,15 @@ def analyse_study(arms: dict[str, dict[int, dict[int, dict[float, float]]]], n_s
             mx = {"estimate": 0.0, "ci_lo": math.nan, "ci_hi": math.nan, "n": n_arm, "level": LEVEL}
         out["arms"][arm] = {
             "seeds": [cell(arm, i)[0] for i in range(n_scales)],
-            "log2_opt": [point[k][0] for k in keys], "best_loss": [point[k][1] for k in keys],
+            "log2_opt": [point[k][0] for k in keys],
+            "log2_opt_ci": [[_interval(point[k][0], boot[k][:, 0], len(cells[k][0]))[b] for b in ("ci_lo", "ci_hi")]
+                            for k in keys],
+            "best_loss": [point[k][1] for k in keys],
             "at_edge": [point[k][2] for k in keys], "shift": shifts, "shift_largest": shifts[-1],
             "max_abs_shift": mx}
     out["at_edge_any"] = any(any(a["at_edge"]) for a in out["arms"].values())
+    # how well each optimum is located: the widest interval of log2 eta* over all cells (a flat curve's is wide)
+    out["opt_ci_width_max"] = max(hi - lo for a in out["arms"].values() for lo, hi in a["log2_opt_ci"])
     if max_abs_draws:
         both = np.max(np.stack(list(max_abs_draws.values())), axis=0)
         out["both_max_abs_shift"] = _interval(max(a["max_abs_shift"]["estimate"] for a in out["arms"].values()),
