@@ -1,18 +1,23 @@
-"""The FLeRM transfer study: optimal-LR shift per scale, SP vs FLeRM, tables, figures and verdicts.
+"""The FLeRM transfer study: optimal-LR shift per scale, SP vs FLeRM, with bootstrap intervals over seeds.
 
 Reads the paper's grid file (config/papers/flerm.<profile>.yaml): entries `flerm:<group>:base` (the base model
 at every LR, the record runs) and `flerm:<study>:<arm>` (arm `sp` or `fl`) sweep `train.lr` and one scale key;
 its `studies:` section gives each study's base group, `across` key (a config key, or `<method>.<option>` such as
 `lora.rank`), scale `values` (first = base) with their `scales` labels, and kind (`width`, `depth` or `rank`).
 Both arms share the base runs as their x1 point, so every shift is measured against the base model's optimum.
-Metric: final train loss (the paper's), a diverged run counts as infinite loss. Per seed, a parabola through the 3
-points around the grid optimum of log-loss vs log2 LR gives eta*; the shift s(m) = log2 eta*(m) / eta*(base) of the
-same seed is averaged over seeds.
 
-Rule (ours, docs/papers/flerm.md): width studies are `reproduced` when |s_FL| <= 1 at every scale and s_SP <= -2 at the
-largest multiplier; depth and LoRA-rank studies when |s_FL| <= 1 at every scale (SP already transfers in some
-setups, and no SP rank shift is stated by the paper);
-`partial` when max |s_FL| <= 2 or max |s_FL| < |s_SP| / 2 at the largest scale; else `not_reproduced`.
+Runs are read only through `claimbench.evidence` (runs directory, else the evidence store). Metric: final train
+loss (the paper's); a diverged run counts as a miss (infinite loss), never dropped. Per arm and scale the seed-mean
+curve of loss vs log2 LR gives eta* (grid argmin refined by a parabola through its 3 points on log loss); the
+shift s(m) = log2 eta*(m) / eta*(base). Intervals: percentile bootstrap over seeds (the per-LR losses of whole
+seeds resampled, jointly across scales when every scale ran the same seeds, else per scale; the optimum refitted
+per resample), at `LEVEL` (90%, the two one-sided 5% tests of an equivalence band). Fewer than `MIN_SEEDS` seeds in
+a cell: no interval (NaN), so nothing is decided from it. Per arm and scale `at_edge` says whether the optimum sits
+at an edge of the LR grid (then the shift is only a bound); `at_edge_any` is the claims' premise, as is
+`opt_ci_width_max`, the widest bootstrap interval of log2 eta* over all cells (wide where the loss is flat in the LR,
+so the argmin is seed noise and no shift can be read).
+
+The verdicts are the claims' pre-registered tests (benchmarks/claims/flerm.yaml); this stage only measures.
 A study with missing runs is `not_run`.
 """
 
@@ -29,8 +34,14 @@ import yaml
 
 from claimbench import stats
 from claimbench.config import parse_value
+from claimbench.evidence import RunEvidence, locate, read_run
 from claimbench.grid import expand
 from claimbench.io import atomic_save_png
+
+LEVEL = 0.90  # two-sided; each side at 5%, the TOST reading of "inside a band"
+MIN_SEEDS = 3  # fewer seeds in a cell: no interval (a bootstrap of 1-2 seeds is no spread)
+DRAWS = 2000
+ARMS = ("sp", "fl")
 
 
 def _sets(spec) -> dict:
@@ -49,23 +60,25 @@ def scale_value(sets: dict, across: str):
     raise ValueError(f"flerm study: runs have no `{across}` (neither a set key nor a method option)")
 
 
-def _loss(run_dir: Path) -> float | None:
-    """Final train loss; inf for a diverged run; None when missing or failed."""
-    path = run_dir / "result.json"
-    if not path.is_file():
-        return None
-    res = json.loads(path.read_text())
-    if res.get("status") == "diverged":
+def run_loss(ev: RunEvidence) -> float | None:
+    """Final train loss; inf (a miss) for a diverged run or a non-finite loss; None when missing or failed."""
+    if ev.status == "diverged":
         return math.inf
-    v = res.get("final_train_loss") if res.get("status") == "ok" else None
-    return float(v) if v is not None and math.isfinite(v) else (math.inf if v is not None else None)
+    if ev.status != "ok":
+        return None
+    v = ev.result.get("final_train_loss")
+    if not isinstance(v, (int, float)):
+        return None
+    return float(v) if math.isfinite(v) else math.inf
 
 
-def collect(grid: list[dict], studies: dict, runs_dir: Path) -> tuple[dict, list[str]]:
+def collect(grid: list[dict], studies: dict, runs_dir: Path, store: Path | None = None) -> tuple[dict, list[str], dict]:
     """study -> arm -> scale index -> seed -> {lr: loss} (index 0: the base group's runs, shared by the arms);
-    and the run ids that are missing."""
+    the run ids that are missing; and study -> arm -> scale index -> [run ids used]."""
     bases: dict = {}
+    base_ids: dict = {}
     arms: dict = {}
+    ids: dict = {}
     missing = []
     for entry in grid:
         parts = str(entry.get("name", "")).split(":")
@@ -73,71 +86,133 @@ def collect(grid: list[dict], studies: dict, runs_dir: Path) -> tuple[dict, list
             continue
         for rid, spec in expand([entry]).items():
             s = _sets(spec)
-            loss = _loss(runs_dir / rid)
+            loss = run_loss(read_run(locate(rid, runs_dir, store)))
             if loss is None:
                 missing.append(f"{entry['name']} {rid}")
                 continue
             if parts[2] == "base":
                 bases.setdefault(parts[1], {}).setdefault(s["seed"], {})[float(s["train.lr"])] = loss
+                base_ids.setdefault(parts[1], []).append(rid)
             elif parts[1] in studies:
                 st = studies[parts[1]]
                 idx = st["values"].index(scale_value(s, st["across"]))
                 (arms.setdefault(parts[1], {}).setdefault(parts[2], {}).setdefault(idx, {})
                  .setdefault(s["seed"], {})[float(s["train.lr"])]) = loss
-    data = {}
+                ids.setdefault(parts[1], {}).setdefault(parts[2], {}).setdefault(idx, []).append(rid)
+    data, used = {}, {}
     for name, st in studies.items():
         data[name] = {arm: {0: bases.get(st["base"], {}), **per} for arm, per in arms.get(name, {}).items()}
-    return data, missing
+        used[name] = {arm: {0: base_ids.get(st["base"], []), **per} for arm, per in ids.get(name, {}).items()}
+    return data, missing, used
 
 
 def optimum(curve: dict[float, float]) -> dict:
+    """log2 eta* of one loss-vs-LR curve (parabola-refined on log loss; an infinite loss is a miss)."""
     xs = sorted(curve)
     ys = [math.log(curve[x]) if curve[x] > 0 and math.isfinite(curve[x]) else math.inf for x in xs]
     return stats.optimum_log2(xs, ys, "lower", refine=True)
 
 
-def _mean_curve(per_seed: dict[int, dict[float, float]]) -> dict[float, float]:
-    """The seed-mean loss per LR over the LRs every seed has."""
-    lrs = sorted(set.intersection(*(set(c) for c in per_seed.values())))
-    return {lr: float(np.mean([c[lr] for c in per_seed.values()])) for lr in lrs}
+def _matrix(per_seed: dict[int, dict[float, float]]) -> tuple[list, list[float], np.ndarray]:
+    """(seeds, LRs every seed has, losses[seed, lr])."""
+    seeds = sorted(per_seed, key=str)
+    lrs = sorted(set.intersection(*(set(c) for c in per_seed.values()))) if seeds else []
+    return seeds, lrs, np.array([[per_seed[sd][lr] for lr in lrs] for sd in seeds], float).reshape(len(seeds),
+                                                                                                    len(lrs))
 
 
-def analyse_arm(per_scale: dict[int, dict[int, dict[float, float]]], n_scales: int) -> dict:
-    """Per scale: eta* per seed, its shift against the base's eta* of the same seed (or, for a seed the base runs
-    lack, e.g. the paper's transfer seed 8 against base seeds 0-7, the base's seed-mean curve), best loss."""
-    seeds = sorted(set.intersection(*(set(per_scale.get(i, {})) for i in range(1, n_scales))) if n_scales > 1
-                   else set(per_scale.get(0, {})))
-    base_mean = optimum(_mean_curve(per_scale[0]))
-    base = [optimum(per_scale[0][sd]) if sd in per_scale[0] else base_mean for sd in seeds]
-    shifts, log2_opt, best, edge = [], [], [], False
-    for i in range(n_scales):
-        rows = {sd: per_scale[i][sd] for sd in (seeds if i else sorted(per_scale[0]))}
-        opts = [optimum(per_scale[i][sd]) if i else b for sd, b in zip(seeds, base, strict=True)]
-        edge = edge or any(o["at_edge"] for o in opts)
-        sh = [o["log2_opt"] - b["log2_opt"] for o, b in zip(opts, base, strict=True)]
-        shifts.append({"mean": float(np.mean(sh)), "sd": float(np.std(sh, ddof=1)) if len(sh) > 1 else 0.0,
-                       "per_seed": sh})
-        log2_opt.append(float(np.mean([o["log2_opt"] for o in opts])))
-        best.append(min(_mean_curve(rows).values()))  # best loss of the seed-mean curve
-    return {"seeds": seeds, "shift": shifts, "log2_opt": log2_opt, "best_loss": best, "at_edge": edge}
+def _curve_stats(lrs: list[float], mat: np.ndarray) -> tuple[float, float, bool]:
+    """(log2 eta*, best loss, at_edge) of the seed-mean curve."""
+    with np.errstate(invalid="ignore"):
+        mean = mat.mean(axis=0)
+    o = optimum(dict(zip(lrs, mean.tolist(), strict=True)))
+    return o["log2_opt"], float(np.min(mean)), bool(o["at_edge"])
 
 
-def verdict(kind: str, sp: dict | None, fl: dict) -> tuple[str, str]:
-    fl_max = max(abs(s["mean"]) for s in fl["shift"][1:]) if len(fl["shift"]) > 1 else 0.0
-    sp_last = sp["shift"][-1]["mean"] if sp else math.nan
-    cond_sp = kind != "width" or (sp is not None and sp_last <= -2)
-    why = f"max |s_FL| = {fl_max:.2f}, s_SP(largest) = {sp_last:.2f}"
-    if fl_max <= 1 and cond_sp:
-        return "reproduced", why
-    if fl_max <= 2 or (sp is not None and fl_max < abs(sp_last) / 2):
-        return "partial", why
-    return "not_reproduced", why
+def _interval(point: float, draws: np.ndarray, n: int) -> dict:
+    """Estimate, percentile interval at LEVEL over the bootstrap draws, and n (no interval below MIN_SEEDS)."""
+    ok = draws[np.isfinite(draws)] if draws.size else draws
+    if n < MIN_SEEDS or ok.size < 0.9 * max(draws.size, 1):
+        lo = hi = math.nan
+    else:
+        lo, hi = (float(q) for q in np.quantile(ok, [0.5 - LEVEL / 2, 0.5 + LEVEL / 2]))
+    return {"estimate": float(point), "ci_lo": lo, "ci_hi": hi, "n": int(n), "level": LEVEL}
 
 
-def run(grid_file: Path, runs_dir: Path) -> dict:
+def analyse_study(arms: dict[str, dict[int, dict[int, dict[float, float]]]], n_scales: int,
+                  draws: int = DRAWS, seed: int = 0) -> dict:
+    """Per arm: per-scale optimum, shift (with a bootstrap interval over seeds), at_edge, best loss; and the
+    cross-arm numbers the claims read (max |shift| of both arms, FL - SP best loss per scale)."""
+    names = [a for a in ARMS if a in arms] + sorted(a for a in arms if a not in ARMS)
+    cells: dict = {}  # (arm, scale) -> (seeds, lrs, matrix); scale 0 shared by the arms
+    for arm in names:
+        for i in range(n_scales):
+            key = (None, 0) if i == 0 else (arm, i)
+            if key not in cells:
+                cells[key] = _matrix(arms[arm][i])
+    seed_sets = {tuple(c[0]) for c in cells.values()}
+    paired = len(seed_sets) == 1
+    n = min(len(c[0]) for c in cells.values())
+    rng = np.random.default_rng(seed)
+
+    def cell(arm, i):
+        return cells[(None, 0) if i == 0 else (arm, i)]
+
+    point = {k: _curve_stats(c[1], c[2]) for k, c in cells.items()}
+    boot = {k: np.empty((draws, 2)) for k in cells}
+    for d in range(draws):
+        shared = rng.integers(0, len(next(iter(cells.values()))[0]), len(next(iter(cells.values()))[0])) \
+            if paired else None
+        for k, (sds, lrs, mat) in cells.items():
+            idx = shared if paired else rng.integers(0, len(sds), len(sds))
+            lo2, best, _ = _curve_stats(lrs, mat[idx])
+            boot[k][d] = (lo2, best)
+    out: dict = {"n": n, "paired": paired, "level": LEVEL, "draws": draws, "min_seeds": MIN_SEEDS, "arms": {}}
+    max_abs_draws = {}
+    for arm in names:
+        keys = [(None, 0) if i == 0 else (arm, i) for i in range(n_scales)]
+        shifts, sdraws = [], []
+        for k in keys:
+            dr = boot[k][:, 0] - boot[(None, 0)][:, 0]
+            sdraws.append(dr)
+            shifts.append(_interval(point[k][0] - point[(None, 0)][0], dr, min(len(cells[k][0]),
+                                                                                len(cells[(None, 0)][0]))))
+        shifts[0] = {"estimate": 0.0, "ci_lo": 0.0, "ci_hi": 0.0, "n": len(cells[(None, 0)][0]), "level": LEVEL}
+        n_arm = min(len(cell(arm, i)[0]) for i in range(n_scales))
+        if n_scales > 1:
+            mad = np.max(np.abs(np.stack(sdraws[1:])), axis=0)
+            max_abs_draws[arm] = mad
+            mx = _interval(max(abs(s["estimate"]) for s in shifts[1:]), mad, n_arm)
+        else:
+            mx = {"estimate": 0.0, "ci_lo": math.nan, "ci_hi": math.nan, "n": n_arm, "level": LEVEL}
+        out["arms"][arm] = {
+            "seeds": [cell(arm, i)[0] for i in range(n_scales)],
+            "log2_opt": [point[k][0] for k in keys],
+            "log2_opt_ci": [[_interval(point[k][0], boot[k][:, 0], len(cells[k][0]))[b] for b in ("ci_lo", "ci_hi")]
+                            for k in keys],
+            "best_loss": [point[k][1] for k in keys],
+            "at_edge": [point[k][2] for k in keys], "shift": shifts, "shift_largest": shifts[-1],
+            "max_abs_shift": mx}
+    out["at_edge_any"] = any(any(a["at_edge"]) for a in out["arms"].values())
+    # how well each optimum is located: the widest interval of log2 eta* over all cells (a flat curve's is wide)
+    out["opt_ci_width_max"] = max(hi - lo for a in out["arms"].values() for lo, hi in a["log2_opt_ci"])
+    if max_abs_draws:
+        both = np.max(np.stack(list(max_abs_draws.values())), axis=0)
+        out["both_max_abs_shift"] = _interval(max(a["max_abs_shift"]["estimate"] for a in out["arms"].values()),
+                                              both, n)
+    if "sp" in arms and "fl" in arms:
+        out["best_loss_fl_minus_sp"] = [
+            _interval(point[("fl", i) if i else (None, 0)][1] - point[("sp", i) if i else (None, 0)][1],
+                      boot[("fl", i) if i else (None, 0)][:, 1] - boot[("sp", i) if i else (None, 0)][:, 1],
+                      min(len(cell("fl", i)[0]), len(cell("sp", i)[0])))
+            for i in range(n_scales)]
+    return out
+
+
+def run(grid_file: Path, runs_dir: Path, store: Path | None = None, draws: int = DRAWS) -> dict:
     cfg = yaml.safe_load(grid_file.read_text())
     studies = cfg.get("studies", {})
-    data, missing = collect(cfg["grid"], studies, runs_dir)
+    data, missing, used = collect(cfg["grid"], studies, runs_dir, store)
     out: dict = {"grid": str(grid_file), "metric": "final_train_loss", "studies": {}}
     for name, st in studies.items():
         labels = st["scales"]
@@ -145,20 +220,17 @@ def run(grid_file: Path, runs_dir: Path) -> dict:
         res: dict = {"kind": st.get("kind", "width"), "across": st["across"], "scales": labels, "arms": {},
                      "base_group": st["base"],
                      "values": [v if isinstance(v, int | float | str) else None for v in st["values"]]}
-        complete = all(len(arms.get(a, {})) == len(labels) and all(arms[a].values()) for a in ("sp", "fl"))
+        complete = all(len(arms.get(a, {})) == len(labels) and all(arms[a].values()) for a in ARMS)
         if not complete or any(m.startswith((f"flerm:{name}:", f"flerm:{st['base']}:base")) for m in missing):
-            res.update(verdict="not_run", why="runs missing")
+            res.update(status="not_run", why="runs missing")
         else:
-            for arm, per_scale in arms.items():
-                res["arms"][arm] = analyse_arm(per_scale, len(labels))
-            res["verdict"], res["why"] = verdict(res["kind"], res["arms"].get("sp"), res["arms"]["fl"])
-            # one number for a claims file's from_file statistic: 1 reproduced, 0.5 partial, 0 not reproduced
-            res["score"] = {"reproduced": 1.0, "partial": 0.5}.get(res["verdict"], 0.0)
-            res["fl_max_abs_shift"] = max((abs(s["mean"]) for s in res["arms"]["fl"]["shift"]), default=0.0)
-            res["sp_shift_largest"] = res["arms"]["sp"]["shift"][-1]["mean"]
-            res["fl_shift_largest"] = res["arms"]["fl"]["shift"][-1]["mean"]
-            res["best_loss_fl_minus_sp"] = [f - s for f, s in zip(res["arms"]["fl"]["best_loss"],
-                                                                  res["arms"]["sp"]["best_loss"], strict=True)]
+            res.update(analyse_study(arms, len(labels), draws))
+            for arm in res["arms"]:
+                res["arms"][arm]["runs"] = [sorted(used[name][arm][i]) for i in range(len(labels))]
+            res["status"] = "ok"
+            res["why"] = (f"n = {res['n']} seed(s) per cell" + ("" if res["n"] >= MIN_SEEDS else
+                          f": no interval (needs >= {MIN_SEEDS})")
+                          + ("; an optimum sits at a grid edge" if res["at_edge_any"] else ""))
         out["studies"][name] = res
     out["missing"] = missing
     out["curves"] = {s: {a: {str(i): {str(sd): c for sd, c in v.items()} for i, v in ps.items()}
@@ -166,29 +238,24 @@ def run(grid_file: Path, runs_dir: Path) -> dict:
     return out
 
 
-def fslr_markdown(fs: dict) -> str:
-    """Claim 13's table: per base model, the ratios and the per-tensor FSLRs (per unit LR) at the first record."""
-    lines = ["## Function-space LRs of Adam per tensor (claim 13)", "",
-             "Per unit LR, at the first record step (after the 41-pass warm-up), base LR closest to the optimum, "
-             "averaged over the base seeds. Paper: ResMLP input 2.3e3 vs hidden 64-92 (ratio ~30); PostNorm "
-             "transformer V/O 65-96 vs Q/K 7-9 (ratio ~10).", ""]
-    for group, row in fs.get("groups", {}).items():
-        ratios = ", ".join(f"{k} = {row[k]:.3g}" for k in ("input_over_hidden", "vo_over_qk") if k in row)
-        lines += [f"**{group}** (lr {row['lr']:.4g}, step {row['step']}): {ratios or 'no ratio for this model'}", "",
-                  "| tensor | FSLR per unit LR |", "|---|---|"]
-        lines += [f"| {n} | {v:.4g} |" for n, v in sorted(row["fslr"].items())] + [""]
-    return "\n".join(lines) + "\n"
+def _fmt(iv: dict) -> str:
+    """'+0.12 [-0.40, +0.71]' or '+0.12 (no interval)'."""
+    e, lo, hi = iv["estimate"], iv["ci_lo"], iv["ci_hi"]
+    if math.isfinite(lo) and math.isfinite(hi):
+        return f"{e:+.2f} [{lo:+.2f}, {hi:+.2f}]"
+    return f"{e:+.2f} (no interval)"
 
 
 def markdown(res: dict, notes: str, fig_rel: str = "figures/flerm") -> str:
     lines = ["# Function-Space Learning Rates (FLeRM): LR transfer", "",
              "Generated by `python -m methods.flerm.study` from the runs of " f"`{res['grid']}`.", "", notes.strip(),
-             "", "Shift = log2(eta*(scale) / eta*(base)), parabola-refined on log train loss, mean (sd) over seeds. "
-             "Rule: |s_FL| <= 1 at every scale (and s_SP <= -2 at the largest width) -> reproduced; "
-             "max |s_FL| <= 2 or < |s_SP|/2 -> partial.", ""]
+             "", f"Shift = log2(eta*(scale) / eta*(base)) of the seed-mean curve, parabola-refined on log train loss; "
+             f"[{LEVEL:.0%} bootstrap interval over seeds] (none with fewer than {MIN_SEEDS} seeds). A diverged run is "
+             "an infinite loss. `edge`: the optimum sits at an edge of the LR grid, so that shift is only a bound. "
+             "Verdicts: the claims' pre-registered tests (benchmarks/claims/flerm.yaml), not this stage.", ""]
     for name, st in res["studies"].items():
-        lines += [f"## {name} ({st['kind']}, across `{st['across']}`): **{st['verdict']}**", "", st.get("why", ""), ""]
-        if st["verdict"] == "not_run":
+        lines += [f"## {name} ({st['kind']}, across `{st['across']}`): {st['status']}", "", st.get("why", ""), ""]
+        if st["status"] == "not_run":
             continue
         sp, fl = st["arms"]["sp"], st["arms"]["fl"]
         lines += ["| scale | SP log2 eta* | SP shift | FL log2 eta* | FL shift | best loss SP | best loss FL "
@@ -196,14 +263,13 @@ def markdown(res: dict, notes: str, fig_rel: str = "figures/flerm") -> str:
         for i, lab in enumerate(st["scales"]):
             val = (st.get("values") or [None] * len(st["scales"]))[i]
             lab = f"{lab} ({st['across']} {val})" if val is not None else lab
-            lines.append(f"| x{lab} | {sp['log2_opt'][i]:.2f} "
-                         f"| {sp['shift'][i]['mean']:+.2f} ({sp['shift'][i]['sd']:.2f}) | {fl['log2_opt'][i]:.2f} "
-                         f"| {fl['shift'][i]['mean']:+.2f} ({fl['shift'][i]['sd']:.2f}) "
+            edge = {a: " edge" if arm["at_edge"][i] else "" for a, arm in (("sp", sp), ("fl", fl))}
+            lines.append(f"| x{lab} | {sp['log2_opt'][i]:.2f}{edge['sp']} | {_fmt(sp['shift'][i])} "
+                         f"| {fl['log2_opt'][i]:.2f}{edge['fl']} | {_fmt(fl['shift'][i])} "
                          f"| {sp['best_loss'][i]:.4f} | {fl['best_loss'][i]:.4f} "
-                         f"| {st['best_loss_fl_minus_sp'][i]:+.4f} |")
-        if sp["at_edge"] or fl["at_edge"]:
-            lines.append("\nAn optimum sits at an edge of the LR grid: that shift is a bound, not a value.")
-        lines += ["", f"![{name}]({fig_rel}/{name}.png)", ""]
+                         f"| {_fmt(st['best_loss_fl_minus_sp'][i])} |")
+        lines += ["", f"max |shift| over scales: SP {_fmt(sp['max_abs_shift'])}, FL {_fmt(fl['max_abs_shift'])} "
+                      f"(n = {st['n']})", "", f"![{name}]({fig_rel}/{name}.png)", ""]
     if res["missing"]:
         lines += [f"Missing runs: {len(res['missing'])} (e.g. {', '.join(res['missing'][:3])})", ""]
     return "\n".join(lines) + "\n"
@@ -273,58 +339,143 @@ def fslr_figures(grid: list[dict], res: dict, out_dir: Path) -> list[str]:
     return made
 
 
-def _base_record(entry: dict, res: dict) -> tuple[float, Path] | None:
-    """(lr, record path) of a base group at the base LR closest to its SP optimum (the grid middle if unknown)."""
-    from methods.flerm.records import record_path
-
+def _base_lr(entry: dict, res: dict) -> float:
+    """The base LR closest to the base group's SP optimum (the seed-mean curve's), the grid middle if unknown."""
     group = str(entry.get("name", "")).split(":")[1]
-    tmpl = next(m["record"] for m in entry["methods"][0] if isinstance(m, dict) and m.get("record"))
     lrs = sorted(float(x) for x in entry["sweep"]["train.lr"])
     opts = [a["arms"]["sp"]["log2_opt"][0] for a in res["studies"].values()
             if a.get("arms") and a.get("base_group") == group]
-    lr = min(lrs, key=lambda x: abs(math.log2(x) - opts[0])) if opts else lrs[len(lrs) // 2]
+    return min(lrs, key=lambda x: abs(math.log2(x) - opts[0])) if opts else lrs[len(lrs) // 2]
+
+
+def _base_record(entry: dict, res: dict) -> tuple[float, Path]:
+    """(lr, record path) of a base group at the base LR closest to its SP optimum."""
+    from methods.flerm.records import record_path
+
+    tmpl = next(m["record"] for m in entry["methods"][0] if isinstance(m, dict) and m.get("record"))
+    lr = _base_lr(entry, res)
     return lr, Path(record_path(tmpl, lr))
 
 
-def fslr_analysis(grid: list[dict], res: dict) -> dict:
-    """Claim 13 (flerm.c13_fslr_analysis): Adam's per-tensor FSLRs at the first record step of each base model, at the
-    base LR closest to its optimum. ResMLP: input weight over the median hidden weight (paper ~2.3e3 / 64-92);
-    transformer: mean V/O weights over mean Q/K weights (paper 65-96 vs 7-9). Per unit LR, seed-averaged records."""
-    out: dict = {"groups": {}}
+def _first_fslr(ev: RunEvidence) -> tuple[int | None, dict[str, float]]:
+    """The run's first logged FSLR row (after the warm-up): (step, {tensor: per-unit-LR FSLR})."""
+    from methods.flerm.records import PREFIX
+
+    for row in ev.metrics():
+        if "flerm/at_step" in row:
+            return int(row["flerm/at_step"]), {k[len(PREFIX):]: float(v) for k, v in row.items()
+                                               if k.startswith(PREFIX) and isinstance(v, (int, float))}
+    return None, {}
+
+
+def _ratios(f0: dict[str, float]) -> dict[str, float]:
+    """Claim 13's ratios of one run: input over the median hidden weight (ResMLP), mean V/O over mean Q/K (GPT),
+    and the placebo: the largest over the smallest of like tensors (hidden weights; Q and K), which should be
+    near 1."""
+    out: dict = {}
+    hidden = [v for n, v in f0.items() if n.startswith("blocks.") and n.endswith(".weight")]
+    if "inp.weight" in f0 and hidden:
+        out.update(input_fslr=f0["inp.weight"], hidden_median_fslr=float(np.median(hidden)))
+        out["input_over_hidden"] = out["input_fslr"] / out["hidden_median_fslr"]
+        out["placebo_ratio"] = max(hidden) / min(hidden) if min(hidden) > 0 else math.inf
+
+    def mean(pat: str) -> float | None:
+        vals = [v for n, v in f0.items() if n.endswith(".weight") and any(f".{p}." in n for p in pat.split())]
+        return float(np.mean(vals)) if vals else None
+
+    vo, q, k = mean("v o"), mean("q"), mean("k")
+    if vo and q and k:
+        out.update(vo_fslr=vo, qk_fslr=(q + k) / 2, vo_over_qk=vo / ((q + k) / 2))
+        out["placebo_ratio"] = max(q, k) / min(q, k)
+    return out
+
+
+def fslr_analysis(grid: list[dict], res: dict, runs_dir: Path, store: Path | None = None,
+                  draws: int = DRAWS, seed: int = 0) -> dict:
+    """Claim 13 (flerm.c13_fslr_analysis): Adam's per-tensor FSLRs at the first record step of each base run, at the
+    base LR closest to its optimum, one value per seed (read through claimbench.evidence). ResMLP: input weight over
+    the median hidden weight (paper ~2.3e3 / 64-92); transformer: mean V/O weights over mean Q/K weights (paper
+    65-96 vs 7-9). Each ratio: mean over seeds with a percentile bootstrap interval over seeds and n; `min_ratio`
+    the smaller of the two (resampled independently per model); `placebo_ratio` the largest like-tensor ratio.
+    A seed without a value (no FSLR row) makes the interval undefined (never dropped)."""
+    out: dict = {"groups": {}, "level": LEVEL, "min_seeds": MIN_SEEDS}
+    per_key: dict[str, list[np.ndarray]] = {}
+    rng = np.random.default_rng(seed)
     for entry in grid:
         parts = str(entry.get("name", "")).split(":")
         if len(parts) != 3 or parts[2] != "base" or any(m.get("name") == "lora" for m in entry["methods"][0]):
             continue
-        lr, path = _base_record(entry, res)
-        if not path.is_file():
+        lr = _base_lr(entry, res)
+        rows, runs, steps = [], [], set()
+        for rid, spec in sorted(expand([entry]).items()):
+            if float(_sets(spec)["train.lr"]) != lr:
+                continue
+            ev = read_run(locate(rid, runs_dir, store))
+            if not ev.usable:
+                continue  # a missing run: the stage runs only once all are there
+            step, f0 = _first_fslr(ev)
+            steps.add(step)
+            rows.append(_ratios(f0) if f0 else {})
+            runs.append({"run_id": rid, "status": ev.status, "seed": _sets(spec)["seed"]})
+        if not runs:
             continue
-        rec = json.loads(path.read_text())
-        f0 = {n: v[0] for n, v in rec["tensors"].items()}
-        row: dict = {"lr": lr, "record": str(path), "step": rec["steps"][0], "fslr": f0}
-
-        def mean(pat: str, f0: dict = f0) -> float | None:
-            vals = [v for n, v in f0.items() if n.endswith(".weight") and any(f".{p}." in n for p in pat.split())]
-            return float(np.mean(vals)) if vals else None
-
-        hidden = [v for n, v in f0.items() if n.startswith("blocks.") and n.endswith(".weight")]
-        if "inp.weight" in f0 and hidden:
-            row.update(input_fslr=f0["inp.weight"], hidden_median_fslr=float(np.median(hidden)))
-            row["input_over_hidden"] = row["input_fslr"] / row["hidden_median_fslr"]
-            for k in ("input_over_hidden", "input_fslr", "hidden_median_fslr"):
-                out.setdefault(k, row[k])
-        vo, qk = mean("v o"), mean("q k")
-        if vo and qk:
-            row.update(vo_fslr=vo, qk_fslr=qk, vo_over_qk=vo / qk)
-            for k in ("vo_over_qk", "vo_fslr", "qk_fslr"):
-                out.setdefault(k, row[k])
+        keys = sorted({k for r in rows for k in r})
+        row: dict = {"lr": lr, "step": min((s for s in steps if s is not None), default=None), "runs": runs}
+        for k in keys:
+            vals = np.array([r.get(k, math.nan) for r in rows], float)
+            row[k] = _boot_mean(vals, rng, draws)
+            if k in ("input_over_hidden", "vo_over_qk", "placebo_ratio"):
+                per_key.setdefault(k, []).append(vals)
         out["groups"][parts[1]] = row
+        for k in ("input_over_hidden", "vo_over_qk", "input_fslr", "hidden_median_fslr", "vo_fslr", "qk_fslr"):
+            if k in row:
+                out.setdefault(k, row[k])
+    ratio_vals = per_key.get("input_over_hidden", []) + per_key.get("vo_over_qk", [])
+    if ratio_vals:
+        out["min_ratio"] = _boot_combine(ratio_vals, np.min, rng, draws)
+    if per_key.get("placebo_ratio"):
+        out["placebo_ratio"] = _boot_combine(per_key["placebo_ratio"], np.max, rng, draws)
     return out
+
+
+def _boot_mean(vals: np.ndarray, rng: np.random.Generator, draws: int) -> dict:
+    return _boot_combine([vals], np.min, rng, draws)
+
+
+def _boot_combine(groups: list[np.ndarray], how, rng: np.random.Generator, draws: int) -> dict:
+    """how(mean of each group's seeds) with a percentile bootstrap over each group's seeds (independently)."""
+    n = min(len(g) for g in groups)
+    point = float(how([float(np.mean(g)) for g in groups]))
+    if n < MIN_SEEDS or not all(np.all(np.isfinite(g)) for g in groups):
+        return {"estimate": point, "ci_lo": math.nan, "ci_hi": math.nan, "n": int(n), "level": LEVEL}
+    means = np.stack([g[rng.integers(0, len(g), (draws, len(g)))].mean(axis=1) for g in groups])
+    lo, hi = np.quantile(how(means, axis=0), [0.5 - LEVEL / 2, 0.5 + LEVEL / 2])
+    return {"estimate": point, "ci_lo": float(lo), "ci_hi": float(hi), "n": int(n), "level": LEVEL}
+
+
+def fslr_markdown(fs: dict) -> str:
+    """Claim 13's table: per base model, the ratios (mean over seeds [bootstrap interval], n)."""
+    lines = ["## Function-space LRs of Adam per tensor (claim 13)", "",
+             "Per unit LR, at the first record step (after the 41-pass warm-up), base LR closest to the optimum, "
+             f"mean over the base seeds [{LEVEL:.0%} bootstrap interval over seeds]. Paper: ResMLP input 2.3e3 vs "
+             "hidden 64-92 (ratio ~30); PostNorm transformer V/O 65-96 vs Q/K 7-9 (ratio ~10). Placebo: the largest "
+             "over the smallest of like tensors (hidden weights; Q and K), expected near 1.", "",
+             "| model | lr | step | quantity | mean [interval] | n |", "|---|---|---|---|---|---|"]
+    for group, row in fs.get("groups", {}).items():
+        for k in ("input_over_hidden", "vo_over_qk", "placebo_ratio"):
+            if k in row:
+                iv = row[k]
+                ci = f"[{iv['ci_lo']:.3g}, {iv['ci_hi']:.3g}]" if math.isfinite(iv["ci_lo"]) else "(no interval)"
+                lines.append(f"| {group} | {row['lr']:.4g} | {row['step']} | {k} | {iv['estimate']:.3g} {ci} "
+                             f"| {iv['n']} |")
+    return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m methods.flerm.study", description=__doc__.split("\n")[0])
     p.add_argument("--grid", required=True)
     p.add_argument("--runs-dir", required=True)
+    p.add_argument("--store", help="the evidence store, read where the runs directory lacks a run")
     p.add_argument("--out", required=True)
     p.add_argument("--md", required=True)
     p.add_argument("--figures", required=True)
@@ -332,14 +483,15 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     from claimbench.io import atomic_write_json, atomic_write_text
 
-    res = run(Path(args.grid), Path(args.runs_dir))
+    store = Path(args.store) if args.store else None
+    res = run(Path(args.grid), Path(args.runs_dir), store)
     notes = (yaml.safe_load(Path(args.grid).read_text()) or {}).get("notes", "")
     figures(res, Path(args.figures))
     grid_cfg = yaml.safe_load(Path(args.grid).read_text())
     made = fslr_figures(grid_cfg["grid"], res, Path(args.figures))
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     atomic_write_json(Path(args.out), res)
-    fs = fslr_analysis(grid_cfg["grid"], res)
+    fs = fslr_analysis(grid_cfg["grid"], res, Path(args.runs_dir), store)
     if args.fslr:
         atomic_write_json(Path(args.fslr), fs)
     import os
@@ -352,7 +504,7 @@ def main(argv: list[str] | None = None) -> int:
     md += "\n" + fslr_markdown(fs)
     atomic_write_text(Path(args.md), md)
     for name, st in res["studies"].items():
-        print(f"{name}: {st['verdict']} ({st.get('why', '')})")
+        print(f"{name}: {st['status']} ({st.get('why', '')})")
     return 0
 
 
