@@ -1,6 +1,7 @@
 # AdamW^2 no-warmup crash study (paper `nowarmup`): LR sweep -> LR_crash; all arms at LR_crash and
 # 3x LR_crash; a tau sweep; a replayed-warmup run per AdamW^2 run (its schedule read from that run's metrics);
-# then `nowarmup_study` -> results/analysis/nowarmup/{lr_crash,arms,malignant,tau_band,vision}.json + summary.md and
+# then `nowarmup_study` -> results/analysis/nowarmup/{lr_crash,arms,malignant,sigma_growth,tau_band,cost,vision}.json
+# + summary.md and
 # results/figures/nowarmup/{sigma1,entropy}.png. Behind a switch so other profiles stay fast:
 #   snakemake --profile config/smoke --config 'papers=[nowarmup]' nowarmup
 # The grid is config/papers/nowarmup.<profile>.yaml; each entry's `study` (sweep | arms | tau | vision) says where the
@@ -88,8 +89,13 @@ rule nowarmup_study:
         malignant=f"{NOWARMUP_OUT}/malignant.json",
         tau_band=f"{NOWARMUP_OUT}/tau_band.json",
         vision=f"{NOWARMUP_OUT}/vision.json",
+        sigma_growth=f"{NOWARMUP_OUT}/sigma_growth.json",
+        cost=f"{NOWARMUP_OUT}/cost.json",
     params:
         py=PY,
+        # read if there (not an input: the speed suite is run by hand, benchmarks/speed/speed.py); cost.json carries
+        # its AdamW^2 overhead for nowarmup.cost, which no run's wall clock decides
+        speed="results/speed.json",
         out=lambda w, output: str(Path(output.summary).parent),
         figures=f"{RESULTS}/figures/nowarmup",
     log:
@@ -97,4 +103,4 @@ rule nowarmup_study:
     threads: 1
     shell:
         "{params.py} -m methods.adamw2.analysis --sweep {input.sweep} --arms {input.arms} --tau {input.tau} "
-        "--vision {input.vision} --out {params.out} --figures {params.figures} > {log} 2>&1"
+        "--vision {input.vision} --speed {params.speed} --out {params.out} --figures {params.figures} > {log} 2>&1"

@@ -120,6 +120,10 @@ def test_study_end_to_end_on_written_runs(tmp_path):
     assert json.loads((out / "vision.json").read_text())["vit_nowarmup"]["collapsed"] == 1
     summary = (out / "summary.md").read_text()
     assert "LR_crash: **0.03**" in summary and "summed wall_s 120 s" in summary  # 12 timed runs, vit untimed
+    # the pre-registered LR_crash is the arms' lowest LR (0.01 here): no-warmup trains there, 3 seeds
+    assert crash["prereg"]["lr"] == 0.01 and crash["prereg"]["n"] == 3 and crash["prereg"]["ci_hi"] < 0
+    assert json.loads((out / "sigma_growth.json").read_text())["n"] == 0  # unprobed runs: no ratio
+    assert math.isnan(json.loads((out / "cost.json").read_text())["estimate"])  # no --speed
 
 
 def test_every_smoke_claim_trains_inside_the_papers_grid():
@@ -140,12 +144,77 @@ def test_every_smoke_claim_trains_inside_the_papers_grid():
         assert claim_runs <= paper_runs, c.id
 
 
-def test_tau_band_counts_a_tau_better_than_warmup_as_good():
-    from methods.adamw2.analysis import tau_band
+def test_tau_band_uses_a_fixed_margin_and_counts_a_miss():
+    """Each tau is good when the one-sided bound of its paired difference to warmup is below the fixed 0.05 nats
+    (never a margin from the seeds' SD); a better tau is good; a diverged tau run is a miss, never dropped."""
+    from methods.adamw2.analysis import MARGIN, tau_band
 
-    ref = [_run("warmup", 0.1, s, 5.0 + 0.01 * s) for s in range(2)]
-    taus = [RunInfo(None, "adamw2", 0.1, s, tau, "ok", None, v, 16)
-            for tau, v in ((0.01, 4.5), (0.1, 5.0), (1.0, 5.5)) for s in range(2)]
+    assert MARGIN == 0.05
+    ref = [_run("warmup", 0.1, s, 5.0 + 0.01 * s, unigram=None) for s in range(3)]
+    taus = [RunInfo(None, "adamw2", 0.1, s, tau, "ok", None, v + 0.01 * s + 0.002 * (s == 1), 16)
+            for tau, v in ((0.01, 4.5), (0.1, 5.0), (1.0, 5.5)) for s in range(3)]
     band = tau_band(taus, ref)
-    assert band["per_tau"]["0.01"]["good"] and not band["per_tau"]["1.0"]["good"]
+    assert band["per_tau"]["0.01"]["good"] and band["per_tau"]["0.1"]["good"] and not band["per_tau"]["1.0"]["good"]
+    assert band["per_tau"]["1.0"]["shown_worse"]
     assert band["log2_band_width"] == pytest.approx(math.log2(0.1 / 0.01))
+    taus[0] = RunInfo(None, "adamw2", 0.1, 0, 0.01, "diverged", 40, None, 16)
+    band = tau_band(taus, ref)
+    assert not band["per_tau"]["0.01"]["good"] and band["per_tau"]["0.01"]["missed"] == 1
+    assert band["log2_band_width"] == 0.0  # 0.1 alone
+    assert not tau_band(taus[3:6], ref[:2])["per_tau"]["0.1"]["good"]  # 2 seeds: no interval, nothing shown
+
+
+def test_prereg_crash_interval_counts_divergence_and_survives_a_near_miss():
+    from methods.adamw2.analysis import height, prereg_crash
+
+    line = UNIGRAM - STALL_MARGIN
+    warm = [_run("warmup", 0.1, s, line - 0.2 - 0.03 * s) for s in range(3)]
+    clear = [_run("nowarmup", 0.1, s, line + 0.05 + 0.01 * s) for s in range(3)]
+    other_lr = [_run("nowarmup", 0.3, s, line - 1.0) for s in range(3)]
+    out = prereg_crash(warm + clear + other_lr, 0.1)
+    assert out["n"] == 3 and out["crashed_nowarmup"] == 3 and out["crashed_warmup"] == 0
+    assert out["ci_lo"] > 0 and out["warmup_ci_hi"] < 0 and out["estimate"] == pytest.approx(0.06)
+    # the smoke numbers: one seed 0.002 nats over the line -> the interval reaches below it
+    near = [_run("nowarmup", 0.1, s, line + h) for s, h in enumerate((0.035, 0.002, 0.02))]
+    out = prereg_crash(warm + near, 0.1)
+    assert out["ci_lo"] < 0 < out["ci_hi"]
+    # a diverged run is a crash at the plateau's height, not dropped
+    div = _run("nowarmup", 0.1, 3, None, "diverged")
+    assert height(div) == STALL_MARGIN
+    assert prereg_crash(warm + clear + [div], 0.1)["n"] == 4
+    # two seeds: no interval
+    out = prereg_crash(warm + clear[:2], 0.1)
+    assert out["n"] == 2 and math.isnan(out["ci_lo"]) and math.isnan(out["ci_hi"])
+
+
+def test_sigma_growth_pairs_by_seed_and_keeps_diverged_values():
+    from methods.adamw2.analysis import sigma_growth
+
+    def probed(arm, seed, sig, status="ok"):
+        r = _run(arm, 0.1, seed, 5.0, status)
+        r.rows = [{"step": 0, "attn/qk_sigma1_max": 1.0}, {"step": 20, "attn/qk_sigma1_max": sig},
+                  {"step": 50, "attn/qk_sigma1_max": 1e9 if status == "diverged" else sig}]  # after diverged_at
+        return r
+
+    runs = [probed("warmup", s, 2.0) for s in range(3)]
+    runs += [probed("nowarmup", s, 40.0 * (1 + 0.1 * s), "diverged") for s in range(3)]
+    out = sigma_growth(runs, 0.1)
+    assert out["n"] == 3 and 10 < out["ci_lo"] < out["estimate"] < out["ci_hi"] < 100
+    assert sigma_growth(runs[:2] + runs[3:5], 0.1)["n"] == 2 and math.isnan(sigma_growth(runs[:2] + runs[3:5],
+                                                                                       0.1)["ci_lo"])
+
+
+def test_cost_reads_the_speed_suite_only(tmp_path):
+    from methods.adamw2.analysis import cost_from_speed
+
+    assert math.isnan(cost_from_speed(None)["estimate"])
+    speed = tmp_path / "speed.json"
+    speed.write_text(json.dumps({"methods": [{"method": "lrm", "overhead_wall": 0.06},
+                                             {"method": "adamw2", "overhead_wall": 0.039, "overhead_cpu": 0.04}]}))
+    out = cost_from_speed(str(speed))
+    assert out["estimate"] == 0.039 and math.isnan(out["ci_lo"]) and math.isnan(out["ci_hi"])
+
+
+def test_malignant_writes_n():
+    runs = [_run("nowarmup", 0.1, s, UNIGRAM) for s in range(3)] + [_run("warmup", 0.1, s, 1.0) for s in range(3)]
+    assert malignant(runs, n_boot=10)["n"] == 6

@@ -5,8 +5,10 @@ metrics.jsonl), so it re-runs without training.
     python -m methods.adamw2.analysis --sweep RUN... --arms RUN... [--tau RUN...] [--vision RUN...] --out DIR
         [--figures DIR]
 
-Writes DIR/lr_crash.json, DIR/arms.json, DIR/malignant.json (value, ci_lo, ci_hi), DIR/tau_band.json
-(log2_band_width), DIR/vision.json, DIR/summary.md and, with --figures, sigma1/entropy-over-training plots.
+Writes DIR/lr_crash.json (with `prereg`: the crash at the pre-registered LR_crash, estimate/ci/n),
+DIR/arms.json, DIR/malignant.json (value, ci_lo, ci_hi, n), DIR/sigma_growth.json (estimate, ci, n),
+DIR/tau_band.json (log2_band_width), DIR/cost.json (the speed suite's overhead, with --speed), DIR/vision.json,
+DIR/summary.md and, with --figures, sigma1/entropy-over-training plots.
 Reconstructed thresholds (the paper gives none): a head is low-entropy below 0.3 nats and
 low-rank when the effective rank of its map is below 10% of the sequence length.
 
@@ -34,13 +36,16 @@ from pathlib import Path
 
 import numpy as np
 import yaml
+from scipy import stats as sps
 
 from claimbench.io import atomic_save_png, atomic_write_json, atomic_write_text
 
 LOW_ENTROPY = 0.3  # nats (ours)
 LOW_RANK_FRAC = 0.1  # effective rank / sequence length (reconstructed)
-TOLERANCE = 0.02  # nats: the parity tolerance floor (ours)
+MARGIN = 0.05  # nats: the non-inferiority margin of nowarmup.parity_gpt / tau_band (fixed, benchmarks/claims)
 STALL_MARGIN = 0.1  # nats: a GPT run that ends within this of the unigram loss has stalled (ours, see above)
+LEVEL = 0.90  # two-sided level of the intervals written here: a one-sided 95% bound, as claimbench.hypotheses
+MIN_SEEDS = 3  # fewer seeds than this: no interval is written (NaN), so nothing is decided from it
 
 
 @dataclass
@@ -217,37 +222,128 @@ def malignant(runs: list[RunInfo], n_boot: int = 2000, seed: int = 0) -> dict:
         if math.isfinite(d):
             boots.append(d)
     boots.sort()
-    ci = (boots[int(0.025 * len(boots))], boots[int(0.975 * len(boots)) - 1]) if len(boots) > 20 else (None, None)
-    return {"value": value if math.isfinite(value) else None, "ci_lo": ci[0], "ci_hi": ci[1],
-            "crashed_runs": len(crashed), "stable_runs": len(stable),
+    ci = (boots[int(0.025 * len(boots))], boots[int(0.975 * len(boots)) - 1]) if len(boots) > 20 else (math.nan,) * 2
+    return {"value": value, "ci_lo": ci[0], "ci_hi": ci[1],
+            "n": len(crashed) + len(stable), "crashed_runs": len(crashed), "stable_runs": len(stable),
             "low_entropy_heads": {"crashed": sum(a for a, _ in crashed), "stable": sum(a for a, _ in stable)},
             "thresholds": {"entropy_nats": LOW_ENTROPY, "erank_frac_of_seq": LOW_RANK_FRAC}}
 
 
-def tau_band(tau_runs: list[RunInfo], warmup_runs: list[RunInfo]) -> dict:
-    """Widest contiguous band of tau (log2 units) whose runs all train and end no worse than warmup by more than
-    max(2 SD, 0.02) nats."""
-    ref = [r.val_loss for r in warmup_runs if r.status == "ok" and r.val_loss is not None]
+def tau_band(tau_runs: list[RunInfo], warmup_runs: list[RunInfo], margin: float = MARGIN) -> dict:
+    """Widest contiguous band of tau (log2 units) whose runs are each shown no worse than the warmup runs by more
+    than the fixed `margin` (nats): the one-sided upper bound (LEVEL) of the paired-by-seed difference is below it.
+    Descriptive: nowarmup.tau_band's verdict is its own non-inferiority test on the tau = 1.0 runs. A diverged or
+    stalled tau run is a miss (+inf loss): that tau is not good, it is never dropped."""
+    ref = {r.seed: _loss_or_miss(r) for r in warmup_runs}
     if not ref or not tau_runs:
         return {"log2_band_width": None, "reason": "no warmup reference or no tau runs"}
-    tol = max(2 * statistics.stdev(ref) if len(ref) > 1 else 0.0, TOLERANCE)
-    ref_mean = statistics.mean(ref)
     per_tau = {}
     for tau in sorted({r.tau for r in tau_runs}):
-        rs = [r for r in tau_runs if r.tau == tau]
-        vals = [r.val_loss for r in rs if r.status == "ok" and r.val_loss is not None]
-        # one-sided: a tau that trains better than the warmup reference trains well too (the tau band's "good band")
-        good = len(vals) == len(rs) and statistics.mean(vals) - ref_mean <= tol
-        per_tau[tau] = {"val_loss_mean": statistics.mean(vals) if vals else None, "good": good,
-                        "diverged": sum(r.status == "diverged" for r in rs)}
+        rs = {r.seed: _loss_or_miss(r) for r in tau_runs if r.tau == tau}
+        seeds = sorted(set(rs) & set(ref))
+        d = [rs[k] - ref[k] for k in seeds]
+        _, lo, hi = t_interval(d)
+        per_tau[tau] = {"diff_mean": float(np.mean(d)) if d else None, "diff_ci": [lo, hi], "n": len(d),
+                        "good": bool(hi < margin), "shown_worse": bool(lo > margin),
+                        "missed": sum(not math.isfinite(v) for v in rs.values())}
     best, run = 0.0, []
     for tau, t in per_tau.items():
         run = [*run, tau] if t["good"] else []
         if run:
             best = max(best, math.log2(run[-1] / run[0]))
     any_good = any(t["good"] for t in per_tau.values())
-    return {"log2_band_width": best if any_good else -1.0, "tolerance": tol, "warmup_val_loss": ref_mean,
-            "per_tau": {str(k): v for k, v in per_tau.items()}}
+    return {"log2_band_width": best if any_good else -1.0, "margin": margin, "level": LEVEL,
+            "warmup_val_loss": float(np.mean(list(ref.values()))), "per_tau": {str(k): v for k, v in per_tau.items()}}
+
+
+def _loss_or_miss(r: RunInfo) -> float:
+    """Final val loss; +inf for a crash (our definition) or a run without one: a miss, counted, never dropped."""
+    if crash_kind(r) is not None or r.val_loss is None or not math.isfinite(r.val_loss):
+        return math.inf
+    return float(r.val_loss)
+
+
+def t_interval(x: list[float], level: float = LEVEL) -> tuple[float, float, float]:
+    """(mean, lo, hi) of the mean over seeds, Student t; NaN bounds below MIN_SEEDS values or with a miss (inf)."""
+    a = np.asarray(x, float)
+    if len(a) == 0:
+        return math.nan, math.nan, math.nan
+    mean = float(a.mean())
+    if len(a) < MIN_SEEDS or not np.all(np.isfinite(a)):
+        return mean, math.nan, math.nan
+    if float(a.std(ddof=1)) == 0.0:
+        return mean, mean, mean  # a point: the engine reads [x, x] as no interval
+    ci = sps.ttest_1samp(a, 0.0).confidence_interval(level)
+    return mean, float(ci.low), float(ci.high)
+
+
+def height(r: RunInfo) -> float:
+    """How far above the stall line (unigram loss - STALL_MARGIN) the run ended, nats: > 0 is a stall. A diverged
+    run (or one without a val loss) enters at STALL_MARGIN, the height of a run on the unigram plateau: the least a
+    crash counts as, so it is a crash and keeps the interval finite."""
+    if r.unigram is None:
+        return math.nan
+    if r.status == "diverged" or r.val_loss is None or not math.isfinite(r.val_loss):
+        return STALL_MARGIN
+    return float(r.val_loss) - (r.unigram - STALL_MARGIN)
+
+
+def prereg_crash(runs: list[RunInfo], lr: float | None) -> dict:
+    """The crash at the pre-registered LR_crash (the arms' lowest LR, fixed from the pilot before the grid ran):
+    each arm's mean height above the stall line with its t interval over seeds (LEVEL), and k of n stalled.
+    nowarmup.crash is reproduced when the no-warmup interval lies above the line: a single seed near the line
+    leaves it inconclusive instead of flipping the verdict on a rerun."""
+    out: dict = {"lr": lr, "stall_margin": STALL_MARGIN, "level": LEVEL, "min_seeds": MIN_SEEDS}
+    for arm, pre in (("nowarmup", ""), ("warmup", "warmup_")):
+        rs = sorted((r for r in runs if r.arm == arm and lr is not None and math.isclose(r.lr, lr, rel_tol=1e-6)),
+                    key=lambda r: r.seed)
+        hs = [height(r) for r in rs]
+        est, lo, hi = t_interval(hs) if hs and all(math.isfinite(h) for h in hs) else (math.nan,) * 3
+        out.update({f"{pre}estimate": est, f"{pre}ci_lo": lo, f"{pre}ci_hi": hi, f"{pre}n": len(rs),
+                    f"{pre}heights": hs, f"{pre}seeds": [r.seed for r in rs],
+                    f"crashed_{arm}": sum(crash_kind(r) is not None for r in rs)})
+    return out
+
+
+def _sigma_max(r: RunInfo) -> float | None:
+    """Max over the run of sigma1(W_q^T W_k) (max over layers and heads), before diverged_at: a diverged run keeps
+    the values it logged."""
+    vals = [x["attn/qk_sigma1_max"] for x in r.rows if "attn/qk_sigma1_max" in x
+            and (r.diverged_at is None or x["step"] < r.diverged_at)]
+    vals = [float(v) for v in vals if isinstance(v, (int, float)) and math.isfinite(v)]
+    return max(vals) if vals else None
+
+
+def sigma_growth(runs: list[RunInfo], lr: float | None) -> dict:
+    """Max sigma1(W_q^T W_k), no warmup over warmup, paired by seed at the pre-registered LR_crash: the geometric
+    mean ratio with the t interval (LEVEL) of the log ratios over seeds, and n pairs."""
+    at = {a: {r.seed: _sigma_max(r) for r in runs if r.arm == a and lr is not None
+              and math.isclose(r.lr, lr, rel_tol=1e-6)} for a in ("nowarmup", "warmup")}
+    seeds = sorted(set(at["nowarmup"]) & set(at["warmup"]))
+    unprobed = [s for s in seeds if not (at["nowarmup"][s] and at["warmup"][s])]
+    logs = [math.log(at["nowarmup"][s] / at["warmup"][s]) for s in seeds if s not in unprobed]
+    m, lo, hi = t_interval(logs) if not unprobed else (math.nan,) * 3
+    return {"estimate": math.exp(m) if math.isfinite(m) else math.nan,
+            "ci_lo": math.exp(lo) if math.isfinite(lo) else math.nan,
+            "ci_hi": math.exp(hi) if math.isfinite(hi) else math.nan, "n": len(seeds) if not unprobed else 0,
+            "lr": lr, "level": LEVEL, "seeds": seeds, "unprobed_seeds": unprobed,
+            "sigma_max": {a: {str(k): v for k, v in d.items()} for a, d in at.items()}}
+
+
+def cost_from_speed(path: str | None) -> dict:
+    """The speed suite's step-time overhead of AdamW^2 (benchmarks/speed/speed.py: method and baseline stepped in
+    interleaved blocks in one process), if its output is there. It reports medians without an interval, so the
+    interval stays NaN and nowarmup.cost decides nothing from it; run wall clocks are never used."""
+    out = {"estimate": math.nan, "ci_lo": math.nan, "ci_hi": math.nan, "n": math.nan, "source": path}
+    if not path or not Path(path).is_file():
+        return {**out, "reason": "no speed-suite output"}
+    rows = [r for r in json.loads(Path(path).read_text()).get("methods", []) if r.get("method") == "adamw2"]
+    if not rows:
+        return {**out, "reason": "the speed-suite output has no adamw2 row"}
+    r = rows[0]
+    return {**out, "estimate": float(r["overhead_wall"]), "overhead_cpu": r.get("overhead_cpu"),
+            "setting": r.get("setting"), "steps": r.get("steps"),
+            "reason": "medians of interleaved blocks, no interval: the speed suite does not give one"}
 
 
 def figures(runs: list[RunInfo], out: Path) -> list[Path]:
@@ -317,6 +413,13 @@ def summary_md(crash: dict, arms: dict, mal: dict, band: dict, vision: dict | No
              f"LR_crash: **{crash['lr_crash']}** ({crash['rule']}; crash = {crash['crash_definition']}). "
              f"With the harness's divergence rule alone: {crash['lr_crash_diverged']}. Unigram loss of the data: "
              f"{crash.get('unigram_loss')} nats.", ""]
+    if "prereg" in crash:
+        pr = crash["prereg"]
+        lines += [f"At the pre-registered LR_crash {pr['lr']}: height of the final val loss above the stall line "
+                  f"(unigram - {pr['stall_margin']} nats), mean [{pr['level']:.0%} t interval] over seeds: no warmup "
+                  f"{_f(pr['estimate'])} [{_f(pr['ci_lo'])}, {_f(pr['ci_hi'])}] ({pr['crashed_nowarmup']} of "
+                  f"{pr['n']} stalled), warmup {_f(pr['warmup_estimate'])} [{_f(pr['warmup_ci_lo'])}, "
+                  f"{_f(pr['warmup_ci_hi'])}] ({pr['crashed_warmup']} of {pr['warmup_n']}).", ""]
     if "arms_at_crash" in crash:
         lines += [f"All-arms LRs {crash['arm_lrs']}: "
                   + ("LR_crash and 3x LR_crash." if crash["arms_at_crash"] else "NOT LR_crash and 3x LR_crash."), ""]
@@ -356,6 +459,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--arms", nargs="*", default=[], help="all arms at LR_crash and 3x LR_crash")
     p.add_argument("--tau", nargs="*", default=[], help="adamw2 runs over tau (with their warmup references in --arms)")
     p.add_argument("--vision", nargs="*", default=[], help="ViT/Swin runs (warmup, no warmup, AdamW^2)")
+    p.add_argument("--speed", help="the speed suite's output (results/speed.json), for cost.json; optional")
     p.add_argument("--out", required=True)
     p.add_argument("--figures")
     a = p.parse_args(argv)
@@ -364,6 +468,11 @@ def main(argv: list[str] | None = None) -> None:
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     crash = lr_crash(sweep, sorted({r.lr for r in arms}))
+    # the pre-registered LR_crash: the arms run at LR_crash and 3x, placed from the pilot before the grid ran
+    lr0_crash = min((r.lr for r in arms if r.workload == "gpt"), default=None)
+    both = list({r.path: r for r in sweep + arms}.values())
+    crash["prereg"] = prereg_crash(both, lr0_crash)
+    growth = sigma_growth(both, lr0_crash)
     table = arms_table(arms)
     mal = malignant(list({r.path: r for r in sweep + arms}.values()))  # sweep and arms share runs
     lr0 = min((r.lr for r in taus), default=None)
@@ -372,7 +481,7 @@ def main(argv: list[str] | None = None) -> None:
     vis = vision_table(vision)
     spent = cost(list({r.path: r for r in sweep + arms + taus + vision}.values()))
     for name, obj in (("lr_crash", crash), ("arms", table), ("malignant", mal), ("tau_band", band),
-                      ("vision", vis)):
+                      ("vision", vis), ("sigma_growth", growth), ("cost", cost_from_speed(a.speed))):
         atomic_write_json(out / f"{name}.json", obj)
     atomic_write_text(out / "summary.md", summary_md(crash, table, mal, band, vis, spent))
     if a.figures:
