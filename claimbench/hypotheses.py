@@ -221,6 +221,8 @@ def interval(test: dict, estimate: float, lo: float, hi: float, n: int | None) -
     blo, bhi = (float(v) for v in test["band"])
     if n is None or not (math.isfinite(lo) and math.isfinite(hi)) or lo == hi:
         return Outcome(INCONCLUSIVE, "no interval (or no n): cannot decide", estimate, lo, hi)
+    if "min_seeds" in test and n < int(test["min_seeds"]):
+        return Outcome(INCONCLUSIVE, f"needs n >= {test['min_seeds']} (has {n})", estimate, lo, hi)
     if blo <= lo and hi <= bhi:
         return Outcome(REPRODUCED, f"interval [{lo:.3g}, {hi:.3g}] inside [{blo:g}, {bhi:g}] (n={n})", estimate, lo,
                        hi)
