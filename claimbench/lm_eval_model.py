@@ -13,6 +13,7 @@ float rounding).
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 # lm-eval fills its model registry lazily, and only while it is empty: import its models before registering ours,
@@ -32,6 +33,16 @@ from claimbench.plugin import RunContext, validate_options
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_BATCH = 16
 DEFAULT_MAX_GEN = 256
+log = logging.getLogger(__name__)
+
+
+def _empty_continuation(req, i: int, continuation: str) -> str:
+    """One line naming the request (task and document when it is an lm-eval Instance)."""
+    task, doc = getattr(req, "task_name", None), getattr(req, "doc_id", None)
+    where = f"task '{task}', document {doc}" if task is not None else f"request {i}"
+    what = "is empty" if not continuation else f"{continuation!r} encodes to no tokens after its context"
+    return (f"model 'claimbench': {where}: the loglikelihood continuation {what}; nothing to score (an empty "
+            "continuation would count as certain and correct): check the task's doc_to_target")
 
 
 def _resolve(path: str) -> Path:
@@ -92,7 +103,8 @@ class ClaimbenchLM(TemplateLM):
     """lm-eval model for a claimbench run: `checkpoint=` a ckpt.pt (or its run directory).
 
     Other model_args: `device` (default cuda if available), `dtype` (float32 | bfloat16),
-    `batch_size`, `max_length` (at most the model's block_size), `max_gen_toks`.
+    `batch_size`, `max_length` (at most the model's block_size), `max_gen_toks`; `device` and
+    `batch_size` given here win over lm-eval's `--device` and `--batch_size`.
     """
 
     @classmethod
@@ -128,6 +140,7 @@ class ClaimbenchLM(TemplateLM):
         # no special tokens in our BPE: a newline (the corpus separates documents by blank lines)
         vocab = self.tok.get_vocab()
         self._eot = vocab.get("<|endoftext|>", self.tok.encode("\n").ids[-1])
+        self._requests = None  # the Instances of the loglikelihood call under way (to name a bad one)
 
     # ------------------------------------------------------------------ tokenizer
     @property
@@ -158,18 +171,42 @@ class ClaimbenchLM(TemplateLM):
             x[i, :len(r)] = torch.tensor(r, dtype=torch.long)
         return self.model(x.to(self._device)).logits
 
+    def loglikelihood(self, requests, disable_tqdm: bool = False) -> list[tuple[float, bool]]:
+        """lm-eval's own tokenisation (TemplateLM); the requests are kept meanwhile so that a bad one can be named by
+        its task and document."""
+        for i, req in enumerate(requests):
+            if not req.args[1]:  # caught before TemplateLM, which fails on it with an IndexError for an empty context
+                raise ValueError(_empty_continuation(req, i, req.args[1]))
+        self._requests = requests
+        try:
+            return super().loglikelihood(requests, disable_tqdm=disable_tqdm)
+        finally:
+            self._requests = None
+
     def _loglikelihood_tokens(self, requests, disable_tqdm: bool = False, **kwargs) -> list[tuple[float, bool]]:
-        """Sum of log p(continuation | context) and whether it is the greedy continuation."""
+        """Sum of log p(continuation | context) and whether it is the greedy continuation. A request longer than the
+        context is cut from the left as lm-eval's HF model does: the context first; a continuation that alone exceeds
+        it is scored on its last `max_length` tokens. Both are counted in one warning."""
         items = []
         out: list[tuple[float, bool] | None] = [None] * len(requests)
-        for i, (_, ctx, cont) in enumerate(requests):
-            if not cont:
-                out[i] = (0.0, True)
-                continue
-            if len(cont) > self.max_length:
-                raise ValueError(f"a continuation of {len(cont)} tokens exceeds the context of {self.max_length}")
-            whole = (ctx + cont)[-(self.max_length + 1):]  # left-truncate the context, as lm-eval's HF model does
+        n_ctx_cut = n_cont_cut = 0
+        for i, (key, ctx, cont) in enumerate(requests):
+            if not cont:  # lm-eval's HF model asserts this; a certain, correct empty answer would inflate acc
+                req = (getattr(self, "_requests", None) or [None] * len(requests))[i]
+                raise ValueError(_empty_continuation(req, i, key[1] if key else ""))
+            whole = (ctx + cont)[-(self.max_length + 1):]  # left-truncate, as lm-eval's HF model does
+            if len(cont) > self.max_length:  # its first tokens are only context now
+                cont = cont[-self.max_length:]
+                n_cont_cut += 1
+            elif len(ctx) + len(cont) > self.max_length + 1:
+                n_ctx_cut += 1
             items.append((i, whole[:-1], cont))
+        if n_ctx_cut or n_cont_cut:
+            what = ([f"{n_ctx_cut} had their context left-truncated"] if n_ctx_cut else []) + (
+                [f"{n_cont_cut} a continuation longer than that, scored on its last {self.max_length} tokens only"]
+                if n_cont_cut else [])
+            log.warning(f"model 'claimbench': {n_ctx_cut + n_cont_cut} of {len(requests)} loglikelihood requests "
+                        f"exceed its context of {self.max_length} tokens: {'; '.join(what)}")
         items.sort(key=lambda it: (-len(it[1]), it[0]))  # longest first; ties in request order
         for b in tqdm(range(0, len(items), self.batch_size), disable=disable_tqdm, desc="loglikelihood"):
             chunk = items[b:b + self.batch_size]
@@ -264,3 +301,33 @@ class ClaimbenchLM(TemplateLM):
             if all(done):
                 break
         return texts
+
+
+def run_name(checkpoint: str | Path) -> str:
+    """The run a checkpoint belongs to: its directory's name (`checkpoint=` is a ckpt.pt or its run directory)."""
+    p = Path(checkpoint)
+    return (p if p.is_dir() else p.parent).resolve().name
+
+
+def _name_output_after_the_run() -> None:
+    """lm-eval names the subfolder of `--output_path` after the model_args `pretrained`, `model`, `path`, ... and,
+    knowing none, after a random id; a claimbench model is named by `checkpoint`: use its run's name instead."""
+    from lm_eval.loggers.evaluation_tracker import GeneralConfigTracker
+    from lm_eval.utils import sanitize_model_name, simple_parse_args_string
+
+    original = GeneralConfigTracker.log_experiment_args
+    if getattr(original, "claimbench", False):
+        return
+
+    def log_experiment_args(self, model_source, model_args, *args, **kwargs):
+        original(self, model_source, model_args, *args, **kwargs)
+        parsed = model_args if isinstance(model_args, dict) else simple_parse_args_string(model_args or "")
+        if model_source == "claimbench" and parsed.get("checkpoint"):
+            self.model_name = run_name(str(parsed["checkpoint"]))
+            self.model_name_sanitized = sanitize_model_name(self.model_name)
+
+    log_experiment_args.claimbench = True
+    GeneralConfigTracker.log_experiment_args = log_experiment_args
+
+
+_name_output_after_the_run()

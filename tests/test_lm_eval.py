@@ -55,8 +55,10 @@ def _ll_requests(lm, texts: list[tuple[str, str]]) -> list[Instance]:
 
 
 def _manual_ll(lm, ctx: list[int], cont: list[int]) -> tuple[float, bool]:
-    """A plain single-sequence forward, independent of the model class's batching."""
+    """A plain single-sequence forward, independent of the model class's batching (a continuation longer than the
+    context scored on its last max_length tokens)."""
     inp = (ctx + cont)[-(lm.max_length + 1):][:-1]
+    cont = cont[-lm.max_length:]
     with torch.no_grad():
         lp = F.log_softmax(lm.model(torch.tensor([inp])).logits[0, -len(cont):].float(), -1)
     t = torch.tensor(cont)
@@ -77,8 +79,41 @@ def test_loglikelihood_contract_and_values(lm):
     for i in (0, 3):  # 3: a context longer than the model's is left-truncated
         ctx, cont = lm._encode_pair(*PAIRS[i])
         assert out[i] == (pytest.approx(_manual_ll(lm, ctx, cont)[0], abs=1e-5), _manual_ll(lm, ctx, cont)[1])
-    with pytest.raises(ValueError, match="exceeds the context"):
-        lm.loglikelihood(_ll_requests(lm, [("A", " b" * 40)]), disable_tqdm=True)
+
+
+def test_requests_longer_than_the_context_are_left_truncated_and_counted(lm, caplog):
+    """As lm-eval's HF model: the context is cut from the left; a continuation that alone exceeds the context is
+    scored on its last max_length tokens (micro checkpoints have 32, shorter than some QuaRTz prompts)."""
+    pairs = [("A", " b" * 40), PAIRS[3], PAIRS[0], ("Question: " + "why so? " * 30 + "\nAnswer:", " less")]
+    with caplog.at_level("WARNING", logger="claimbench.lm_eval_model"):
+        out = lm.loglikelihood(_ll_requests(lm, pairs), disable_tqdm=True)
+    for (ctx_s, cont_s), (ll, greedy) in zip(pairs, out, strict=True):
+        ctx, cont = lm._encode_pair(ctx_s, cont_s)
+        want = _manual_ll(lm, ctx, cont)
+        assert ll == pytest.approx(want[0], abs=1e-5) and greedy == want[1] and ll < 0
+    assert len(lm._encode_pair(*pairs[0])[1]) > lm.max_length
+    (msg,) = [r.getMessage() for r in caplog.records if r.name == "claimbench.lm_eval_model"]
+    assert "3 of 4 loglikelihood requests exceed its context of 32 tokens" in msg, msg
+    assert "2 had their context left-truncated" in msg and "1 a continuation longer" in msg, msg
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="claimbench.lm_eval_model"):
+        lm.loglikelihood(_ll_requests(lm, [PAIRS[0]]), disable_tqdm=True)
+    assert not caplog.records  # nothing cut, nothing said
+
+
+def test_empty_continuation_is_a_one_line_error_naming_task_and_document(lm):
+    """Scored as (0.0, True) it would be a certain, correct answer; lm-eval's HF model refuses it too."""
+    reqs = [Instance("loglikelihood", {}, ("MACBETH\nSo foul", " and fair"), 0, ("cb_shakespeare_cloze", 3, 1)),
+            Instance("loglikelihood", {}, ("MACBETH\nSo foul", ""), 0, ("cb_shakespeare_cloze", 4, 1))]
+    with pytest.raises(ValueError) as e:
+        lm.loglikelihood(reqs, disable_tqdm=True)
+    msg = str(e.value)
+    assert "task 'cb_shakespeare_cloze', document 4" in msg and "empty" in msg and "\n" not in msg, msg
+    with pytest.raises(ValueError, match="task 'cb_quartz', document 9"):  # an empty context too
+        lm.loglikelihood([Instance("loglikelihood", {}, ("", ""), 0, ("cb_quartz", 9, 1))], disable_tqdm=True)
+    ctx = lm.tok_encode("MACBETH")
+    with pytest.raises(ValueError, match=r"request 1: .*'x' encodes to no tokens"):  # empty only after tokenising
+        lm._loglikelihood_tokens([(None, ctx, [5]), (("MACBETH", "x"), ctx, [])], disable_tqdm=True)
 
 
 def test_greedy_flag(lm):
@@ -191,6 +226,96 @@ def test_simple_evaluate_each_offline_task(run_dir, task_data, tmp_path):
     assert (run_dir / "hf_home").is_dir()  # run-local HF_HOME
 
 
+def _task_instances(task_data: Path, name: str, monkeypatch, limit: int | None = None, shots: int | None = None):
+    """The requests lm-eval's own task builds (TaskManager.load, as simple_evaluate does) from the prepared data."""
+    from lm_eval.tasks import TaskManager
+
+    monkeypatch.setenv("CLAIMBENCH_LM_EVAL_DATA", str(task_data))
+    task = TaskManager(include_path=str(REPO / "benchmarks/lm_eval_tasks"), include_defaults=False).load([name])
+    task = task["tasks"][name]
+    if shots is not None:
+        task.set_config(key="num_fewshot", value=shots)
+        task.set_fewshot_seed(seed=1234)
+    task.build_all_requests(limit=limit, rank=0, world_size=1)
+    return task.instances
+
+
+def test_cloze_requests_rejoin_the_source_with_one_space(lm, task_data, monkeypatch):
+    """lm-eval ignores target_delimiter for loglikelihood: the continuation must carry the word's space itself, or
+    "...his fortunes" + "thine" is scored as "fortunesthine" (and the glue can re-tokenise the context)."""
+    from benchmarks.lm_eval_tasks.prepare import val_play_texts
+
+    val = val_play_texts()
+    reqs = _task_instances(task_data, "cb_shakespeare_cloze", monkeypatch)
+    assert len(reqs) == sum(1 for _ in (task_data / "cb_shakespeare_cloze.jsonl").open()) > 500
+    for r in reqs:
+        ctx, cont = r.args
+        assert ctx == r.doc["context"] and cont == " " + r.doc["target"], (r.doc_id, ctx[-30:], cont)
+        assert cont[1:].strip() == cont[1:] != "" and not ctx[-1].isspace()
+        assert (ctx + cont).split("\n", 1)[1] in val[r.doc["play"]]  # the source text, one space between
+        ctx_enc, cont_enc = lm._encode_pair(ctx, cont)
+        assert ctx_enc == lm.tok_encode(ctx) and cont_enc and lm.tok_decode(cont_enc) == cont  # no re-tokenising
+    # a few-shot example is the same passage: one space (target_delimiter "" as the target has its own)
+    passages = {r.args[0] + r.args[1] for r in reqs}
+    for r in _task_instances(task_data, "cb_shakespeare_cloze", monkeypatch, limit=3, shots=1):
+        example, query = r.args[0].split("\n\n")
+        assert query == r.doc["context"] and example in passages, example[-40:]
+
+
+def test_quartz_and_perplexity_requests_are_not_glued(task_data, monkeypatch):
+    """The other offline tasks: QuaRTz is multiple_choice (lm-eval inserts target_delimiter " " itself) and the
+    perplexity task scores whole documents."""
+    reqs = _task_instances(task_data, "cb_quartz", monkeypatch, limit=200)
+    assert len(reqs) == 400
+    for r in reqs:
+        ctx, cont = r.args
+        assert ctx == f"Question: {r.doc['question']}\nAnswer:" and cont in [" " + c for c in r.doc["choices"]]
+        assert cont[1:].strip() == cont[1:] != ""
+    for r in _task_instances(task_data, "cb_shakespeare_ppl", monkeypatch):
+        assert r.args == (r.doc["text"],) and r.doc["text"].strip()
+
+
+def test_prepared_cloze_targets_are_whole_words():
+    from benchmarks.lm_eval_tasks.prepare import cloze_doc_ok, cloze_docs
+
+    docs = cloze_docs()
+    assert len(docs) > 500 and all(cloze_doc_ok(d) and d["target"].replace("'", "").isalpha() for d in docs)
+    for bad in ({"context": "A\nb c", "target": ""}, {"context": "A\nb c ", "target": "d"},
+                {"context": "A\nb c", "target": " d"}, {"context": "", "target": "d"}):
+        assert not cloze_doc_ok(bad), bad
+
+
+def test_batch_size_in_model_args_wins_over_lm_evals_own(run_dir):
+    """What simple_evaluate calls for a string and a dict of model_args, with the CLI's batch_size beside them."""
+    from lm_eval.api.registry import get_model
+
+    cls = get_model("claimbench")
+    cli = {"batch_size": 16, "max_batch_size": None, "device": "cpu"}
+    assert cls.create_from_arg_string(f"checkpoint={run_dir},batch_size=3", cli).batch_size == 3
+    assert cls.create_from_arg_obj({"checkpoint": str(run_dir), "batch_size": 5}, cli).batch_size == 5
+    assert cls.create_from_arg_obj({"checkpoint": str(run_dir)}, cli).batch_size == 16
+
+
+def test_output_path_folder_is_named_after_the_run(run_dir, tmp_path):
+    """lm-eval names it after model_args' pretrained/model/path; for `checkpoint=` it used a random id."""
+    from lm_eval.loggers import EvaluationTracker
+
+    import claimbench.lm_eval_model  # noqa: F401
+
+    for i, args in enumerate((f"checkpoint={run_dir / 'ckpt.pt'},device=cpu", {"checkpoint": str(run_dir)})):
+        tracker = EvaluationTracker(output_path=str(tmp_path / str(i)))
+        tracker.general_config_tracker.log_experiment_args(model_source="claimbench", model_args=args,
+                                                           system_instruction=None, chat_template=None,
+                                                           fewshot_as_multiturn=False)
+        tracker.save_results_aggregated(results={"results": {}})
+        assert [p.relative_to(tmp_path / str(i)).parts[0] for p in (tmp_path / str(i)).rglob("results_*.json")] \
+            == [run_dir.name]
+    other = EvaluationTracker().general_config_tracker  # other models keep lm-eval's naming
+    other.log_experiment_args(model_source="hf", model_args="pretrained=org/name", system_instruction=None,
+                              chat_template=None, fewshot_as_multiturn=False)
+    assert other.model_name_sanitized == "org__name"
+
+
 def test_built_in_lm_eval_models_stay_registered():
     from lm_eval.api.registry import get_model, model_registry
 
@@ -284,12 +409,13 @@ def _no_network() -> list[str]:
 def test_cli_evaluates_checkpoint_offline_and_other_models_pass_through(run_dir, task_data, tmp_path):
     base = [*_no_network(), sys.executable, "-m", "claimbench", "lm-eval", "--tasks", "cb_quartz,cb_shakespeare_cloze",
             "--include_path", str(REPO / "benchmarks/lm_eval_tasks"), "--limit", "3", "--batch_size", "4"]
-    p = subprocess.run([*base, "--model", "claimbench", "--model_args", f"checkpoint={run_dir / 'ckpt.pt'}",
-                        "--output_path", str(tmp_path / "out")], cwd=REPO, env=_offline_env(tmp_path),
-                       capture_output=True, text=True, timeout=300)
+    p = subprocess.run([*base, "--model", "claimbench", "--model_args",
+                        f"checkpoint={run_dir / 'ckpt.pt'},batch_size=2", "--output_path", str(tmp_path / "out")],
+                       cwd=REPO, env=_offline_env(tmp_path), capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, p.stderr[-3000:]
     assert "cb_quartz" in p.stdout and "acc_norm" in p.stdout and "perplexity" in p.stdout
     saved = list((tmp_path / "out").rglob("results_*.json"))
+    assert [s.parent for s in saved] == [tmp_path / "out" / run_dir.name]  # named after the run, not at random
     assert saved and json.loads(saved[0].read_text())["results"]["cb_quartz"]["sample_len"] == 3
     p = subprocess.run([*base, "--model", "dummy"], cwd=REPO, env=_offline_env(tmp_path), capture_output=True,
                        text=True, timeout=300)

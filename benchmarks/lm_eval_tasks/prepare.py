@@ -57,7 +57,15 @@ def cloze_docs() -> list[dict]:
             if not m or len(m.group(1).split()) < MIN_WORDS or len(m.group(2)) < 3:
                 continue
             docs.append({"play": play, "context": f"{speaker}\n{m.group(1)}", "target": m.group(2)})
-    return docs
+    return [d for d in docs if cloze_doc_ok(d)]
+
+
+def cloze_doc_ok(doc: dict) -> bool:
+    """The task scores `context` + " " + `target` (the space is the target's, cb_shakespeare_cloze.yaml): so the
+    target is a whole non-empty word and the context ends in neither whitespace nor an empty line."""
+    target, context = doc["target"], doc["context"]
+    return bool(target) and target == target.strip() and not any(c.isspace() for c in target) \
+        and bool(context) and context == context.rstrip()
 
 
 def ppl_docs() -> list[dict]:
