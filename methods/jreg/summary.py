@@ -175,8 +175,8 @@ def markdown(summary: dict) -> str:
              f"held-out validation windows; the over-training curve on each log step's training batch.\n"]
     for setting, s in summary["settings"].items():
         lines += [f"## {setting}\n", "Mean over seeds [95% bootstrap interval over seeds].\n",
-                  "| arm | seeds | diverged | J held-out | J train (last log) | J, k=2 | d_{L-1} | d_L | final val loss | "
-                  "J rising at end |", "|---|---|---|---|---|---|---|---|---|---|"]
+                  "| arm | seeds | diverged | J held-out | J train (last log) | J, k=2 | d_{L-1} | d_L "
+                  "| final val loss | J rising at end |", "|---|---|---|---|---|---|---|---|---|---|"]
         for arm, a in s["arms"].items():
             rising = [g["rising"] for g in a["growth"]]
             lines.append(f"| {arm} | {a['seeds']} | {a['n_diverged']} | {_ci(a['jump'])} | {_ci(a['jump_train'])} | "

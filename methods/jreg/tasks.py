@@ -78,12 +78,8 @@ def _cases(jreg: dict[int, dict | None], base: dict[int, dict | None]) -> tuple[
     for task in tasks:
         chance = next((c for d in docs if (c := _acc_chance(d, task)) is not None), None)
         miss = miss_value("higher", chance)
-
-        def score(doc):
-            return miss if doc is None else accuracy(doc, task)
-
-        a = [score(jreg[s]) for s in seeds]
-        b = [score(base[s]) for s in seeds]
+        a = [miss if jreg[s] is None else accuracy(jreg[s], task) for s in seeds]
+        b = [miss if base[s] is None else accuracy(base[s], task) for s in seeds]
         if any(x is None for x in a + b):
             skipped[task] = "no accuracy-type score in every run (e.g. a perplexity)"
             continue
