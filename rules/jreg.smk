@@ -51,7 +51,7 @@ rule jreg_summary:
         profiles=f"{RESULTS}/jreg/profiles.png",
     params:
         py=PY,
-        runs_dir=RUNS_DIR,
+        runs_dir=lambda w, input: str(Path(input.results[0]).parent.parent),
         store=EVIDENCE,
         runs=" ".join(JREG_RUNS),
         out=lambda w, output: str(Path(output.summary).parent),
@@ -72,7 +72,7 @@ rule jreg_task_regressions:
         f"{RESULTS}/analysis/jreg/task_regressions.json",
     params:
         py=PY,
-        runs_dir=RUNS_DIR,
+        runs_dir=lambda w, input: str(Path(input.jreg[0]).parent.parent),
         store=EVIDENCE,
         jreg=" ".join(JREG_C7_ARMS.get("jreg", [])),
         base=" ".join(JREG_C7_ARMS.get("base", [])),
