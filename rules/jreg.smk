@@ -1,6 +1,7 @@
 # JREG: the held-out jump profile of every run of a `jreg*` grid entry (the claims' grids of
 # `papers: [jreg]`, or config/jreg-smoke.d), one summary (summary.json with the statistic each JREG claim
 # reads, jump.md, jump_over_training.png, profiles.png) and claim C7's per-task regressions from lm_eval.json.
+# Both analyses read runs through claimbench.evidence (RUNS_DIR, else the evidence store EVIDENCE) by run id.
 #   snakemake jreg_summary --cores 2 --configfile config/jreg-smoke.yaml   (target first: --configfile takes a list)
 # With no jreg run in the profile these rules are never scheduled.
 
@@ -50,13 +51,15 @@ rule jreg_summary:
         profiles=f"{RESULTS}/jreg/profiles.png",
     params:
         py=PY,
-        runs=lambda w, input: " ".join(str(Path(p).parent) for p in input.results),
+        runs_dir=lambda w, input: str(Path(input.results[0]).parent.parent),
+        store=EVIDENCE,
+        runs=" ".join(JREG_RUNS),
         out=lambda w, output: str(Path(output.summary).parent),
     log:
         f"{RESULTS}/logs/jreg_summary.log",
     shell:
-        "{params.py} -m methods.jreg.summary --runs {params.runs} --profiles {input.profiles} "
-        "--out {params.out} > {log} 2>&1"
+        "{params.py} -m methods.jreg.summary --runs-dir {params.runs_dir} --store {params.store} --runs {params.runs} "
+        "--profiles {input.profiles} --out {params.out} > {log} 2>&1"
 
 
 rule jreg_task_regressions:
@@ -69,12 +72,15 @@ rule jreg_task_regressions:
         f"{RESULTS}/analysis/jreg/task_regressions.json",
     params:
         py=PY,
-        jreg=lambda w, input: " ".join(str(Path(p).parent) for p in input.jreg),
-        base=lambda w, input: " ".join(str(Path(p).parent) for p in input.base),
+        runs_dir=lambda w, input: str(Path(input.jreg[0]).parent.parent),
+        store=EVIDENCE,
+        jreg=" ".join(JREG_C7_ARMS.get("jreg", [])),
+        base=" ".join(JREG_C7_ARMS.get("base", [])),
     log:
         f"{RESULTS}/logs/jreg_task_regressions.log",
     shell:
-        "{params.py} -m methods.jreg.tasks --jreg {params.jreg} --base {params.base} --out {output} > {log} 2>&1"
+        "{params.py} -m methods.jreg.tasks --runs-dir {params.runs_dir} --store {params.store} --jreg {params.jreg} "
+        "--base {params.base} --out {output} > {log} 2>&1"
 
 
 rule jreg_open_weight:

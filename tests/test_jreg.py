@@ -190,8 +190,10 @@ def test_task_regressions_counts_only_beyond_noise():
     jreg = {0: doc(0.60, 0.45), 1: doc(0.63, 0.36), 2: doc(0.61, 0.44)}  # t_a drops 0.10 every seed; t_b noise
     r = compare(jreg, base)
     assert r["tasks"]["t_a"]["regressed"] and not r["tasks"]["t_b"]["regressed"]
+    assert r["tasks"]["t_a"]["p_regressed"] < 0.05 < r["tasks"]["t_b"]["p_regressed"]
     assert r["n_regressed"] == 1 and r["n_improved"] == 0 and r["seeds"] == [0, 1, 2]
-    assert r["tasks"]["t_a"]["chance"] == 0.5 and not r["tasks"]["t_a"]["at_chance"]
+    assert r["tasks"]["t_a"]["chance"] == 0.5 and r["chance"] == [0.05, 0.05] and r["n_seeds"] == 3
+    assert r["n_regressed_ci_lo"] <= 1 <= r["n_regressed_ci_hi"]
 
 
 def test_summary_pairs_arms_by_seed(tmp_path):
@@ -199,21 +201,19 @@ def test_summary_pairs_arms_by_seed(tmp_path):
     from methods.jreg.summary import main
 
     sets = {"model.n_layer": 4, "model.arch": "llama", "log.every": 10}
-    dirs = []
     for name, lam in (("base", 0.0), ("reg", 1.0)):
         run_micro(tmp_path / name, 30, [{"name": "jreg", "lam": lam}], **sets)
         rec = profile_record(from_checkpoint(tmp_path / name / "ckpt.pt", None, max_windows=4), "ratio", 1)
         (tmp_path / f"{name}.json").write_text(json.dumps(rec))
-        dirs.append(str(tmp_path / name))
-    assert main(["--runs", *dirs, "--profiles", str(tmp_path / "base.json"), str(tmp_path / "reg.json"),
-                 "--out", str(tmp_path / "out")]) == 0
+    assert main(["--runs-dir", str(tmp_path), "--runs", "base", "reg", "--profiles", str(tmp_path / "base.json"),
+                 str(tmp_path / "reg.json"), "--out", str(tmp_path / "out")]) == 0
     s = json.loads((tmp_path / "out" / "summary.json").read_text())
     (setting,) = s["settings"].values()
     assert set(s_arm.split()[0] for s_arm in setting["arms"]) == {"baseline", "jreg"}
     (paired,) = setting["paired"].values()
     base_d = json.loads((tmp_path / "base.json").read_text())["distances"][-1]
     reg_d = json.loads((tmp_path / "reg.json").read_text())["distances"][-1]
-    assert paired["d_last"]["values"] == pytest.approx([reg_d - base_d])
+    assert paired["d_last"]["values"] == pytest.approx([reg_d - base_d]) and paired["d_last"]["n"] == 1
     assert (tmp_path / "out" / "jump_over_training.png").is_file() and (tmp_path / "out" / "jump.md").is_file()
 
 

@@ -78,13 +78,14 @@ def _record(distances: list[float], windows: list[float]) -> dict:
             "d_last_hf_normed": 0.5, "tokens": 64, "lm_loss": 3.0, "package": "x", "package_version": "1"}
 
 
-@pytest.mark.parametrize("j_b, verdict", [([0.5, 0.6, 0.55], "inconclusive"), ([2.0, 2.2, 2.1], "reproduced")])
-def test_open_weight_summary_and_claim_rule(tmp_path, j_b, verdict):
-    """One model with the jump and one without is a mix (inconclusive), never 'reproduced'."""
+@pytest.mark.parametrize("j_b, n_jump", [([0.5, 0.6, 0.55], 1), ([2.0, 2.2, 2.1], 2)])
+def test_open_weight_summary_and_claim_test(tmp_path, j_b, n_jump):
+    """The share of models with the jump carries its exact interval and n: with two models, 1 of 2 and 2 of 2
+    are both inconclusive (the interval spans most of [0, 1]); only many models could decide."""
     from claimbench.claims import load_all
+    from claimbench.judge import judge
     from claimbench.study import compute
-    from claimbench.verdicts import decide
-    from methods.jreg.open_weight import main
+    from methods.jreg.open_weight import main, share_interval
 
     a = _record([0.5, 0.2, 0.1, 0.1, 0.3], [2.9, 3.1, 3.0])
     b = _record([0.4, 0.2, 0.1, 0.1, 0.05 if j_b[0] < 1 else 0.3], j_b)
@@ -96,12 +97,18 @@ def test_open_weight_summary_and_claim_rule(tmp_path, j_b, verdict):
                  "--out", str(out / "open_weight")]) == 0
     summary = json.loads((out / "open_weight.json").read_text())
     assert summary["models"]["smollm2"]["has_jump"] and summary["models"]["smollm2"]["final_is_max"]
-    assert summary["n_jump"] == (1 if verdict == "inconclusive" else 2)
-    # the claim's own statistic reads this file (every key it names must exist) and its rule gives the verdict
+    assert summary["n_jump"] == n_jump
+    # the claim's own statistic reads this file (every key it names must exist) and its test gives the verdict
     claim = next(c for c in load_all() if c.id == "jreg.c1_open_weight")
     values = compute(claim.statistic, {}, {}, {"results": str(tmp_path), "runs_dir": "", "profile": "smoke"})
     assert values["estimate"] == summary["frac_jump"] and values["j_smollm2"] == pytest.approx(3.0)
-    assert decide(claim.rule, values, "smoke")[0] == verdict
+    assert values["n"] == 2 and values["ci_lo"] < values["estimate"] <= values["ci_hi"]
+    assert judge(claim, {}, values, None)["verdict"] == "inconclusive"
+    # many models would decide: all 12 with the jump, or none
+    for k, verdict in ((12, "reproduced"), (0, "not_reproduced")):
+        lo, hi = share_interval(k, 12)
+        many = {**values, "estimate": k / 12, "ci_lo": lo, "ci_hi": hi, "n": 12}
+        assert judge(claim, {}, many, None)["verdict"] == verdict
     assert "| smollm2: pkg:x |" in (out / "open_weight.md").read_text()
     with pytest.raises(ConfigError, match="--profiles: file not found"):
         main(["--profiles", str(tmp_path / "nope.json"), "--out", str(tmp_path / "o")])

@@ -20,6 +20,9 @@ import torch
 DEFAULT_JUMP_FORM = "ratio"
 DEFAULT_JUMP_K = 1
 JUMP_FORM_STATUS = "reconstructed"  # becomes "paper" once the PDF's formula replaces DEFAULT_JUMP_FORM
+# A jump is "disproportionately large" (abstract) when J_ratio >= 1.5: the final step at least half again the
+# mean middle step. A fixed reading of the words, shared with the bands of benchmarks/claims/jreg.yaml.
+JUMP_CLEAR = 1.5
 
 
 def _split(d: Sequence[float], k: int) -> tuple[list[float], list[float]]:

@@ -2,8 +2,9 @@
 
 `python -m methods.jreg.open_weight --profiles results/jreg/open_weight_*.json --out results/jreg/open_weight`
 writes `open_weight.json` (per model: J, its window interval, d_L, whether d_L is the largest of d_2..d_L; and
-the share of models whose window interval of J lies above 1) and `open_weight.md`. Every profile is one
-`claimbench jump pkg:NAME --json` record.
+the share of models whose window interval of J lies at or above JUMP_CLEAR, with its exact binomial interval over
+the models and n, so the claim's interval test can decide, or not, on two models) and `open_weight.md`. Every
+profile is one `claimbench jump pkg:NAME --json` record.
 """
 
 from __future__ import annotations
@@ -12,14 +13,18 @@ import argparse
 import json
 from pathlib import Path
 
+from scipy import stats as sps
+
 from claimbench.config import ConfigError
 from claimbench.io import atomic_write_text
-from methods.jreg.metric import jump_strength
+from methods.jreg.metric import JUMP_CLEAR, jump_strength
+
+LEVEL = 0.95  # the share's interval: exact (Clopper-Pearson), two-sided
 
 
 def summarize(records: dict[str, dict]) -> dict:
-    """{models: {name: numbers}, n_models, n_jump, frac_jump}; a model 'has the jump' when its J window interval
-    lies above 1 (the same test as C1), 'no jump' when it lies at or below 1."""
+    """{models: {name: numbers}, n_models, n_jump, frac_jump with its exact interval}; a model 'has the jump' when
+    its J window interval lies at or above JUMP_CLEAR (C1's band), 'no jump' when it lies below."""
     models = {}
     for name, r in sorted(records.items()):
         d, w = r["distances"], r["jump_windows"]
@@ -37,17 +42,30 @@ def summarize(records: dict[str, dict]) -> dict:
                                                             r["jump_k"]) if r.get("d_last_hf_normed") is not None
                                               else None),
                         "final_is_max": bool(r.get("final_is_max")),
-                        "has_jump": w["ci_lo"] > 1, "no_jump": w["ci_hi"] <= 1}
+                        "has_jump": w["ci_lo"] >= JUMP_CLEAR, "no_jump": w["ci_hi"] < JUMP_CLEAR}
     n = len(models)
     n_jump = sum(m["has_jump"] for m in models.values())
+    lo, hi = share_interval(n_jump, n)
     return {"models": models, "n_models": n, "n_jump": n_jump, "n_no_jump": sum(m["no_jump"] for m in models.values()),
-            "frac_jump": n_jump / n if n else float("nan"),
-            "test": "has_jump: the t-interval of J over the text windows lies above 1 (C1's rule, per model)"}
+            "frac_jump": n_jump / n if n else float("nan"), "frac_jump_ci_lo": lo, "frac_jump_ci_hi": hi,
+            "level": LEVEL, "interval": "exact binomial (Clopper-Pearson) over the models",
+            "test": f"has_jump: the t-interval of J over the text windows lies at or above {JUMP_CLEAR} (C1's band, "
+                    "per model)"}
+
+
+def share_interval(k: int, n: int) -> tuple[float, float]:
+    """Exact interval of a share k/n: with few models it spans most of [0, 1], which is the point."""
+    if n == 0:
+        return float("nan"), float("nan")
+    ci = sps.binomtest(k, n).proportion_ci(confidence_level=LEVEL, method="exact")
+    return float(ci.low), float(ci.high)
 
 
 def markdown(summary: dict) -> str:
     rows = ["# JREG: the jump in open-weight models (claim jreg.c1_open_weight)", "",
-            f"{summary['n_jump']} of {summary['n_models']} models show the jump ({summary['test']}).", "",
+            f"{summary['n_jump']} of {summary['n_models']} models show the jump ({summary['test']}); share "
+            f"{summary['frac_jump']:.2f}, exact {summary['level']:.0%} interval [{summary['frac_jump_ci_lo']:.2f}, "
+            f"{summary['frac_jump_ci_hi']:.2f}] (n={summary['n_models']}).", "",
             "| model | package | weights | layers | tokens | LM loss | d_1 | mean d_2..d_{L-1} | max d_2..d_{L-1} "
             "| d_{L-1} | d_L | d_L from HF's post-norm state | J pooled [95% t-interval of per-window J] | J diff "
             "| J share | d_L largest of d_2..d_L | jump |",

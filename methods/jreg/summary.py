@@ -1,12 +1,14 @@
 """Summarise the JREG runs of a grid: final jump profiles, the jump over training, per-arm statistics.
 
-Reads each run's `config.yaml`, `result.json`, `metrics.jsonl` and the profile JSON written by
-`claimbench jump` (held-out windows, pre final norm), and writes `summary.json` (the numbers the claims
-read), `jump.md` (a table) and two figures. The statistic each claim should read is listed in
-CLAIM_STATISTICS, so the claims machinery and the report name the same numbers.
+Reads each run through `claimbench.evidence` (the runs directory, else the evidence store: its config.yaml,
+result.json and metrics.jsonl) and the profile JSON written by `claimbench jump` (held-out windows, pre final
+norm), and writes `summary.json`, `jump.md` (a table) and two figures. Every per-arm and paired number carries
+its estimate, a bootstrap-over-seeds interval and n; a diverged run stays in n as a miss (infinite loss;
+an undefined jump or distance, so that arm's jump statistic has no interval). The claims read the runs
+themselves (benchmarks/claims/jreg.yaml); CLAIM_STATISTICS says which of these numbers mirrors each.
 
-    python -m methods.jreg.summary --runs runs/smoke/<id> ... --profiles results/jreg/profiles/<id>.json ... \
-        --out results/jreg
+    python -m methods.jreg.summary --runs-dir runs/smoke --store results/evidence/smoke --runs <run_id> ... \
+        --profiles results/jreg/profiles/<run_id>.json ... --out results/jreg
 """
 
 from __future__ import annotations
@@ -15,33 +17,32 @@ import argparse
 import json
 import math
 import statistics
+import sys
 from collections import defaultdict
 from pathlib import Path
 
-import yaml
-
-from claimbench.io import atomic_save_png, atomic_write_json, atomic_write_text, read_jsonl
+from claimbench.config import ConfigError
+from claimbench.evidence import RunEvidence
+from claimbench.io import atomic_save_png, atomic_write_json, atomic_write_text
 from methods.jreg.metric import DEFAULT_JUMP_FORM, JUMP_FORM_STATUS, jump_strength
+from methods.jreg.runs import load_runs, run_config, seed_interval
 
 CLAIM_STATISTICS = {
-    "C1/C2 jump at the final layer": "arms.<baseline>.jump.values: J (default form) of each seed's final held-out "
-                                     "profile; reproduced if J > 1 in >= 2/3 seeds (strong: d_L = max of d_2..d_L, "
-                                     "arms.<baseline>.final_is_max)",
-    "C3 jump grows in pretraining": "arms.<baseline>.growth: per seed, J over the last 4 logged training steps "
-                                    "rises (one dip allowed) and J_end > J at 25% of training; >= 2/3 seeds",
-    "C4 JREG reduces the jump": "paired.<arm>.jump: J(jreg) - J(baseline) per seed (same seed, same data order); "
-                                "reproduced if < 0 in every seed and |mean| > 2 x baseline seed SD",
-    "C5 final-only penalty moves the jump earlier": "paired.<final arm>.d_prev (d_{L-1} diff > 0 beyond seed SD) "
-                                                    "with paired.<final arm>.d_last < 0; the last_k arm should "
-                                                    "lower paired.<last_k arm>.jump_k2 (ratio over the last 2)",
-    "C6 quality": "paired.<arm>.final_val_loss (not worse beyond 2 x SE); downstream scores come from lm_eval.json",
-    "C8 balanced middle layers": "paired.<arm>.early_exit_ce: jreg/early_exit_ce at the last log step (final norm + "
-                                 "head on h_l, l = ceil(L/2)..L-1, held-out windows); reproduced if < 0 beyond noise "
-                                 "while final_val_loss is not worse",
+    "jreg.c1_jump_shape": "arms.<baseline>.jump_train: J (metrics jreg/jump, last log step); interval test, band "
+                          "[1.5, inf). arms.<baseline>.jump is the held-out profile's J beside it",
+    "jreg.c3_amplification": "arms.<baseline>.growth: J over training per seed (the claim: Spearman rho vs step, "
+                             "interval test, band [0.5, inf))",
+    "jreg.c4_reduces_jump": "paired.<last_k arm>.jump_train: J(jreg) - J(baseline) per seed; directional test, "
+                            "paper effect 0.5; premise: baseline J >= 1.5 in every seed",
+    "jreg.c5_moves_earlier": "paired.<final-only arm>.d_prev_train: d_{L-1} difference; directional, paper effect 0.05",
+    "jreg.c6_val_loss": "paired.<arm>.final_val_loss: non-inferiority, margin 0.02 nats",
+    "jreg.c8_middle_layers": "paired.<arm>.early_exit_ce: directional, paper effect 0.1 nats",
 }
 
-
-KEYS = ("jump", "jump_k2", "d_last", "d_prev", "final_val_loss", "early_exit_ce")
+# per key: what a diverged run counts as (a miss): the worst loss; a jump or distance has no worst value, so it is
+# undefined and the arm's number for it has no interval
+MISS = {"final_val_loss": math.inf, "early_exit_ce": math.inf}
+KEYS = ("jump", "jump_train", "jump_k2", "d_last", "d_prev", "d_prev_train", "final_val_loss", "early_exit_ce")
 
 
 def arm_label(cfg: dict) -> str:
@@ -82,30 +83,39 @@ def growth(series: list[tuple[int, float]], total_steps: int) -> dict:
             "j_end": pts[-1][1], "dips_last4": dips}
 
 
-def load_run(run_dir: Path, profile: Path | None) -> dict:
-    cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
-    res = json.loads((run_dir / "result.json").read_text())
-    rows = read_jsonl(run_dir / "metrics.jsonl")
+def load_run(ev: RunEvidence, profile: Path | None) -> dict:
+    """One run's numbers for the summary (a diverged run: its misses, see MISS)."""
+    cfg = run_config(ev)
+    rows = ev.metrics()
     series = [(r["step"], r.get("jreg/jump")) for r in rows if "jreg/jump" in r]
     dists = [(r["step"], [r[k] for k in sorted((k for k in r if k.startswith("jreg/dist/")),
                                                key=lambda k: int(k.rsplit("/", 1)[1]))]) for r in rows
              if "jreg/dist/1" in r]
     prof = json.loads(profile.read_text()) if profile and profile.is_file() else None
     d = prof["distances"] if prof else None
-    return {"run_id": run_dir.name, "arm": arm_label(cfg), "setting": setting_label(cfg), "seed": cfg["seed"],
-            "status": res.get("status"), "final_val_loss": res.get("final_val_loss"), "distances": d,
-            "jump": prof["jump"] if prof else None,
-            "jump_k2": jump_strength(d, DEFAULT_JUMP_FORM, 2) if d and len(d) >= 2 else None,
-            "d_last": d[-1] if d else None, "d_prev": d[-2] if d and len(d) >= 2 else None,
-            "final_is_max": (d[-1] == max(d[1:])) if d and len(d) >= 2 else None,
-            "early_exit_ce": next((r["jreg/early_exit_ce"] for r in reversed(rows) if "jreg/early_exit_ce" in r), None),
-            "train_series": series, "train_dists": dists, "growth": growth(series, cfg["train"]["steps"])}
+    last_dists = dists[-1][1] if dists else None
+
+    def last(key):
+        return next((r[key] for r in reversed(rows) if r.get(key) is not None), None)
+
+    out = {"run_id": ev.run_id, "arm": arm_label(cfg), "setting": setting_label(cfg), "seed": cfg["seed"],
+           "status": ev.status, "final_val_loss": ev.result.get("final_val_loss"), "distances": d,
+           "jump": prof["jump"] if prof else None, "jump_train": last("jreg/jump"),
+           "jump_k2": jump_strength(d, DEFAULT_JUMP_FORM, 2) if d and len(d) >= 2 else None,
+           "d_last": d[-1] if d else None, "d_prev": d[-2] if d and len(d) >= 2 else None,
+           "d_prev_train": last_dists[-2] if last_dists and len(last_dists) >= 2 else None,
+           "final_is_max": (d[-1] == max(d[1:])) if d and len(d) >= 2 else None,
+           "early_exit_ce": last("jreg/early_exit_ce"),
+           "train_series": series, "train_dists": dists, "growth": growth(series, cfg["train"]["steps"])}
+    if ev.status == "diverged":
+        out.update({k: MISS.get(k, math.nan) for k in KEYS})
+    return out
 
 
 def _stats(values: list[float | None]) -> dict:
-    v = [x for x in values if x is not None and math.isfinite(x)]
-    return {"values": v, "mean": statistics.fmean(v) if v else None,
-            "sd": statistics.stdev(v) if len(v) > 1 else None, "n": len(v)}
+    """estimate, bootstrap-over-seeds interval and n (every run counted: a missing value is NaN, never dropped)."""
+    return {**seed_interval([math.nan if x is None else x for x in values]),
+            "values": [x for x in values if x is not None]}
 
 
 def summarise(runs: list[dict]) -> dict:
@@ -119,6 +129,8 @@ def summarise(runs: list[dict]) -> dict:
         for arm, rs in arms.items():
             s["arms"][arm] = {key: _stats([r[key] for r in rs]) for key in KEYS}
             s["arms"][arm]["seeds"] = [r["seed"] for r in rs]
+            s["arms"][arm]["runs"] = [r["run_id"] for r in rs]
+            s["arms"][arm]["n_diverged"] = sum(r["status"] == "diverged" for r in rs)
             s["arms"][arm]["final_is_max"] = [r["final_is_max"] for r in rs]
             s["arms"][arm]["growth"] = [r["growth"] for r in rs]
             s["arms"][arm]["mean_distances"] = ([statistics.fmean(x) for x in zip(*(r["distances"] for r in rs),
@@ -130,18 +142,30 @@ def summarise(runs: list[dict]) -> dict:
             for arm, rs in arms.items():
                 if arm == base:
                     continue
-                s["paired"][arm] = {}
+                s["paired"][arm] = {"seeds": sorted(r["seed"] for r in rs if r["seed"] in by_seed)}
                 for key in KEYS:
-                    diffs = [r[key] - by_seed[r["seed"]][key] for r in rs
-                             if r["seed"] in by_seed and r[key] is not None and by_seed[r["seed"]][key] is not None]
-                    s["paired"][arm][key] = {**_stats(diffs), "baseline_sd": s["arms"][base][key]["sd"]}
+                    diffs = [_minus(r[key], by_seed[r["seed"]][key]) for r in rs if r["seed"] in by_seed]
+                    s["paired"][arm][key] = _stats(diffs)
         out["settings"][setting] = s
     out["runs"] = [{k: v for k, v in r.items() if k not in ("train_dists",)} for r in runs]
     return out
 
 
+def _minus(a: float | None, b: float | None) -> float:
+    """a - b; a miss on either side is no number (NaN), or the miss itself when only one side is infinite."""
+    if a is None or b is None:
+        return math.nan
+    if math.isinf(a) and math.isinf(b):
+        return math.nan
+    return a - b
+
+
 def _fmt(x: float | None, nd: int = 3) -> str:
-    return "n/a" if x is None else f"{x:.{nd}f}"
+    return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{nd}f}"
+
+
+def _ci(st: dict, nd: int = 3) -> str:
+    return f"{_fmt(st['estimate'], nd)} [{_fmt(st['ci_lo'], nd)}, {_fmt(st['ci_hi'], nd)}]"
 
 
 def markdown(summary: dict) -> str:
@@ -150,19 +174,20 @@ def markdown(summary: dict) -> str:
              f"formula is not public; see methods/jreg/metric.py). Profiles are measured before the final norm on "
              f"held-out validation windows; the over-training curve on each log step's training batch.\n"]
     for setting, s in summary["settings"].items():
-        lines += [f"## {setting}\n", "| arm | seeds | J (mean ± sd) | J, k=2 | d_{L-1} | d_L | final val loss | "
-                  "J rising at end |", "|---|---|---|---|---|---|---|---|"]
+        lines += [f"## {setting}\n", "Mean over seeds [95% bootstrap interval over seeds].\n",
+                  "| arm | seeds | diverged | J held-out | J train (last log) | J, k=2 | d_{L-1} | d_L "
+                  "| final val loss | J rising at end |", "|---|---|---|---|---|---|---|---|---|---|"]
         for arm, a in s["arms"].items():
             rising = [g["rising"] for g in a["growth"]]
-            lines.append(f"| {arm} | {a['seeds']} | {_fmt(a['jump']['mean'])} ± {_fmt(a['jump']['sd'])} | "
-                         f"{_fmt(a['jump_k2']['mean'])} | {_fmt(a['d_prev']['mean'])} | {_fmt(a['d_last']['mean'])} | "
-                         f"{_fmt(a['final_val_loss']['mean'], 4)} | {sum(bool(r) for r in rising)}/{len(rising)} |")
+            lines.append(f"| {arm} | {a['seeds']} | {a['n_diverged']} | {_ci(a['jump'])} | {_ci(a['jump_train'])} | "
+                         f"{_ci(a['jump_k2'])} | {_ci(a['d_prev'])} | {_ci(a['d_last'])} | "
+                         f"{_ci(a['final_val_loss'], 4)} | {sum(bool(r) for r in rising)}/{len(rising)} |")
         if s["paired"]:
-            lines += ["", "Paired differences vs the baseline (same seeds): mean (sd) [n]", "",
+            lines += ["", "Paired differences vs the baseline (same seeds): mean [95% bootstrap interval] (n)", "",
                       "| arm | ΔJ | ΔJ k=2 | Δd_{L-1} | Δd_L | Δ val loss |", "|---|---|---|---|---|---|"]
             for arm, p in s["paired"].items():
-                cells = [f"{_fmt(p[k]['mean'], 4)} ({_fmt(p[k]['sd'], 4)}) [{p[k]['n']}]"
-                         for k in ("jump", "jump_k2", "d_prev", "d_last", "final_val_loss")]
+                cells = [f"{_ci(p[k], 4)} ({p[k]['n']})" for k in ("jump", "jump_k2", "d_prev", "d_last",
+                                                                     "final_val_loss")]
                 lines.append(f"| {arm} | " + " | ".join(cells) + " |")
         lines.append("")
     lines += ["## What each claim reads (summary.json)\n"] + [f"- **{k}**: {v}" for k, v in
@@ -211,12 +236,18 @@ def figures(summary: dict, runs: list[dict], out: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--runs", nargs="+", required=True, help="run directories")
+    p.add_argument("--runs-dir", required=True, help="where runs are trained")
+    p.add_argument("--store", default=None, help="the evidence store, read where the runs directory lacks a run")
+    p.add_argument("--runs", nargs="+", required=True, help="run ids")
     p.add_argument("--profiles", nargs="*", default=[], help="profile JSONs named <run_id>.json")
     p.add_argument("--out", required=True, help="output directory")
     args = p.parse_args(argv)
     profiles = {Path(x).stem: Path(x) for x in args.profiles}
-    runs = [load_run(Path(d), profiles.get(Path(d).name)) for d in args.runs]
+    try:
+        runs = [load_run(ev, profiles.get(ev.run_id)) for ev in load_runs(args.runs, args.runs_dir, args.store)]
+    except ConfigError as e:
+        print(f"methods.jreg.summary: error: {e}", file=sys.stderr)
+        return 2
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     summary = summarise(runs)

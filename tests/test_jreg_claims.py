@@ -1,0 +1,255 @@
+"""JREG's claims on the verdict engine: each test-based claim reproduces a planted effect and not a null or
+its placebo; the claims file has no duplicate and no data-derived threshold; the analyses read runs through
+the evidence module, keep diverged runs as misses and give every number an interval and n (no training)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import yaml
+
+from claimbench.claims import load_file
+from claimbench.judge import judge
+from claimbench.stats import summarize
+
+CLAIMS = Path(__file__).resolve().parents[1] / "benchmarks" / "claims" / "jreg.yaml"
+
+
+@pytest.fixture(scope="module")
+def claims() -> dict:
+    return {c.id: c for c in load_file(CLAIMS)}
+
+
+def _mean_values(vals: list[float]) -> dict:
+    """What the `mean` / `trend` statistics hand the interval test."""
+    s = summarize(vals)
+    return {"estimate": s["mean"], "ci_lo": s["ci_lo"], "ci_hi": s["ci_hi"], "n": s["n"]}
+
+
+def _base_values(base: dict) -> dict:
+    s = summarize(list(base.values()))
+    return {"mean_base": s["mean"], "sd_base": s["sd"], "n_base": s["n"]}
+
+
+def _verdict(claim, arms: dict, values: dict) -> str:
+    return judge(claim, arms, values, None)["verdict"]
+
+
+# ---- the claims file ------------------------------------------------------------------------------------
+
+def test_every_claim_is_tested_and_none_is_a_duplicate(claims):
+    """c2_metric was c1_jump_shape again (same statistic, same runs): removed, and no pair may repeat that."""
+    assert "jreg.c2_metric" not in claims
+    assert all(c.test for c in claims.values())
+    seen = {}
+    for c in claims.values():
+        key = json.dumps([c.statistic, c.grid], sort_keys=True, default=str)
+        assert key not in seen, f"{c.id} repeats {seen.get(key)}"
+        seen[key] = c.id
+
+
+def test_no_threshold_is_derived_from_data(claims):
+    """Margins, effects and bands are constants; no seed SD in a threshold (a premise may bound every seed)."""
+    doc = yaml.safe_load(CLAIMS.read_text())
+    for c in doc["claims"]:
+        t = c["test"]
+        for key in ("margin", "paper_effect"):
+            assert key not in t or isinstance(t[key], (int, float)), (c["id"], key)
+        assert "sd_" not in json.dumps(t), c["id"]
+        if t["kind"] in ("equivalence", "noninferiority"):
+            assert t["margin_reason"]
+        if t["kind"] == "interval":
+            assert all(isinstance(x, float) for x in t["band"]) and t["band_reason"]
+        assert "rule" not in c or "sd_" not in json.dumps(c["rule"]), c["id"]
+
+
+def test_directional_claims_have_the_baseline_split_placebo(claims):
+    for c in claims.values():
+        if c.test["kind"] == "directional":
+            assert c.placebo == {"split": c.test["arms"][1]}, c.id
+
+
+def test_jump_threshold_is_one_constant(claims):
+    from methods.jreg.metric import JUMP_CLEAR
+
+    assert claims["jreg.c1_jump_shape"].test["band"][0] == JUMP_CLEAR
+    assert f">= {JUMP_CLEAR}" in claims["jreg.c4_reduces_jump"].premises[0]["holds_if"]
+
+
+# ---- planted effects, nulls, placebos ------------------------------------------------------------------------
+
+def test_c1_jump_shape(claims):
+    c = claims["jreg.c1_jump_shape"]
+    assert _verdict(c, {}, _mean_values([2.0, 2.1, 1.9])) == "reproduced"
+    assert _verdict(c, {}, _mean_values([1.0, 1.05, 0.95])) == "not_reproduced"
+    assert _verdict(c, {}, _mean_values([0.9, 0.93, 1.3])) == "inconclusive"  # the smoke runs' J
+
+
+def test_c3_amplification(claims):
+    c = claims["jreg.c3_amplification"]
+    assert _verdict(c, {}, _mean_values([0.93, 0.97, 0.99])) == "reproduced"  # interval may pass 1
+    assert _verdict(c, {}, _mean_values([0.1, -0.1, 0.05])) == "not_reproduced"
+
+
+def test_c4_reduces_jump(claims):
+    c = claims["jreg.c4_reduces_jump"]
+    base = {0: 2.0, 1: 2.1, 2: 1.9}
+    assert _verdict(c, {"jreg": {0: 1.1, 1: 1.25, 2: 0.95}, "base": base}, _base_values(base)) == "reproduced"
+    null = {"jreg": {0: 2.02, 1: 2.07, 2: 1.93}, "base": base}
+    assert _verdict(c, null, _base_values(base)) == "not_reproduced"
+    # premise: no jump in the baseline (the smoke runs: J 0.91, 0.90, 1.27) -> out of scope, whatever JREG does
+    small = {0: 0.91, 1: 0.90, 2: 1.27}
+    out = judge(c, {"jreg": {0: 0.5, 1: 0.6, 2: 0.55}, "base": small}, _base_values(small), None)
+    assert out["verdict"] == "out_of_scope" and "jump exists" in out["why"]
+    # placebo: the baseline's own seeds split in two differ as much as the planted effect -> cannot be reproduced
+    split = {0: 3.0, 1: 3.02, 2: 4.0, 3: 4.02}
+    out = judge(c, {"jreg": {k: v - 1.0 for k, v in split.items()}, "base": split}, _base_values(split), None)
+    assert out["placebo"] == "uninformative" and out["verdict"] != "reproduced"
+
+
+@pytest.mark.parametrize("cid, arm, effect", [("jreg.c5_moves_earlier", "final_only", 0.05),
+                                               ("jreg.c8_middle_layers", "jreg", -0.2)])
+def test_c5_c8_directional(claims, cid, arm, effect):
+    c = claims[cid]
+    base = {0: 0.114, 1: 0.120, 2: 0.109} if cid.endswith("earlier") else {0: 5.1, 1: 5.2, 2: 5.15}
+    planted = {k: v + effect + 0.002 * k for k, v in base.items()}
+    assert _verdict(c, {arm: planted, "base": base}, {}) == "reproduced"
+    null = {k: v + 0.0005 * (-1) ** k for k, v in base.items()}
+    assert _verdict(c, {arm: null, "base": base}, {}) != "reproduced"
+    split = {0: base[0], 1: base[1], 2: base[0] - 5 * effect, 3: base[1] - 5 * effect}
+    out = judge(c, {arm: {k: v + effect for k, v in split.items()}, "base": split}, {}, None)
+    assert out["placebo"] == "uninformative" and out["verdict"] != "reproduced"
+
+
+def test_c6_downstream(claims):
+    c = claims["jreg.c6_downstream"]
+    base = {0: 0.70, 1: 0.72, 2: 0.69}
+    planted = {k: v + 0.05 + 0.005 * k for k, v in base.items()}
+    assert _verdict(c, {"jreg": planted, "base": base}, _base_values(base)) == "reproduced"
+    assert _verdict(c, {"jreg": dict(base), "base": base}, _base_values(base)) != "reproduced"
+    chance = {0: 0.50, 1: 0.51, 2: 0.49}  # a smoke model answers at chance: out of scope
+    assert _verdict(c, {"jreg": planted, "base": chance}, _base_values(chance)) == "out_of_scope"
+
+
+def test_c6_val_loss_noninferiority_fixed_margin(claims):
+    c = claims["jreg.c6_val_loss"]
+    assert c.test["margin"] == 0.02 and c.placebo is None
+    base = {0: 4.869, 1: 4.903, 2: 4.875}
+    same = {k: v - 0.003 + 0.001 * k for k, v in base.items()}
+    assert _verdict(c, {"jreg": same, "base": base}, {}) == "reproduced"
+    worse = {k: v + 0.1 + 0.002 * k for k, v in base.items()}
+    assert _verdict(c, {"jreg": worse, "base": base}, {}) == "not_reproduced"
+    two = {0: 4.87, 1: 4.90}  # two seeds decide nothing
+    assert _verdict(c, {"jreg": two, "base": two}, {}) == "inconclusive"
+    diverged = {**same, 2: math.inf}  # a diverged JREG run is a miss, not a dropped seed: never a match
+    assert _verdict(c, {"jreg": diverged, "base": base}, {}) != "reproduced"
+
+
+# ---- the analyses: evidence, misses, intervals -----------------------------------------------------------
+
+def _run(root: Path, rid: str, seed: int, lam: float, status: str = "ok", lm: dict | None = None,
+         metrics: list[dict] | None = None, loss: float = 4.9) -> str:
+    d = root / rid
+    d.mkdir(parents=True)
+    cfg = {"seed": seed, "workload": "gpt", "size": "smoke", "model": {"arch": "llama", "n_layer": 4},
+           "train": {"steps": 40}, "methods": [{"name": "jreg", "options": {"lam": lam}}]}
+    (d / "config.yaml").write_text(yaml.safe_dump(cfg))
+    res = {"status": status, "git_sha": "x", "config_hash": "h"}
+    if status == "ok":
+        res["final_val_loss"] = loss
+    (d / "result.json").write_text(json.dumps(res))
+    if lm is not None:
+        (d / "lm_eval.json").write_text(json.dumps(lm))
+    if metrics is not None:
+        (d / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in metrics))
+    return rid
+
+
+def _lm(scores: dict) -> dict:
+    return {"results": {t: ({"acc,none": v} if t != "ppl" else {"word_perplexity,none": v})
+                        for t, v in scores.items()},
+            "chance": {"t_a": {"acc": 0.5}, "t_b": {"acc": 0.25}, "t_c": {"acc": 0.5}, "t_d": {"acc": 0.25},
+                       "flat": {"acc": 0.5}}}
+
+
+def _c7_runs(tmp_path: Path, regress: float) -> tuple[Path, Path, list[str], list[str]]:
+    runs, store = tmp_path / "runs", tmp_path / "store"
+    base, jreg = [], []
+    for s in range(4):
+        b = {"t_a": 0.70 + 0.01 * s, "t_b": 0.40, "t_c": 0.60 - 0.01 * s, "t_d": 0.45, "flat": 0.505,
+             "ppl": 30.0}
+        j = {**b, "t_a": b["t_a"] - regress - 0.003 * s, "t_b": 0.40 + 0.02 * (-1) ** s,
+             "t_c": b["t_c"] - regress + 0.002 * s, "ppl": 20.0}
+        base.append(_run(runs, f"base-s{s}", s, 0.0, lm=_lm(b)))
+        jreg.append(_run(store, f"jreg-s{s}", s, 0.1, lm=_lm(j)))  # only in the evidence store
+    return runs, store, jreg, base
+
+
+def test_c7_task_regressions_end_to_end(claims, tmp_path):
+    """tasks.py on runs found in the runs dir and the store -> the claim's from_file values -> its verdict."""
+    from claimbench.study import compute
+    from methods.jreg.tasks import main
+
+    c = claims["jreg.c7_task_regressions"]
+    for regress, verdict in ((0.10, "reproduced"), (0.0, "not_reproduced")):
+        root = tmp_path / str(regress)
+        runs, store, jreg, base = _c7_runs(root, regress)
+        out = root / "analysis" / "jreg" / "task_regressions.json"
+        out.parent.mkdir(parents=True)
+        assert main(["--runs-dir", str(runs), "--store", str(store), "--jreg", *jreg, "--base", *base,
+                     "--out", str(out)]) == 0
+        r = json.loads(out.read_text())
+        # 'flat' sits at chance and 'ppl' is no accuracy: neither is a case
+        assert set(r["skipped"]) == {"flat", "ppl"} and r["n_cases"] == 4 and r["n_seeds"] == 4
+        values = compute(c.statistic, {}, {}, {"results": str(root), "runs_dir": "", "profile": "smoke"})
+        assert values["hits"] == (2 if regress else 0) and values["chance"] == [0.05] * 4
+        assert values["n"] == 4 and values["ci_lo"] <= values["estimate"] <= values["ci_hi"]
+        assert _verdict(c, {}, values) == verdict
+    # one task off chance: nothing to be non-uniform about -> out of scope
+    assert _verdict(c, {}, {"hits": 1, "chance": [0.05], "n_cases": 1}) == "out_of_scope"
+
+
+def test_c7_diverged_run_scores_chance_and_missing_run_stops(tmp_path):
+    from methods.jreg.runs import load_runs
+    from methods.jreg.tasks import arm_docs, compare, main
+
+    runs = tmp_path / "runs"
+    base = [_run(runs, f"b{s}", s, 0.0, lm=_lm({"t_a": 0.70 + 0.01 * s})) for s in range(3)]
+    jreg = [_run(runs, f"j{s}", s, 0.1, lm=_lm({"t_a": 0.70 + 0.01 * s})) for s in range(2)]
+    jreg.append(_run(runs, "j2", 2, 0.1, status="diverged"))  # no lm_eval.json
+    r = compare(arm_docs(load_runs(jreg, runs, None)), arm_docs(load_runs(base, runs, None)))
+    assert r["n_diverged_jreg"] == 1 and r["n_seeds"] == 3
+    assert r["tasks"]["t_a"]["diff_mean"] == pytest.approx((0.5 - 0.72) / 3)
+    assert main(["--runs-dir", str(runs), "--jreg", "j0", "nope", "--base", *base,
+                 "--out", str(tmp_path / "o.json")]) == 2
+    assert not (tmp_path / "o.json").exists()
+
+
+def test_summary_reads_the_store_and_keeps_diverged_runs(tmp_path):
+    from methods.jreg.summary import main
+
+    runs, store = tmp_path / "runs", tmp_path / "store"
+
+    def metrics(j: float) -> list[dict]:
+        return [{"step": s, "jreg/jump": j * s / 40, "jreg/dist/1": 0.3, "jreg/dist/2": 0.1, "jreg/dist/3": 0.1,
+                 "jreg/dist/4": 0.1 * j, "jreg/early_exit_ce": 5.0 - j / 10} for s in (10, 20, 30, 40)]
+
+    ids = [_run(runs, f"b{s}", s, 0.0, metrics=metrics(2.0 + 0.1 * s), loss=4.9 + 0.01 * s) for s in range(3)]
+    ids += [_run(store, f"j{s}", s, 0.1, metrics=metrics(1.0 + 0.1 * s), loss=4.91 + 0.01 * s) for s in range(2)]
+    ids.append(_run(store, "j2", 2, 0.1, status="diverged", metrics=metrics(1.0)[:2]))
+    assert main(["--runs-dir", str(runs), "--store", str(store), "--runs", *ids, "--out", str(tmp_path / "o")]) == 0
+    s = json.loads((tmp_path / "o" / "summary.json").read_text())
+    (setting,) = s["settings"].values()
+    base = setting["arms"]["baseline (jreg probe, lam=0)"]
+    assert base["jump_train"]["n"] == 3 and base["jump_train"]["ci_lo"] <= 2.1 <= base["jump_train"]["ci_hi"]
+    (arm,) = [a for a in setting["arms"] if a.startswith("jreg")]
+    reg = setting["arms"][arm]
+    assert reg["n_diverged"] == 1 and reg["final_val_loss"]["n"] == 3
+    assert reg["final_val_loss"]["estimate"] == math.inf  # the miss, not an average of the two that finished
+    assert math.isnan(reg["jump_train"]["ci_lo"])  # an undefined jump: no interval rather than a dropped seed
+    paired = setting["paired"][arm]["jump_train"]
+    assert paired["n"] == 3 and math.isnan(paired["ci_lo"])
+    assert main(["--runs-dir", str(runs), "--runs", "missing-run", "--out", str(tmp_path / "o2")]) == 2
