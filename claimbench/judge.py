@@ -54,6 +54,8 @@ def placebo(claim, arm_values: dict[str, dict], values: dict) -> H.Outcome | Non
     vals = arm_values[pl["split"]]
     keys = sorted(vals, key=str)
     half = len(keys) // 2
+    if half < 2:  # two halves of one seed each test nothing: say so rather than "passed"
+        return H.Outcome("unchecked", f"a split placebo needs >= 4 seeds (has {len(keys)})")
     first = {("x", i): vals[k] for i, k in enumerate(keys[:half])}
     second = {("y", i): vals[k] for i, k in enumerate(keys[half:2 * half])}
     return run_test(claim, {"x": first, "y": second}, values, ["x", "y"], relax=True)
@@ -71,7 +73,9 @@ def judge(claim, arm_values: dict[str, dict], values: dict, cost_s: float | None
     o = run_test(claim, arm_values, values)
     out.update(verdict=o.verdict, why=o.why, p=o.p, estimate=o.estimate, ci=[o.ci_lo, o.ci_hi], outcome=o.values)
     pl = placebo(claim, arm_values, values)
-    if pl is not None:
+    if pl is not None and pl.verdict == "unchecked":
+        out["placebo"] = "unchecked (< 4 seeds)"
+    elif pl is not None:
         out["placebo"] = "passed" if pl.verdict != H.REPRODUCED else "FAILED"
         if pl.verdict == H.REPRODUCED:
             if (claim.placebo or {}).get("if_passes") == OUT_OF_SCOPE:

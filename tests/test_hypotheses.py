@@ -142,6 +142,13 @@ def test_premise_placebo_and_verdict(tmp_path):
     assert j["verdict"] == "out_of_scope" and j["why"] == "plain matches too"
 
 
+def test_split_placebo_needs_four_seeds(tmp_path):
+    c = _claim(tmp_path, premises=[], placebo={"split": "ref"})
+    three = {s: 1.0 + 0.1 * s for s in range(3)}
+    j = judge(c, {"m": three, "ref": three, "plain": three}, {}, None)
+    assert j["placebo"].startswith("unchecked")
+
+
 def test_split_placebo_marks_an_uninformative_rule(tmp_path):
     c = _claim(tmp_path, test={"kind": "noninferiority", "margin": 5.0, "margin_reason": "far too wide"},
                premises=[], placebo={"split": "ref"})
@@ -216,7 +223,8 @@ def test_every_registered_arm_test_is_not_reproduced_on_null_runs():
     for c in load_all():
         if not c.test or c.test["kind"] not in H.ARM_TESTS:
             continue
-        arms = set(c.grid.get("smoke", {})) or {"a", "b"}
+        arms = {a for grid in c.grid.values() for a in grid} | set(c.test.get("arms", [])) \
+            | set(c.statistic.get("arms", []))
         rep = 0
         for _ in range(200):
             base = rng.normal(0, 1, 3)
