@@ -54,6 +54,7 @@ class Law(ABC):
     name: ClassVar[str]
     label: ClassVar[str]
     n_params: ClassVar[int]
+    exact: ClassVar[bool] = True  # the published functional form (False: the suite's reconstruction)
     params: dict[str, float]
     units: Units
     info: dict[str, Any] = field(default_factory=dict)

@@ -1,28 +1,38 @@
 """The Opt-Laws study over a grid of runs: the three laws side by side on the claims' statistics.
 
-Operational definitions (the suite's, since the paper's are not public; see docs/papers/optlaws.md):
-- fitting window: logged points after the first 10% of steps (the published MPL curves likewise start
-  after warmup); the laws describe the slow phase, not the first drop from ln(vocab);
-- final loss: mean logged train loss over the last 5% of steps (actual), mean prediction there (predicted);
-- seed noise sigma: the pooled seed standard deviation of the final loss over the repeated (family, peak LR)
-  pairs (sqrt of the mean per-pair sample variance); two schedules whose final losses differ by at most 1 sigma
-  are tied (C1/C2: "any schedule within 1 sigma of the best");
-- held-out accuracy (C6): fit on constant, cosine and two-stage runs (as MPL fits on constant, cosine and a
-  two-stage curve) at every peak LR, predict every other family;
-- Top-2 (C1): a configuration is a peak LR; fit on the other peak LRs, hit if a schedule tied with the
-  actual best is among the two predicted best;
-- out-of-family (C2): leave one family out of the fit (5 settings), hit if the predicted best family at the
-  middle peak LR is tied with the actual best;
-- divergence (C3): leave-one-run-out threshold rule on each law's divergence score over all runs (probes
-  included), F1 against status == diverged; baseline: peak LR above the median peak LR.
-- scaling limit (C8): each law fitted on all peak LRs predicts the grid's constant-LR schedules; reproduced
-  in the suite's sense if the prediction vs steps is monotone (non-increasing) and L(t) = L_inf + A t^-alpha fits
-  it with R^2 >= 0.95, over the fitted range (10%..100% of the steps; also reported out to 10x the steps).
-A law whose fit fails is reported as a failed fit for that statistic, never scored as a prediction.
+Operational definitions (the suite's, since the paper's are not public; see docs/papers/optlaws.md). Every
+threshold the verdicts lean on is a constant of the grid file's `study:` block (tie band, fixed picks,
+bootstrap draws), never computed from the runs:
+- runs are read through claimbench.evidence (`locate` in the runs directory, else the evidence store); a
+  diverged run is kept as a miss: its final loss is +inf (never the best, never near it), a law that picks it
+  misses, a held-out prediction of it has infinite error; failed or missing runs are listed, not scored;
+- fitting window: logged points after the first 10% of steps; only runs that finished (status ok) are fitted;
+- final loss: mean logged train loss over the last 5% of steps (actual), mean prediction over those steps
+  (predicted, from the planned schedule, so a diverged run has one too);
+- tie band: schedules whose actual final losses are within `study.tie_nats` of the best are all "best";
+  a case's chance is the exact probability that a uniformly random pick of k of its candidates hits that set,
+  1 - C(n - m, k) / C(n, k) (n candidates, m tied-best); hits over cases are scored against the exact
+  Poisson-binomial chance distribution (claimbench.hypotheses);
+- Top-2 (C1): a case is a peak LR; fit on the other peak LRs, hit if a tied-best schedule is among the two
+  predicted best; a failed fit is a miss;
+- out-of-family (C2): leave one family out of the fit (5 settings) and, at every peak LR, hit if the
+  predicted best family is tied-best (15 cases; they share the actual ranking of their peak LR);
+- fixed-pick placebo (C1/C2): the schedules named in `study.fixed_pick_*`, picked in every case whatever the
+  runs, scored the same way; the best fixed pick over all choices is reported beside it (chosen after the fact);
+- divergence (C3): leave-one-run-out threshold rule on each law's divergence score over all seed-0 runs
+  (probes included), F1 against status == diverged, its interval by a seeded bootstrap over the runs; the
+  same rule on the peak LR alone is the placebo (`peak_lr_f1`);
+- held-out accuracy (C6): fit on constant, cosine and two-stage runs at every peak LR, predict every other
+  family; median relative error of the final loss, interval by a seeded bootstrap over the held-out runs;
+- seed noise: pooled seed SD of the final loss over the (family, peak LR) groups run with several seeds,
+  and relative to their mean loss (C6's premise: a single run repeats to the paper's precision);
+- scaling limit (C8): each law's prediction on the constant-LR schedules fitted by L_inf + A t^-alpha; a
+  diagnostic only, since any smooth monotone curve fits it (the claim is analytic: docs/papers/optlaws.md).
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from dataclasses import dataclass
@@ -31,22 +41,41 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from claimbench import evidence
+from claimbench.config import ConfigError
 from claimbench.grid import expand
+from claimbench.hypotheses import poisson_binomial_sf
 from claimbench.io import atomic_save_png, atomic_write_text
 from methods.optlaws.base import LAWS, FitError, Law
-from methods.optlaws.curves import Curve, read_run
+from methods.optlaws.curves import Curve, CurveError, _lrs_from_config, read_run, schedule
 from methods.optlaws.selection import ThresholdRule, f1
 
 LAW_ORDER = ("optlaws", "multipower", "annealing")
 FIT_FAMILIES = ("constant", "cosine", "two_stage")
 OUT_OF_FAMILY = ("wsd_exp", "wsd", "linear", "two_stage", "inverse_sqrt")
 SKIP_FRAC = 0.1
+SETTINGS = ("tie_nats", "tie_reason", "fixed_pick_top2", "fixed_pick_best", "bootstrap_draws")
+
+
+def settings(doc: dict, where: str = "grid") -> dict:
+    """The grid file's `study:` block: every constant the claims' tests lean on, fixed before any run is read."""
+    s = doc.get("study") or {}
+    for key in SETTINGS:
+        if key not in s:
+            raise ConfigError(f"{where}: study.{key}: required (a constant fixed in the grid file)")
+    if not (isinstance(s["tie_nats"], (int, float)) and s["tie_nats"] >= 0):
+        raise ConfigError(f"{where}: study.tie_nats: a number >= 0 (got {s['tie_nats']!r})")
+    if len(s["fixed_pick_top2"]) != 2 or not isinstance(s["fixed_pick_best"], str):
+        raise ConfigError(f"{where}: study.fixed_pick_top2: two schedule families; study.fixed_pick_best: one")
+    return {**s, "tie_nats": float(s["tie_nats"]), "bootstrap_draws": int(s["bootstrap_draws"]),
+            "bootstrap_seed": int(s.get("bootstrap_seed", 0))}
 
 
 def window(curve: Curve, skip_frac: float = SKIP_FRAC) -> Curve:
     """The curve without its logged points in the first `skip_frac` of the planned steps (schedule kept whole)."""
     keep = curve.steps > skip_frac * len(curve.lrs)
-    return Curve(curve.name, curve.lrs, curve.steps[keep], curve.loss[keep], curve.source, curve.meta)
+    loss = None if curve.loss is None else curve.loss[keep]
+    return Curve(curve.name, curve.lrs, curve.steps[keep], loss, curve.source, curve.meta)
 
 
 @dataclass
@@ -60,6 +89,9 @@ class Run:
 
     @property
     def final(self) -> float:
+        """Actual final loss; +inf for a diverged run (a miss, never dropped)."""
+        if self.status == "diverged":
+            return math.inf
         return final_of(self.curve, self.curve.loss)
 
 
@@ -68,18 +100,39 @@ def final_of(curve: Curve, values: np.ndarray) -> float:
     return float(np.mean(values[keep])) if keep.any() else float(values[-1])
 
 
-def load_runs(grid_path: Path, runs_dir: Path) -> list[Run]:
-    runs = []
+def pred_final(law: Law, r: Run) -> float:
+    """The law's final loss for the run's planned schedule: mean prediction over the last 5% of its steps."""
+    T = len(r.curve.lrs)
+    p = law.predict(schedule(r.curve.name, r.curve.lrs, np.arange(int(0.95 * T) + 1, T + 1)))
+    return float(np.mean(p))
+
+
+def _curve(ev: evidence.RunEvidence) -> Curve:
+    """A run's curve; a diverged run too short to have one keeps its planned schedule and no points."""
+    try:
+        return read_run(ev.run_dir)
+    except CurveError:
+        if ev.status != "diverged":
+            raise
+        lrs = _lrs_from_config(ev.run_dir)
+        if lrs is None:
+            raise
+        return Curve(ev.run_id, lrs, np.array([], int), np.array([], float), str(ev.run_dir), dict(ev.result))
+
+
+def load_runs(grid_path: Path, runs_dir: Path, store: Path | None = None) -> tuple[list[Run], list[str]]:
+    """(usable runs: ok and diverged, the ids of runs that failed or are missing) of the grid."""
+    runs, unusable = [], []
     for rid, spec in expand(yaml.safe_load(grid_path.read_text())["grid"]).items():
         kind, fam = spec.meta["group"].split(":", 1)
         sets = dict(s.split("=", 1) for s in spec.sets)
-        res = runs_dir / rid / "result.json"
-        status = json.loads(res.read_text())["status"] if res.is_file() else "missing"
-        if status == "missing":
+        ev = evidence.read_run(evidence.locate(rid, runs_dir, store))
+        if not ev.usable:
+            unusable.append(f"{rid} ({ev.problem})")
             continue
-        runs.append(Run(window(read_run(runs_dir / rid)), fam, float(sets["train.lr"]), int(sets["seed"]),
-                        kind == "optlaws-probe", status))
-    return runs
+        runs.append(Run(window(_curve(ev)), fam, float(sets["train.lr"]), int(sets["seed"]),
+                        kind == "optlaws-probe", ev.status))
+    return runs, unusable
 
 
 def _fit(name: str, curves: list[Curve], seed: int) -> tuple[Law | None, str | None]:
@@ -94,103 +147,181 @@ def _r2(pred: np.ndarray, act: np.ndarray) -> float:
     return 1 - float(np.sum((act - pred) ** 2)) / ss if ss > 0 else float("nan")
 
 
-def seed_noise(runs: list[Run]) -> dict:
-    """Pooled seed SD (sigma) of the final loss over (family, peak LR) groups run with several seeds; tie = 1 sigma.
+def _fitted(runs: list[Run]) -> list[Curve]:
+    return [r.curve for r in runs if r.status == "ok"]
 
-    Pooled as sqrt(sum of squared deviations / sum of (n_i - 1)); with no repeated group sigma is 0 (exact ties only).
+
+def seed_noise(runs: list[Run]) -> dict:
+    """Pooled seed SD (sigma) of the final loss over (family, peak LR) groups run with several seeds.
+
+    Pooled as sqrt(sum of squared deviations / sum of (n_i - 1)); a diverged seed makes sigma infinite (a miss).
+    Reported, and read by C6's premise (rel_sd); it sets no tie band.
     """
     by: dict[tuple[str, float], dict[int, float]] = {}
     for r in runs:
-        if not r.probe and r.status == "ok":
+        if not r.probe:
             by.setdefault((r.family, r.lr), {})[r.seed] = r.final
     groups = {f"{fam}@{lr:g}": list(v.values()) for (fam, lr), v in by.items() if len(v) >= 2}
     dof = sum(len(v) - 1 for v in groups.values())
-    ss = sum(float(np.sum((np.asarray(v) - np.mean(v)) ** 2)) for v in groups.values())
-    sigma = math.sqrt(ss / dof) if dof else 0.0
+    vals = [x for v in groups.values() for x in v]
+    if not all(math.isfinite(x) for x in vals):
+        sigma = math.inf
+    else:
+        ss = sum(float(np.sum((np.asarray(v) - np.mean(v)) ** 2)) for v in groups.values())
+        sigma = math.sqrt(ss / dof) if dof else math.nan
+    mean = float(np.mean(vals)) if vals else math.nan
     return {"pairs": len(groups), "groups": groups, "gaps": [float(max(v) - min(v)) for v in groups.values()],
-            "dof": dof, "sigma": sigma, "tie": sigma, "tie_rule": "1 sigma (pooled seed SD of the final loss)"}
+            "dof": dof, "sigma": sigma, "seeds_min": min((len(v) for v in groups.values()), default=0),
+            "rel_sd": sigma / mean if vals and math.isfinite(mean) else math.nan}
 
 
-def held_out(law_name: str, base: list[Run], seed: int) -> dict:
-    fit = [r.curve for r in base if r.family in FIT_FAMILIES]
-    law, err = _fit(law_name, fit, seed)
+def chance_of_hit(candidates: int, tied: int, k: int) -> float:
+    """Exact probability that k of `candidates` picked uniformly at random include one of the `tied` best."""
+    k = min(k, candidates)
+    return 1.0 - math.comb(candidates - tied, k) / math.comb(candidates, k)
+
+
+def score_case(actual: dict[str, float], picked: list[str], tie: float, k: int) -> dict | None:
+    """One case: tied-best set (within `tie` nats of the best finite final loss), hit, exact chance of a hit.
+
+    None when every candidate diverged (no best to find)."""
+    finite = [v for v in actual.values() if math.isfinite(v)]
+    if not finite:
+        return None
+    best = min(finite)
+    ties = sorted(s for s, v in actual.items() if v - best <= tie)
+    return {"hit": any(s in ties for s in picked), "picked": list(picked), "tied_best": ties,
+            "chance": chance_of_hit(len(actual), len(ties), k), "candidates": len(actual)}
+
+
+def _ranked(pred: dict[str, float], k: int) -> list[str]:
+    """The k best predicted (a non-finite prediction ranks last)."""
+    return sorted(pred, key=lambda s: (not math.isfinite(pred[s]), pred[s], s))[:k]
+
+
+def summarize_cases(cases: dict[str, dict]) -> dict:
+    """hits, n, chance (one probability per case), expected chance hits and the exact one-sided p."""
+    scored = [c for c in cases.values() if c is not None]
+    hits = int(sum(c["hit"] for c in scored))
+    chance = [float(c["chance"]) for c in scored]
+    return {"cases": cases, "hits": hits, "n": len(scored), "chance": chance, "chance_hits": float(sum(chance)),
+            "p": poisson_binomial_sf(hits, chance) if scored else None,
+            "hit_rate": hits / len(scored) if scored else None,
+            "failed_fits": sum(1 for c in scored if c.get("failed"))}
+
+
+def _groups(base: list[Run]) -> dict[float, dict[str, float]]:
+    return {lr: {r.family: r.final for r in base if r.lr == lr} for lr in sorted({r.lr for r in base})}
+
+
+def top2(law_name: str, base: list[Run], tie: float, seed: int) -> dict:
+    """C1: one case per peak LR, the law fitted on the runs of the other peak LRs."""
+    cases = {}
+    for lr, actual in _groups(base).items():
+        law, err = _fit(law_name, _fitted([r for r in base if r.lr != lr]), seed)
+        if law is None:
+            case = score_case(actual, [], tie, 2)
+            cases[f"{lr:g}"] = case and {**case, "failed": err}
+            continue
+        pred = {r.family: pred_final(law, r) for r in base if r.lr == lr}
+        case = score_case(actual, _ranked(pred, 2), tie, 2)
+        cases[f"{lr:g}"] = case and {**case, "actual_best": min(actual, key=actual.get)}
+    return summarize_cases(cases)
+
+
+def out_of_family(law_name: str, base: list[Run], tie: float, seed: int) -> dict:
+    """C2: leave one family out of the fit; at every peak LR, is the predicted best family tied-best?"""
+    cases = {}
+    groups = _groups(base)
+    for fam in OUT_OF_FAMILY:
+        law, err = _fit(law_name, _fitted([r for r in base if r.family != fam]), seed)
+        for lr, actual in groups.items():
+            if law is None:
+                case = score_case(actual, [], tie, 1)
+                cases[f"{fam}@{lr:g}"] = case and {**case, "failed": err}
+                continue
+            pred = {r.family: pred_final(law, r) for r in base if r.lr == lr}
+            case = score_case(actual, _ranked(pred, 1), tie, 1)
+            cases[f"{fam}@{lr:g}"] = case and {**case, "actual_best": min(actual, key=actual.get)}
+    return summarize_cases(cases)
+
+
+def fixed_pick(base: list[Run], tie: float, pick: list[str], k: int, repeat: int = 1) -> dict:
+    """The placebo: the same schedules picked in every case, whatever the runs. `repeat` copies each peak-LR case
+    (C2 scores every peak LR once per left-out family). Also the best fixed pick over all choices (after the fact)."""
+    groups = _groups(base)
+
+    def score(names: list[str]) -> dict:
+        cases = {f"{i}@{lr:g}": score_case(actual, [s for s in names if s in actual], tie, k)
+                 for i in range(repeat) for lr, actual in groups.items()}
+        return summarize_cases(cases)
+
+    out = score(list(pick))
+    families = sorted({r.family for r in base})
+    best = min((score(list(c)) | {"pick": list(c)} for c in itertools.combinations(families, k)),
+               key=lambda s: (s["p"] if s["p"] is not None else 1.0, -s["hits"]), default=None)
+    return {**out, "pick": list(pick),
+            "best_fixed": None if best is None else {key: best[key] for key in ("pick", "hits", "n", "p")}}
+
+
+def bootstrap_interval(data: np.ndarray, stat, draws: int, seed: int, level: float = 0.95) -> tuple[float, float]:
+    """Percentile interval of `stat` over a seeded resample of the rows (no interpolation, so +inf stays +inf)."""
+    rng = np.random.default_rng(seed)
+    n = len(data)
+    vals = np.array([stat(data[rng.integers(0, n, n)]) for _ in range(draws)], float)
+    a = (1 - level) / 2
+    return float(np.quantile(vals, a, method="lower")), float(np.quantile(vals, 1 - a, method="higher"))
+
+
+def held_out(law_name: str, base: list[Run], seed: int, draws: int = 2000, boot_seed: int = 0) -> dict:
+    """C6: fit on FIT_FAMILIES (finished runs), predict every other run's final loss (a diverged one: inf error)."""
+    law, err = _fit(law_name, _fitted([r for r in base if r.family in FIT_FAMILIES]), seed)
     if law is None:
         return {"failed": err}
     rows = {}
     for r in base:
         if r.family in FIT_FAMILIES:
             continue
-        p = law.predict(r.curve)
-        fp, fa = final_of(r.curve, p), r.final
-        rows[f"{r.family}@{r.lr:g}"] = {"family": r.family, "lr": r.lr, "final_pred": fp, "final_actual": fa,
-                                        "rel_error": abs(fp - fa) / fa, "r2": _r2(p, r.curve.loss),
-                                        "mae": float(np.mean(np.abs(p - r.curve.loss))), "curve_pred": p.tolist()}
-    errs = [v["rel_error"] for v in rows.values()]
-    return {"fit": sorted({f"{r.family}@{r.lr:g}" for r in base if r.family in FIT_FAMILIES}), "predictions": rows,
+        fp, fa = pred_final(law, r), r.final
+        row = {"family": r.family, "lr": r.lr, "status": r.status, "final_pred": fp, "final_actual": fa,
+               "rel_error": abs(fp - fa) / fa if math.isfinite(fa) else math.inf}
+        if r.status == "ok":
+            p = law.predict(r.curve)
+            row.update(r2=_r2(p, r.curve.loss), mae=float(np.mean(np.abs(p - r.curve.loss))), curve_pred=p.tolist())
+        rows[f"{r.family}@{r.lr:g}"] = row
+    errs = np.array([v["rel_error"] for v in rows.values()], float)
+    lo, hi = bootstrap_interval(errs, np.median, draws, boot_seed)
+    r2s = [v["r2"] for v in rows.values() if "r2" in v]
+    return {"fit": sorted({f"{r.family}@{r.lr:g}" for r in base if r.family in FIT_FAMILIES and r.status == "ok"}),
+            "predictions": rows, "n": len(rows), "runs": sorted(rows),
             "rel_error_mean": float(np.mean(errs)), "rel_error_worst": float(np.max(errs)),
-            "rel_error_median": float(np.median(errs)), "r2_mean": float(np.mean([v["r2"] for v in rows.values()])),
-            "params": law.params}
+            "rel_error_median": float(np.median(errs)), "rel_error_median_lo": lo, "rel_error_median_hi": hi,
+            "r2_mean": float(np.mean(r2s)) if r2s else None, "params": law.params}
 
 
-def _best_hit(pred: dict[str, float], actual: dict[str, float], tie: float, k: int) -> bool:
-    best = min(actual.values())
-    top = sorted(pred, key=pred.get)[:k]
-    return any(actual[s] - best <= tie for s in top)
+def _loo(score: list[float], y: np.ndarray) -> np.ndarray:
+    """Leave-one-run-out predictions of a threshold rule fitted on the other runs."""
+    return np.array([ThresholdRule.fit(score[:i] + score[i + 1:], list(y[:i]) + list(y[i + 1:])).predict(score[i])
+                     for i in range(len(score))], bool)
 
 
-def top2(law_name: str, base: list[Run], tie: float, seed: int) -> dict:
-    groups = {}
-    for lr in sorted({r.lr for r in base}):
-        inside = [r for r in base if r.lr == lr]
-        law, err = _fit(law_name, [r.curve for r in base if r.lr != lr], seed)
-        if law is None:
-            groups[f"{lr:g}"] = {"failed": err}
-            continue
-        pred = {r.family: final_of(r.curve, law.predict(r.curve)) for r in inside}
-        actual = {r.family: r.final for r in inside}
-        groups[f"{lr:g}"] = {"hit": _best_hit(pred, actual, tie, 2), "predicted_top2": sorted(pred, key=pred.get)[:2],
-                             "actual_best": min(actual, key=actual.get), "candidates": len(inside)}
-    scored = [g for g in groups.values() if "hit" in g]
-    hits = sum(g["hit"] for g in scored)
-    k = max((g["candidates"] for g in scored), default=0)
-    return {"groups": groups, "hits": hits, "n": len(scored), "hit_rate": hits / len(scored) if scored else None,
-            "wilson_low": wilson_low(hits, len(scored)), "random_rate": 2 / k if k else None,
-            "failed_fits": len(groups) - len(scored)}
-
-
-def out_of_family(law_name: str, base: list[Run], tie: float, seed: int) -> dict:
-    lrs = sorted({r.lr for r in base})
-    ref = lrs[len(lrs) // 2]
-    settings = {}
-    for fam in OUT_OF_FAMILY:
-        law, err = _fit(law_name, [r.curve for r in base if r.family != fam], seed)
-        if law is None:
-            settings[fam] = {"failed": err}
-            continue
-        inside = [r for r in base if r.lr == ref]
-        pred = {r.family: final_of(r.curve, law.predict(r.curve)) for r in inside}
-        actual = {r.family: r.final for r in inside}
-        settings[fam] = {"hit": _best_hit(pred, actual, tie, 1), "predicted_best": min(pred, key=pred.get),
-                         "actual_best": min(actual, key=actual.get)}
-    scored = [s for s in settings.values() if "hit" in s]
-    return {"reference_lr": ref, "settings": settings, "hits": sum(s["hit"] for s in scored), "n": len(scored),
-            "failed_fits": len(settings) - len(scored)}
-
-
-def divergence(law: Law | None, runs: list[Run]) -> dict:
+def divergence(law: Law | None, runs: list[Run], draws: int = 2000, boot_seed: int = 0) -> dict:
+    """C3: F1 of the law's leave-one-out divergence rule, its bootstrap interval over runs, and the peak-LR placebo."""
     if law is None:
         return {"failed": "no fitted law"}
-    obs = [r for r in runs if r.status in ("ok", "diverged") and r.seed == 0]
-    y = np.array([r.status == "diverged" for r in obs])
-    score = [law.divergence_score(r.curve) for r in obs]
-    pred = np.array([ThresholdRule.fit(score[:i] + score[i + 1:], list(y[:i]) + list(y[i + 1:])).predict(score[i])
-                     for i in range(len(obs))])
+    obs = [r for r in runs if r.seed == 0]
+    y = np.array([r.status == "diverged" for r in obs], bool)
+    pred = _loo([law.divergence_score(r.curve) for r in obs], y)
+    by_lr = _loo([r.curve.peak_lr for r in obs], y)
+    pairs = np.column_stack([y, pred]).astype(bool)
+    lo, hi = bootstrap_interval(pairs, lambda d: f1(d[:, 0], d[:, 1]), draws, boot_seed)
     lrs = np.array([r.lr for r in obs])
-    base = lrs > np.median(lrs)
-    return {"f1": f1(y, pred), "tp": int(np.sum(y & pred)), "fp": int(np.sum(~y & pred)),
-            "fn": int(np.sum(y & ~pred)), "tn": int(np.sum(~y & ~pred)), "diverged": int(y.sum()),
-            "stable": int((~y).sum()), "baseline_f1_peak_lr_above_median": f1(y, base),
-            "threshold_all_runs": ThresholdRule.fit(score, list(y)).threshold}
+    return {"f1": f1(y, pred), "f1_lo": lo, "f1_hi": hi, "n": len(obs),
+            "runs": [f"{r.family}@{r.lr:g}/s{r.seed}{'/probe' if r.probe else ''}" for r in obs],
+            "tp": int(np.sum(y & pred)), "fp": int(np.sum(~y & pred)), "fn": int(np.sum(y & ~pred)),
+            "tn": int(np.sum(~y & ~pred)), "diverged": int(y.sum()), "stable": int((~y).sum()),
+            "peak_lr_f1": f1(y, by_lr), "baseline_f1_peak_lr_above_median": f1(y, lrs > np.median(lrs)),
+            "threshold_all_runs": ThresholdRule.fit([law.divergence_score(r.curve) for r in obs], list(y)).threshold}
 
 
 def power_law_fit(x: np.ndarray, y: np.ndarray) -> dict:
@@ -256,34 +387,35 @@ def scaling_limit(law: Law | None, runs: list[Run], extend: int = 10, points: in
     return out
 
 
-def wilson_low(k: int, n: int, z: float = 1.96) -> float | None:
-    if n == 0:
-        return None
-    p = k / n
-    return (p + z * z / (2 * n) - z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))) / (1 + z * z / n)
-
-
-def run_study(grid: Path, runs_dir: Path, out: Path, md: Path, figures: Path, seed: int = 0) -> dict:
+def run_study(grid: Path, runs_dir: Path, out: Path, md: Path, figures: Path, seed: int = 0,
+              store: Path | None = None) -> dict:
     import torch
 
     torch.set_num_threads(1)
-    runs = load_runs(grid, runs_dir)
-    base = [r for r in runs if not r.probe and r.status == "ok" and r.seed == 0]
-    noise = seed_noise(runs)
-    tie = noise["tie"]
-    result: dict = {"grid": str(grid), "runs": len(runs), "law_runs": len(base), "seed_noise": noise, "laws": {}}
+    cfg = settings(yaml.safe_load(grid.read_text()), str(grid))
+    runs, unusable = load_runs(grid, runs_dir, store)
+    base = [r for r in runs if not r.probe and r.seed == 0]
+    tie, draws, bseed = cfg["tie_nats"], cfg["bootstrap_draws"], cfg["bootstrap_seed"]
+    result: dict = {"grid": str(grid), "settings": cfg, "tie_nats": tie, "runs": len(runs), "law_runs": len(base),
+                    "diverged_law_runs": sum(r.status == "diverged" for r in base), "not_usable": unusable,
+                    "seed_noise": seed_noise(runs),
+                    "placebo": {"top2": fixed_pick(base, tie, cfg["fixed_pick_top2"], 2),
+                                "out_of_family": fixed_pick(base, tie, [cfg["fixed_pick_best"]], 1,
+                                                            repeat=len(OUT_OF_FAMILY))},
+                    "laws": {}}
     for name in LAW_ORDER:
-        full, err = _fit(name, [r.curve for r in base], seed)
+        full, err = _fit(name, _fitted(base), seed)
         result["laws"][name] = {
             "label": LAWS[name].label,
-            "held_out": held_out(name, base, seed),
+            "exact": LAWS[name].exact,
+            "held_out": held_out(name, base, seed, draws, bseed),
             "top2": top2(name, base, tie, seed),
             "out_of_family": out_of_family(name, base, tie, seed),
-            "divergence": divergence(full, runs),
+            "divergence": divergence(full, runs, draws, bseed),
             "scaling_limit": scaling_limit(full, runs),
             "full_fit": {"failed": err} if full is None else {"params": full.params, "info": full.info},
         }
-    result["actual_final"] = {f"{r.family}@{r.lr:g}/s{r.seed}": r.final for r in runs if r.status == "ok"}
+    result["actual_final"] = {f"{r.family}@{r.lr:g}/s{r.seed}": r.final for r in runs if not r.probe}
     result["run_wall_s"] = {r.curve.name: float(r.curve.meta.get("wall_s") or 0.0) for r in runs}
     result["train_wall_s_sum"] = float(sum(result["run_wall_s"].values()))
     result["status"] = {f"{r.family}@{r.lr:g}/s{r.seed}{'/probe' if r.probe else ''}": r.status for r in runs}
@@ -308,7 +440,7 @@ def plot(result: dict, base: list[Run], figures: Path) -> list[Path]:
     paths = []
     for r in base:
         key = f"{r.family}@{r.lr:g}"
-        if r.family in FIT_FAMILIES:
+        if r.family in FIT_FAMILIES or r.status != "ok":
             continue
         fig, ax = plt.subplots(figsize=(5, 3.4))
         ax.plot(r.curve.steps, r.curve.loss, color="black", lw=1, label="actual")
