@@ -129,7 +129,7 @@ def bootstrap(units: list, stat: Callable[[list], float], strata: Callable[[Any]
     cells: dict[Any, list] = defaultdict(list)
     for u in units:
         cells[strata(u) if strata else 0].append(u)
-    est = _safe(stat, units)
+    est = _safe(stat, units) if units else NAN
     out = {"estimate": est, "ci_lo": NAN, "ci_hi": NAN, "n": len(units),
            "min_per_cell": min((len(c) for c in cells.values()), default=0)}
     if not units or out["min_per_cell"] < MIN_SEEDS or math.isnan(est):
@@ -335,7 +335,7 @@ def symmetry(runs: list[Run]) -> dict:
     seeds = sorted(set(out["no_wd"]) & set(out["with_wd"]))
     b = bootstrap(seeds, lambda ss: float(np.mean([out["no_wd"][s]["qk_log10_ratio"] - out["with_wd"][s]
                                                    ["qk_log10_ratio"] for s in ss])))
-    for arm in ("no_wd", "with_wd"):  # seed 0's numbers at the top level (the summary table), all seeds below
+    for arm in ("no_wd", "with_wd"):  # the first seed's numbers at the top level (summary table), all seeds below
         out[arm] = {**(out[arm].get(min(out[arm])) if out[arm] else {}), "by_seed": {str(s): v for s, v in
                                                                                      out[arm].items()}}
     return {**out, **b, **_equilibrium(runs), **_counts(runs)}
