@@ -77,18 +77,20 @@ rule lrm_study:
     output:
         json=f"{LRM_OUT}/summary.json",
         md=f"{LRM_OUT}/summary.md",
-        claims=[f"{LRM_OUT}/{f}" for f in ("c1_norm_slope.json", "c2_projector.json", "c4_residual_norms.json",
-                                           "c7_width.json")],
+        claims=[f"{LRM_OUT}/{f}" for f in ("c1_norm_slope.json", "c2_projector.json", "c3_mlp_scale.json",
+                                           "c4_residual_norms.json", "c6_symmetry.json", "c7_width.json",
+                                           "c10_perf.json", "c10_levels.json")],
     params:
         py=PY,
         grid=str(LRM_GRID),
         runs_dir=lambda w, input: str(Path(input.runs[0]).parent.parent),
+        store=EVIDENCE,
     log:
         f"{RESULTS}/logs/lrm_study.log",
     threads: 1
     shell:
         "{params.py} -m methods.lrm.analysis --grid {params.grid} --runs-dir {params.runs_dir} "
-        "--out {output.json} > {log} 2>&1"
+        "--store {params.store} --out {output.json} > {log} 2>&1"
 
 
 rule lrm_downstream:
@@ -102,9 +104,10 @@ rule lrm_downstream:
         py=PY,
         grid=str(LRM_GRID),
         runs_dir=RUNS_DIR,
+        store=EVIDENCE,
     log:
         f"{RESULTS}/logs/lrm_downstream.log",
     threads: 1
     shell:
-        "{params.py} -m methods.lrm.downstream --grid {params.grid} --runs-dir {params.runs_dir} --out {output} "
-        "> {log} 2>&1"
+        "{params.py} -m methods.lrm.downstream --grid {params.grid} --runs-dir {params.runs_dir} "
+        "--store {params.store} --out {output} > {log} 2>&1"

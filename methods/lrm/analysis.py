@@ -1,11 +1,14 @@
 """The LRM studies: one JSON of per-claim numbers from the runs of config/papers/lrm.<profile>.yaml.
 
-Each grid entry names its `study`; this module reads every run's result.json and metrics.jsonl and reduces each
-study to the numbers the claims (benchmarks/claims/lrm.yaml, via `from_file`) and results/analysis/lrm/summary.md
-show. A missing or failed run is reported as such (its numbers are None), never filled in.
+Each grid entry names its `study`; this module reads every run through claimbench.evidence (the runs directory, or
+the evidence store where the runs directory lacks a run) and reduces each study to the numbers the claims
+(benchmarks/claims/lrm.yaml, via `from_file`) and results/analysis/lrm/summary.md show. A diverged run is a miss,
+never dropped: its loss is +inf (the worst), and a norm or slope it cannot give makes the number NaN (undecided).
+A missing or failed run is reported as such (its numbers are None/NaN), never filled in. Every number a claim reads
+carries its estimate, a bootstrap interval over seeds (or over runs within a design cell), n and the runs used.
 
     python -m methods.lrm.analysis --grid config/papers/lrm.smoke.yaml --runs-dir runs/smoke \
-        --out results/analysis/lrm/summary.json
+        --store results/evidence/smoke --out results/analysis/lrm/summary.json
 """
 
 from __future__ import annotations
@@ -15,15 +18,23 @@ import json
 import math
 import statistics
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import yaml
 
+from claimbench.evidence import locate, read_run
 from claimbench.grid import RunSpec, expand
-from claimbench.io import atomic_write_json, atomic_write_text, read_jsonl
+from claimbench.io import atomic_write_json, atomic_write_text
+from claimbench.stats import miss_value
 from methods.lrm.mup_sweep import load_sweep, trial_grid
+
+NAN = float("nan")
+MIN_SEEDS = 3  # an interval needs at least 3 seeds (per design cell); fewer: no interval, the claim is undecided
+N_BOOT = 2000  # bootstrap resamples (seeded: the same runs give the same interval)
+LEVEL = 0.95
 
 
 def _sets(spec: RunSpec) -> dict[str, Any]:
@@ -40,22 +51,44 @@ def _lrm_opts(sets: dict) -> dict:
 
 
 class Run:
-    """One run's sets, result and metrics (empty when it has not run or failed)."""
+    """One run as claimbench.evidence reads it: its grid sets, status, result and metrics.
 
-    def __init__(self, spec: RunSpec, runs_dir: Path):
+    `loss` of a diverged run is the miss value (+inf); its last norms are None, like a missing run's, and the
+    studies turn a None they need into NaN (undecided) while counting the run in `misses`, never dropping it."""
+
+    def __init__(self, spec: RunSpec, runs_dir: Path, store: Path | None = None):
         self.spec, self.sets = spec, _sets(spec)
         self.lrm = _lrm_opts(self.sets)
-        d = runs_dir / spec.run_id
-        self.result = json.loads((d / "result.json").read_text()) if (d / "result.json").is_file() else {}
-        self.rows = read_jsonl(d / "metrics.jsonl") if self.ok else []
+        self.ev = read_run(locate(spec.run_id, runs_dir, store))
+        self.result = self.ev.result
+        self.rows = self.ev.metrics() if self.ok else []
+
+    @property
+    def run_id(self) -> str:
+        return self.spec.run_id
+
+    @property
+    def status(self) -> str:
+        return self.ev.status
 
     @property
     def ok(self) -> bool:
-        return self.result.get("status") == "ok"
+        return self.ev.status == "ok"
+
+    @property
+    def diverged(self) -> bool:
+        return self.ev.status == "diverged"
+
+    @property
+    def seed(self) -> int:
+        return int(self.sets.get("seed", 0))
 
     @property
     def loss(self) -> float | None:
-        return self.result.get("final_val_loss") if self.ok else None
+        if self.diverged:
+            return miss_value("lower")
+        v = self.result.get("final_val_loss") if self.ok else None
+        return float(v) if isinstance(v, (int, float)) else None
 
     def last(self, key: str) -> float | None:
         vals = [r[key] for r in self.rows if r.get(key) is not None]
@@ -66,17 +99,88 @@ class Run:
 
 
 def _mean_sd(xs: list[float | None]) -> dict[str, Any]:
-    v = [x for x in xs if x is not None and math.isfinite(x)]
-    return {"mean": statistics.fmean(v) if v else None, "sd": statistics.stdev(v) if len(v) > 1 else None,
-            "n": len(v), "missing": len(xs) - len(v)}
+    """Mean and SD over runs; a miss (+inf) keeps the mean infinite, a missing value (None) is counted."""
+    v = [x for x in xs if x is not None and not math.isnan(x)]
+    fin = all(math.isfinite(x) for x in v)
+    return {"mean": (statistics.fmean(v) if fin else max(v)) if v else None,
+            "sd": statistics.stdev(v) if len(v) > 1 and fin else None, "n": len(v), "missing": len(xs) - len(v)}
 
 
-def _slope(xs: list[float], ys: list[float | None]) -> float | None:
-    """Log-log slope of y against x over the points that exist and are positive."""
-    pts = [(x, y) for x, y in zip(xs, ys, strict=True) if y is not None and y > 0]
-    if len(pts) < 2:
-        return None
-    return float(np.polyfit(np.log([p[0] for p in pts]), np.log([p[1] for p in pts]), 1)[0])
+def _f(x: float | None) -> float:
+    return NAN if x is None else float(x)
+
+
+def _quantiles(draws: list[float]) -> tuple[float, float]:
+    """Percentile interval of bootstrap draws; an infinite draw (a miss) stays infinite, a NaN one voids it."""
+    d = np.asarray(draws, float)
+    if len(d) == 0 or np.isnan(d).any():
+        return NAN, NAN
+    a = (1 - LEVEL) / 2
+    return float(np.quantile(d, a, method="lower")), float(np.quantile(d, 1 - a, method="higher"))
+
+
+def bootstrap(units: list, stat: Callable[[list], float], strata: Callable[[Any], Any] | None = None,
+              seed: int = 0) -> dict[str, Any]:
+    """estimate = stat(units) with a seeded percentile bootstrap interval: units (seeds, or runs within a design
+    cell `strata`) resampled with replacement. Fewer than MIN_SEEDS units in a cell: no interval (NaN).
+
+    A seeded resample rather than scipy.stats.bootstrap: cells are resampled separately (a slope's x values are the
+    design, not a sample) and a miss (+inf) must stay in the draws, which scipy's BCa cannot take."""
+    cells: dict[Any, list] = defaultdict(list)
+    for u in units:
+        cells[strata(u) if strata else 0].append(u)
+    est = _safe(stat, units) if units else NAN
+    out = {"estimate": est, "ci_lo": NAN, "ci_hi": NAN, "n": len(units),
+           "min_per_cell": min((len(c) for c in cells.values()), default=0)}
+    if not units or out["min_per_cell"] < MIN_SEEDS or math.isnan(est):
+        return out
+    rng = np.random.default_rng(seed)
+    draws = []
+    for _ in range(N_BOOT):
+        sample = [c[i] for c in cells.values() for i in rng.integers(0, len(c), len(c))]
+        draws.append(_safe(stat, sample))
+    out["ci_lo"], out["ci_hi"] = _quantiles(draws)
+    return out
+
+
+def _safe(stat: Callable[[list], float], units: list) -> float:
+    try:
+        with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+            v = float(stat(units))
+    except (ValueError, ZeroDivisionError, np.linalg.LinAlgError):
+        return NAN
+    return v
+
+
+def pooled_slope(x: list[float], y: list[float], groups: list | None = None) -> float:
+    """Least-squares slope of log y on log x with one intercept per group; NaN when a value is missing, not
+    positive or infinite (a miss), or the design cannot identify the slope."""
+    if not x or any(v is None or not math.isfinite(v) or v <= 0 for v in list(x) + list(y)):
+        return NAN
+    groups = groups if groups is not None else [0] * len(x)
+    names = sorted(set(groups), key=str)
+    X = np.column_stack([np.log(x)] + [[1.0 if g == n else 0.0 for g in groups] for n in names])
+    if np.linalg.matrix_rank(X) < X.shape[1]:
+        return NAN
+    coef = np.linalg.lstsq(X, np.log(y), rcond=None)[0]
+    return float(coef[0])
+
+
+def _equilibrium(runs: list[Run]) -> dict[str, float]:
+    """What the weight-decay equilibrium premise reads: the runs' steps, peak LR and global WD (the s_factor
+    roles keep lr*wd fixed), and steps * lr * wd, the run length in relaxation times 1/(lr*wd) (at the peak LR:
+    an upper bound for a decaying schedule)."""
+    if not runs:
+        return {"steps": NAN, "lr": NAN, "wd": NAN, "lr_wd_steps": NAN}
+    s = runs[0].sets
+    steps, lr, wd = float(s.get("train.steps", NAN)), float(s.get("train.lr", NAN)), \
+        float(s.get("train.weight_decay", NAN))
+    return {"steps": steps, "lr": lr, "wd": wd, "lr_wd_steps": steps * lr * wd}
+
+
+def _counts(runs: list[Run]) -> dict[str, Any]:
+    return {"misses": sum(r.diverged for r in runs), "missing": sum(r.status not in ("ok", "diverged") for r in runs),
+            "runs": sorted(r.run_id for r in runs)}
 
 
 def _arm(run: Run) -> str:
@@ -86,103 +190,177 @@ def _arm(run: Run) -> str:
 
 # ------------------------------------------------------------------------------------------ studies
 
+def _best(cells: dict[float, dict[int, float]], seeds: list[int]) -> tuple[float, float | None]:
+    """(lowest mean loss over the seeds, its LR) of one arm; a diverged seed makes its LR's mean +inf."""
+    means = {lr: float(np.mean([c.get(s, NAN) for s in seeds])) for lr, c in cells.items()}
+    scored = {lr: m for lr, m in means.items() if not math.isnan(m)}
+    if not scored or len(scored) < len(means):
+        return NAN, None
+    lr = min(scored, key=scored.get)
+    return scored[lr], lr
+
+
 def perf(runs: list[Run]) -> dict:
-    """C10/C11 (loss) and C5: each arm at its best LR of the shared grid (mean over seeds), the LRM gains."""
-    by = defaultdict(lambda: defaultdict(list))
+    """C10 (loss) and C5 context: each arm at its best LR of the shared grid (mean over seeds); the LRM gain
+    (LRM - baseline at their own best LRs) with a bootstrap over seeds that re-picks each arm's best LR in every
+    resample; whether an arm's optimum sits on the grid's edge (the claims' premise)."""
+    by: dict[str, dict[float, dict[int, float]]] = defaultdict(lambda: defaultdict(dict))
+    rs_by: dict[str, list[Run]] = defaultdict(list)
     for r in runs:
-        by[_arm(r)][r.sets["train.lr"]].append(r)
+        by[_arm(r)][float(r.sets["train.lr"])][r.seed] = _f(r.loss)
+        rs_by[_arm(r)].append(r)
     arms = {}
-    for arm, lrs in by.items():
-        table = {lr: _mean_sd([r.loss for r in rs]) for lr, rs in sorted(lrs.items())}
-        scored = {lr: t["mean"] for lr, t in table.items() if t["mean"] is not None and t["missing"] == 0}
-        best = min(scored, key=scored.get) if scored else None
-        spread = {k: _mean_sd([r.last(f"lrm/row_spread/{k}") for r in lrs[best]]) if best else None
-                  for k in ("attn_q", "mlp_gate")}
-        arms[arm] = {"by_lr": {str(k): v for k, v in table.items()}, "best_lr": best,
-                     "best": table[best] if best else None, "row_spread": spread,
-                     "edge_optimum": best is not None and best in (min(lrs), max(lrs))}
-    best = lambda a: (arms.get(a) or {}).get("best") or {}  # noqa: E731
-    diff = lambda a, b: (best(a).get("mean") - best(b).get("mean")  # noqa: E731
-                         if best(a).get("mean") is not None and best(b).get("mean") is not None else None)
-    ratio = lambda a, b, k: (arms[a]["row_spread"][k]["mean"] / arms[b]["row_spread"][k]["mean"]  # noqa: E731
-                             if a in arms and b in arms and arms[a]["row_spread"][k]
-                             and arms[a]["row_spread"][k]["mean"] and arms[b]["row_spread"][k]["mean"] else None)
-    sds = [best(a)["sd"] for a in arms if best(a).get("sd") is not None]
-    sd = max(sds) if sds else None
-    return {"arms": arms, "gain_adamw": diff("adamw+lrm", "adamw"), "gain_muon": diff("muon+lrm", "muon"),
-            "muon_vs_adamw": diff("muon", "adamw"), "max_seed_sd": sd,
-            "row_spread_ratio_attn_q": ratio("adamw+lrm", "adamw", "attn_q"),
-            "row_spread_ratio_mlp_gate": ratio("adamw+lrm", "adamw", "mlp_gate")}
+    for arm, cells in by.items():
+        seeds = sorted({s for c in cells.values() for s in c})
+        best, lr = _best(cells, seeds)
+        spread = {k: _mean_sd([x.last(f"lrm/row_spread/{k}") for x in rs_by[arm]
+                               if lr is not None and float(x.sets["train.lr"]) == lr]) for k in ("attn_q", "mlp_gate")}
+        table = {str(k): _mean_sd(list(v.values())) for k, v in sorted(cells.items())}
+        arms[arm] = {"by_lr": table, "best_lr": lr, "best": table[str(lr)] if lr is not None else None,
+                     "row_spread": spread, "edge_optimum": lr is not None and lr in (min(cells), max(cells)),
+                     **_counts(rs_by[arm])}
+
+    def gain(vec: str, base: str) -> dict:
+        if vec not in by or base not in by:
+            return {"estimate": NAN, "ci_lo": NAN, "ci_hi": NAN, "n": 0, "edge_lrm": NAN, "edge_base": NAN}
+        seeds = sorted(set.intersection(*({*c} for a in (vec, base) for c in by[a].values())))
+        b = bootstrap(seeds, lambda ss: _best(by[vec], ss)[0] - _best(by[base], ss)[0])
+        return {**b, "edge_lrm": int(arms[vec]["edge_optimum"]), "edge_base": int(arms[base]["edge_optimum"]),
+                "best_lr_lrm": arms[vec]["best_lr"], "best_lr_base": arms[base]["best_lr"],
+                "lrs": sorted(by[vec]), "runs": sorted(arms[vec]["runs"] + arms[base]["runs"])}
+
+    def ratio(k: str) -> float | None:
+        a, b = ((arms.get(x) or {}).get("row_spread", {}).get(k, {}).get("mean") for x in ("adamw+lrm", "adamw"))
+        return a / b if a and b else None
+
+    best_mean = lambda a: ((arms.get(a) or {}).get("best") or {}).get("mean")  # noqa: E731
+    sds = [arms[a]["best"]["sd"] for a in arms if arms[a]["best"] and arms[a]["best"].get("sd") is not None]
+    mv = best_mean("muon"), best_mean("adamw")
+    return {"arms": arms, "gain_adamw": gain("adamw+lrm", "adamw"), "gain_muon": gain("muon+lrm", "muon"),
+            "muon_vs_adamw": mv[0] - mv[1] if None not in mv else None, "max_seed_sd": max(sds) if sds else None,
+            "row_spread_ratio_attn_q": ratio("attn_q"), "row_spread_ratio_mlp_gate": ratio("mlp_gate")}
+
+
+PROJECTOR = {"frozen": "FPN", "scalar": "SPN", "vector": "VPN"}
 
 
 def projector(runs: list[Run]) -> dict:
-    """C1/C2: per final-norm arm, the log-log slope of the head's RMS against S (paper: ~0.5), its ratio to the
-    ABM reference, the norm multiplier's slope (compensation: about -0.5) and the loss range across S."""
-    names = {"frozen": "FPN", "scalar": "SPN", "vector": "VPN"}
-    out = {}
-    for key, name in names.items():
-        rs = sorted((r for r in runs if r.lrm.get("final_norm", "vector") == key),
-                    key=lambda r: r.lrm["s_factor"]["readout"])
-        s = [r.lrm["s_factor"]["readout"] for r in rs]
-        w = [r.last("lrm/readout_rms_w") for r in rs]
-        abm = [r.last("lrm/abm_rms") for r in rs]
-        losses = [r.loss for r in rs]
-        ok = [x for x in losses if x is not None]
-        out[name] = {"S": s, "head_rms": w, "abm_rms": abm, "val_loss": losses,
-                     "slope_head_rms": _slope(s, w), "slope_abm": _slope(s, abm),
-                     "head_over_abm": [a / b if a and b else None for a, b in zip(w, abm, strict=True)],
-                     "slope_norm_mult": _slope(s, [r.last("lrm/final_norm_rms") for r in rs]) if key != "frozen"
-                     else None,
-                     "loss_range": (max(ok) - min(ok)) if len(ok) == len(losses) and ok else None}
-    return out
+    """C1/C2 at the paper's S = lr/wd of the head relative to the base run (s_factor k: LR*k, WD/k, so S = k^2;
+    k in 1/8..8 is the paper's S in 8^-2..8^2).
+
+    C1: log-log slope of the head's RMS on S, FPN/SPN/VPN pooled with one intercept each (theory: ||W|| is
+    proportional to sqrt(lr/wd) = sqrt(S): slope 0.5 on this axis, 1 on log k), bootstrap over the seeds of each
+    (arm, S) cell; the same
+    slope of the ABM reference (the premise: the equilibrium is reached at this run length) and of head/ABM.
+    C2: per seed, [mean loss at the extreme S - loss at S=1] of FPN minus the same of VPN (placebo: SPN minus
+    VPN, both with a norm multiplier), bootstrap over seeds. A diverged run: loss +inf, norm NaN."""
+    pts = []
+    for r in runs:
+        name = PROJECTOR.get(r.lrm.get("final_norm", "vector"))
+        S = float(r.lrm.get("s_factor", {}).get("readout", 1.0)) ** 2  # lr/wd scales by k^2
+        pts.append({"arm": name, "S": S, "seed": r.seed, "head_rms": _f(r.last("lrm/readout_rms_w")),
+                    "abm_rms": _f(r.last("lrm/abm_rms")), "loss": _f(r.loss), "run_id": r.run_id})
+    cell = lambda p: (p["arm"], p["S"])  # noqa: E731
+    fit = lambda key: (lambda ps: pooled_slope([p["S"] for p in ps], [p[key] for p in ps],  # noqa: E731
+                                               [p["arm"] for p in ps]))
+    head = bootstrap(pts, fit("head_rms"), cell)
+    abm = bootstrap(pts, fit("abm_rms"), cell)
+    for p in pts:
+        p["head_over_abm"] = p["head_rms"] / p["abm_rms"] if p["abm_rms"] and p["abm_rms"] > 0 else NAN
+    track = bootstrap(pts, fit("head_over_abm"), cell)
+    eq, counts = _equilibrium(runs), _counts(runs)
+    c1 = {**head, "abm_slope": abm["estimate"], "abm_ci_lo": abm["ci_lo"], "abm_ci_hi": abm["ci_hi"],
+          "head_over_abm_slope": track["estimate"], "head_over_abm_ci": [track["ci_lo"], track["ci_hi"]],
+          "by_arm": {a: pooled_slope([p["S"] for p in pts if p["arm"] == a], [p["head_rms"] for p in pts
+                                                                             if p["arm"] == a])
+                     for a in PROJECTOR.values()},
+          **eq, **counts, "axis": "log S, S = lr/wd of the head relative to the base run (s_factor k: S = k^2)",
+          "note": "slope of log head RMS on log S (theory 0.5); bootstrap over the seeds of each (arm, S) cell"}
+
+    def excess(ps: list[dict], arm: str) -> float:
+        by = {p["S"]: p["loss"] for p in ps if p["arm"] == arm}
+        if len(by) < 3 or 1.0 not in by:
+            return NAN
+        return float(np.mean([by[min(by)], by[max(by)]]) - by[1.0])
+
+    seeds = sorted({p["seed"] for p in pts})
+    per_seed = {s: [p for p in pts if p["seed"] == s] for s in seeds}
+
+    def dd(arm: str, ref: str = "VPN") -> Callable[[list], float]:
+        return lambda ss: float(np.mean([excess(per_seed[s], arm) - excess(per_seed[s], ref) for s in ss]))
+
+    c2 = {**bootstrap(seeds, dd("FPN")), "placebo_spn_over_vpn": bootstrap(seeds, dd("SPN")),
+          "excess": {a: float(np.mean([excess(per_seed[s], a) for s in seeds])) if seeds else NAN
+                     for a in PROJECTOR.values()},
+          "abm_slope": abm["estimate"], **eq, **counts,
+          "note": "per seed [mean loss at the extreme S - loss at S=1] of FPN minus the same of VPN; bootstrap over "
+                  "seeds; placebo_spn_over_vpn: SPN in FPN's place (both learn the norm's scale)"}
+    return {"points": pts, "c1": c1, "c2": c2}
 
 
 def mlp_scale(runs: list[Run]) -> dict:
-    """C3: val loss against S_MLP without and with the 3 scalar MLP multipliers; `rise` = loss(S max) - loss(S=1)."""
-    out = {}
+    """C3: per seed, the val-loss rise from S_MLP = 1 to the largest S_MLP with all norms frozen, without
+    multipliers (`no_mult`) and with the three scalar MLP multipliers (the estimate), bootstrap over seeds; the
+    run length in relaxation times (the premise)."""
+    out: dict[str, Any] = {}
     for arm, placement in (("no_mult", "none"), ("scalar_mult", "mlp_scalar")):
-        rs = sorted((r for r in runs if r.lrm.get("placement") == placement),
-                    key=lambda r: r.lrm["s_factor"]["hidden_matrix"])
-        by_s = {r.lrm["s_factor"]["hidden_matrix"]: r.loss for r in rs}
-        rise = by_s.get(max(by_s)) - by_s[1.0] if by_s and by_s.get(1.0) is not None and by_s.get(max(by_s)) \
-            is not None else None
-        out[arm] = {"val_loss_by_S": {str(k): v for k, v in by_s.items()}, "rise": rise}
-    return out
+        rs = [r for r in runs if r.lrm.get("placement") == placement]
+        by: dict[int, dict[float, float]] = defaultdict(dict)
+        for r in rs:
+            by[r.seed][float(r.lrm["s_factor"]["hidden_matrix"])] = _f(r.loss)
+
+        def rise(ss: list, by=by) -> float:
+            return float(np.mean([by[s][max(by[s])] - by[s].get(1.0, NAN) for s in ss]))
+
+        out[arm] = {**bootstrap(sorted(by), rise), "val_loss_by_S": {str(s): {str(k): v for k, v in sorted(d.items())}
+                                                                      for s, d in by.items()}}
+    return {**out["scalar_mult"], "no_mult_rise": out["no_mult"]["estimate"], "no_mult_ci_lo": out["no_mult"]["ci_lo"],
+            "no_mult_ci_hi": out["no_mult"]["ci_hi"], "arms": out, **_equilibrium(runs), **_counts(runs)}
 
 
 def symmetry(runs: list[Run]) -> dict:
     """C6: final |log10(M_q/M_k)|, log10(M_q M_k) and the residual RMS growth (last / after warmup), for the
-    multiplier-WD-0 run (`no_wd`) and the WD 2e-3 one (`with_wd`); keys hold no dots, for dotted look-ups."""
-    out = {}
+    multiplier-WD-0 runs (`no_wd`) and the WD 2e-3 ones (`with_wd`); the estimate: no_wd - with_wd of the
+    |log10 ratio|, paired by seed, bootstrap over seeds. Keys hold no dots, for dotted look-ups."""
+    out: dict[str, Any] = {"no_wd": {}, "with_wd": {}}
     for r in runs:
         resid = r.series("lrm/resid_rms")
         start = next((v for s, v in resid if s > r.sets.get("train.warmup_steps", 0)), None)
         wd = r.lrm.get("weight_decay", 2e-3)
-        out["no_wd" if wd == 0 else "with_wd"] = {"weight_decay": wd,
-            "qk_log10_ratio": r.last("lrm/qk_log10_ratio"), "qk_log10_prod": r.last("lrm/qk_log10_prod"),
-            "resid_growth": resid[-1][1] / start if resid and start else None, "val_loss": r.loss,
-            "status": r.result.get("status")}
-    return out
+        out["no_wd" if wd == 0 else "with_wd"][r.seed] = {
+            "weight_decay": wd, "qk_log10_ratio": _f(r.last("lrm/qk_log10_ratio")),
+            "qk_log10_prod": _f(r.last("lrm/qk_log10_prod")),
+            "resid_growth": resid[-1][1] / start if resid and start else NAN, "val_loss": _f(r.loss),
+            "status": r.status}
+    seeds = sorted(set(out["no_wd"]) & set(out["with_wd"]))
+    b = bootstrap(seeds, lambda ss: float(np.mean([out["no_wd"][s]["qk_log10_ratio"] - out["with_wd"][s]
+                                                   ["qk_log10_ratio"] for s in ss])))
+    for arm in ("no_wd", "with_wd"):  # the first seed's numbers at the top level (summary table), all seeds below
+        out[arm] = {**(out[arm].get(min(out[arm])) if out[arm] else {}), "by_seed": {str(s): v for s, v in
+                                                                                     out[arm].items()}}
+    return {**out, **b, **_equilibrium(runs), **_counts(runs)}
 
 
 def width(runs: list[Run]) -> dict:
-    """C7: log-log slopes against width of the mean What RMS, the logit RMS and the learned projector multiplier."""
-    rs = sorted(runs, key=lambda r: r.sets["model.n_embd"])
-    d = [r.sets["model.n_embd"] for r in rs]
-
-    def mean_w(r: Run) -> float | None:
+    """C7: exponent a of the learned projector multiplier ~ d^-a (the scalar final-norm gain), bootstrap over the
+    seeds at each width; log-log slopes of the mean What RMS and the logit RMS as context; the run length in
+    relaxation times (the premise)."""
+    pts = []
+    for r in runs:
         v = [x for k, x in (r.rows[-1].items() if r.rows else []) if k.startswith("lrm/rms_w/")]
-        return statistics.fmean(v) if v else None
-
-    w, logit, mult = [mean_w(r) for r in rs], [r.last("lrm/logit_rms") for r in rs], \
-        [r.last("lrm/final_norm_rms") for r in rs]
-    return {"width": d, "mean_w_rms": w, "logit_rms": logit, "projector_mult": mult,
-            "slope_w_rms": _slope(d, w), "slope_logit_rms": _slope(d, logit), "slope_projector_mult": _slope(d, mult)}
+        pts.append({"d": float(r.sets["model.n_embd"]), "seed": r.seed, "mult": _f(r.last("lrm/final_norm_rms")),
+                    "w_rms": statistics.fmean(v) if v else NAN, "logit_rms": _f(r.last("lrm/logit_rms"))})
+    fit = lambda key: (lambda ps: pooled_slope([p["d"] for p in ps], [p[key] for p in ps]))  # noqa: E731
+    b = bootstrap(pts, lambda ps: -fit("mult")(ps), lambda p: p["d"])
+    return {**b, "widths": sorted({p["d"] for p in pts}), "points": pts, "slope_w_rms": fit("w_rms")(pts),
+            "slope_logit_rms": fit("logit_rms")(pts), "slope_projector_mult": fit("mult")(pts),
+            **_equilibrium(runs), **_counts(runs),
+            "note": "a in multiplier ~ d^-a, the learned projector multiplier = the scalar final-norm gain"}
 
 
 def clip(runs: list[Run], reference: list[Run]) -> dict:
-    """C8: mean clip factor over the first 10% of steps with the multipliers included (its own norm) and in the
-    excluded reference; final val-loss difference include - exclude (mean over seeds)."""
+    """C8 context (the claim tests the runs' final_val_loss itself): mean clip factor over the first 10% of steps
+    with the multipliers included (its own norm) and in the excluded reference; final val-loss difference."""
     def early(rs: list[Run], key: str) -> dict:
         vals = []
         for r in rs:
@@ -199,7 +377,7 @@ def clip(runs: list[Run], reference: list[Run]) -> dict:
 
 
 def head(runs: list[Run], reference: list[Run]) -> dict:
-    """C9: val-loss difference (head row multipliers) - (head left alone), mean over seeds."""
+    """C9 context (the claim tests the runs' final_val_loss itself): (head row multipliers) - (head left alone)."""
     a, b = _mean_sd([r.loss for r in runs]), _mean_sd([r.loss for r in reference])
     return {"val_loss_head_row": a, "val_loss_reference": b,
             "loss_diff": a["mean"] - b["mean"] if a["mean"] is not None and b["mean"] is not None else None}
@@ -209,42 +387,47 @@ def _mup_opts(sets: dict) -> dict:
     return next((m for m in sets.get("methods") or [] if isinstance(m, dict) and m.get("name") == "mup"), {})
 
 
+LEVELS = ("NONE", "LR", "LRWD", "FULL")
+
+
 def levels(runs: list[Run]) -> dict:
     """C10 tuning ablation (Fig. 7): per muP level (NONE: no mup method, all multipliers 1), the val loss of the
-    baseline and of +LRM over seeds and the LRM gain (LRM - baseline, paired t interval over seeds); the worst
-    level's gain and interval bounds for the claim; each tuned level's baseline against NONE's (does tuning help?).
-    Missing numbers are NaN, so the claim's rule cannot hold on them."""
+    baseline and of +LRM over seeds and the LRM gain (LRM - baseline, paired by seed); the worst level's gain
+    (the largest mean gain) with a bootstrap over seeds (all levels resampled together, the worst re-picked);
+    each tuned level's baseline against NONE's (does tuning help?). A diverged run is a +inf loss."""
     from claimbench import stats
 
-    by: dict[str, dict[str, dict[int, float | None]]] = defaultdict(lambda: defaultdict(dict))
+    by: dict[str, dict[str, dict[int, float]]] = defaultdict(lambda: defaultdict(dict))
     tuned_files = set()
     for r in runs:
         mup = _mup_opts(r.sets)
         if mup.get("tuned"):
             tuned_files.add(mup["tuned"])
         arm = "lrm" if _arm(r).endswith("+lrm") else "base"
-        by[mup.get("level", "NONE")][arm][r.sets["seed"]] = r.loss
-    nan = float("nan")
+        by[mup.get("level", "NONE")][arm][r.seed] = _f(r.loss)
     out: dict[str, Any] = {"levels": {}}
-    for level in ("NONE", "LR", "LRWD", "FULL"):
+    for level in LEVELS:
         if level not in by:
             continue
         base, lrm = by[level].get("base", {}), by[level].get("lrm", {})
         row = {"base": _mean_sd(list(base.values())), "lrm": _mean_sd(list(lrm.values())),
-               "gain": nan, "ci_lo": nan, "ci_hi": nan}
-        complete = lambda d: bool(d) and all(v is not None and math.isfinite(v) for v in d.values())  # noqa: E731
-        if complete(base) and complete(lrm):
+               "gain": NAN, "ci_lo": NAN, "ci_hi": NAN}
+        if base and lrm and set(base) == set(lrm):
             d = stats.difference(lrm, base)
             row.update(gain=d["estimate"], ci_lo=d["ci_lo"], ci_hi=d["ci_hi"], paired=d["paired"])
         out["levels"][level] = row
-    rows = list(out["levels"].values())
-    full = len(rows) == 4 and all(math.isfinite(r["gain"]) for r in rows)
-    out["worst_gain"] = max(r["gain"] for r in rows) if full else nan
-    out["worst_ci_hi"] = max(r["ci_hi"] for r in rows) if full else nan
-    out["max_ci_lo"] = max(r["ci_lo"] for r in rows) if full else nan
+    complete = all(lv in by for lv in LEVELS)
+    seeds = sorted(set.intersection(*({*by[lv][a]} for lv in LEVELS for a in ("base", "lrm")))) if complete else []
+
+    def worst(ss: list) -> float:
+        return max(float(np.mean([by[lv]["lrm"][s] - by[lv]["base"][s] for s in ss])) for lv in LEVELS)
+
+    b = bootstrap(seeds, worst) if complete else {"estimate": NAN, "ci_lo": NAN, "ci_hi": NAN, "n": 0}
+    out.update(worst_gain=b["estimate"], worst_ci_lo=b["ci_lo"], worst_ci_hi=b["ci_hi"], n=b["n"],
+               **_counts(runs))
     none = (out["levels"].get("NONE") or {}).get("base", {}).get("mean")
     out["tuned_minus_none"] = {lv: (r["base"]["mean"] - none if none is not None and r["base"]["mean"] is not None
-                                    else nan) for lv, r in out["levels"].items() if lv != "NONE"}
+                                    else NAN) for lv, r in out["levels"].items() if lv != "NONE"}
     out["tuned_file"] = sorted(tuned_files)
     tuned = {}
     for f in sorted(tuned_files):
@@ -256,86 +439,57 @@ def levels(runs: list[Run]) -> dict:
 
 
 def depth(runs: list[Run], reference: list[Run]) -> dict:
-    """C4: ratio scalar-LRM / baseline of each block's output RMS, and whether it rises with depth."""
-    if not runs or not reference or not runs[0].rows or not reference[0].rows:
-        return {"ratio_by_layer": None, "rises_with_depth": None}
-    a, b = runs[0].rows[-1], reference[0].rows[-1]
-    layers = sorted(int(k.rsplit("/", 1)[1]) for k in a if k.startswith("lrm/resid_rms/"))
-    ratio = [a[f"lrm/resid_rms/{i}"] / b[f"lrm/resid_rms/{i}"] for i in layers if f"lrm/resid_rms/{i}" in b]
-    return {"ratio_by_layer": ratio, "rises_with_depth": len(ratio) > 1 and ratio[-1] > ratio[0]}
-
-
-def _fit_ci(x: list[float], y: list[float], groups: list[str] | None = None) -> dict[str, float | None]:
-    """Least-squares slope of log y on log x (one intercept per group) with a 95% t interval from its standard
-    error; None where there are not more points than parameters."""
-    groups = groups or ["all"] * len(x)
-    names = sorted(set(groups))
-    if len(x) <= len(names) + 1:
-        return {"slope": None, "ci_lo": None, "ci_hi": None, "n": len(x)}
+    """C4: per seed, the ratio scalar-LRM / baseline of each block's output RMS and its Spearman rho with the
+    layer index; the mean rho with a bootstrap over seeds; the layer count (the premise reads it)."""
     from scipy import stats
 
-    X = np.column_stack([np.log(x)] + [[1.0 if g == n else 0.0 for g in groups] for n in names])
-    coef, res, *_ = np.linalg.lstsq(X, np.log(y), rcond=None)
-    dof = len(x) - X.shape[1]
-    resid = np.log(y) - X @ coef
-    se = math.sqrt(float(resid @ resid) / dof * np.linalg.inv(X.T @ X)[0, 0])
-    t = float(stats.t.ppf(0.975, dof))
-    return {"slope": float(coef[0]), "ci_lo": float(coef[0] - t * se), "ci_hi": float(coef[0] + t * se),
-            "n": len(x), "dof": dof}
+    ref = {r.seed: r for r in reference}
+    ratios: dict[int, list[float] | None] = {}
+    for r in runs:
+        b = ref.get(r.seed)
+        if b is None or not r.rows or not b.rows:
+            ratios[r.seed] = None  # a diverged or missing run: no ratio (a miss, counted below)
+            continue
+        a, c = r.rows[-1], b.rows[-1]
+        layers = sorted(int(k.rsplit("/", 1)[1]) for k in a if k.startswith("lrm/resid_rms/"))
+        ratios[r.seed] = [a[f"lrm/resid_rms/{i}"] / c[f"lrm/resid_rms/{i}"] for i in layers
+                          if f"lrm/resid_rms/{i}" in c]
+
+    def rho(s: int) -> float:
+        v = ratios[s]
+        return float(stats.spearmanr(range(len(v)), v)[0]) if v and len(v) >= 3 else NAN
+
+    seeds = sorted(ratios)
+    b = bootstrap(seeds, lambda ss: float(np.mean([rho(s) for s in ss])))
+    n_layers = int(runs[0].sets.get("model.n_layer", 0)) if runs else 0
+    first = ratios.get(seeds[0]) if seeds else None
+    return {**b, "rho_by_seed": {str(s): rho(s) for s in seeds}, "ratio_by_layer": first,
+            "rises_with_depth": bool(first) and len(first) > 1 and first[-1] > first[0], "n_layers": n_layers,
+            **_counts(runs + reference)}
 
 
 def claim_files(s: dict) -> dict[str, dict]:
-    """The files benchmarks/claims/lrm.yaml reads with `from_file` (c1_norm_slope, c2_projector, c4_residual_norms,
-    c7_width), from this module's studies."""
-    from scipy import stats
-
-    pts = [(S, w, arm) for arm, v in s["C1_C2"].items() for S, w in zip(v["S"], v["head_rms"], strict=True)
-           if w is not None and w > 0]
-    c1 = _fit_ci([p[0] for p in pts], [p[1] for p in pts], [p[2] for p in pts]) if pts else {"slope": None}
-    c1["note"] = "log-log slope of the head's What RMS vs S, FPN/SPN/VPN pooled with one intercept each"
-    fpn, vpn = s["C1_C2"]["FPN"], s["C1_C2"]["VPN"]
-
-    def excess(arm: dict) -> float | None:
-        by = dict(zip(arm["S"], arm["val_loss"], strict=True))
-        ext = [by.get(k) for k in (min(arm["S"], default=None), max(arm["S"], default=None))]
-        if None in ext or by.get(1.0) is None:
-            return None
-        return statistics.fmean(ext) - by[1.0]
-
-    e_f, e_v = excess(fpn), excess(vpn)
-    sd = s["C10"]["max_seed_sd"]  # one seed per arm here: the seed noise of lrm:perf's runs (same model size)
-    est = e_f - e_v if e_f is not None and e_v is not None else None
-    half = 1.96 * math.sqrt(3) * sd if est is not None and sd is not None else None
-    c2 = {"excess_fpn_over_vpn": est, "ci_lo": est - half if half is not None else None,
-          "ci_hi": est + half if half is not None else None, "seed_sd_borrowed": sd,
-          "note": "[mean loss at the extreme S - loss at S=1] for FPN minus the same for VPN; 1 seed per point, "
-                  "interval from lrm:perf's seed SD (variance 3 sd^2)"}
-    ratio = s["C4"]["ratio_by_layer"]
-    rho = float(stats.spearmanr(range(len(ratio)), ratio)[0]) if ratio and len(ratio) >= 3 else None
-    c4 = {"rho": rho, "ratio_by_layer": ratio, "note": "Spearman rho of the LRM/baseline block-output RMS ratio vs "
-          "depth; None below 3 layers"}
-    c7w = s["C7"]
-    pts7 = [(d, m) for d, m in zip(c7w["width"], c7w["projector_mult"], strict=True) if m is not None and m > 0]
-    fit = _fit_ci([p[0] for p in pts7], [p[1] for p in pts7]) if pts7 else {"slope": None}
-    c7 = {"exponent": -fit["slope"] if fit.get("slope") is not None else None,
-          "ci_lo": -fit["ci_hi"] if fit.get("ci_hi") is not None else None,
-          "ci_hi": -fit["ci_lo"] if fit.get("ci_lo") is not None else None, "widths": [p[0] for p in pts7],
-          "note": "a in multiplier ~ d^-a, the learned projector multiplier = the scalar final-norm gain"}
-    return {"c1_norm_slope.json": c1, "c2_projector.json": c2, "c4_residual_norms.json": c4, "c7_width.json": c7}
+    """The files benchmarks/claims/lrm.yaml reads with `from_file`, one per claim family, from the studies."""
+    proj = s["C1_C2"]
+    return {"c1_norm_slope.json": proj["c1"], "c2_projector.json": proj["c2"], "c3_mlp_scale.json": s["C3"],
+            "c4_residual_norms.json": s["C4"], "c6_symmetry.json": s["C6"], "c7_width.json": s["C7"],
+            "c10_perf.json": {"adamw": s["C10"]["gain_adamw"], "muon": s["C10"]["gain_muon"]},
+            "c10_levels.json": {k: v for k, v in (s.get("C10_levels") or {"worst_gain": NAN, "worst_ci_lo": NAN,
+                                                                             "worst_ci_hi": NAN, "n": 0}).items()
+                                if k not in ("tuned",)}}
 
 
-def analyse(grid: list[dict], runs_dir: Path) -> dict:
+def analyse(grid: list[dict], runs_dir: Path, store: Path | None = None) -> dict:
     studies: dict[str, list[Run]] = defaultdict(list)
     for entry in grid:
         for spec in expand([entry]).values():
-            studies[entry.get("study", "")].append(Run(spec, runs_dir))
+            studies[entry.get("study", "")].append(Run(spec, runs_dir, store))
     perf_runs = studies.get("perf", [])
     # the references of C8, C9, C4: lrm:perf's AdamW arms at the fixed LR of those studies
     lr = next((r.sets["train.lr"] for r in studies.get("clip", []) + studies.get("head", [])), None)
     ref_lrm = [r for r in perf_runs if _arm(r) == "adamw+lrm" and r.sets["train.lr"] == lr and r.lrm == {"name": "lrm"}]
     depth_runs = studies.get("depth", [])
-    ref_probe = ([r for r in depth_runs if r.lrm.get("placement") == "none"]
-                 or [r for r in perf_runs if _arm(r) == "adamw" and r.sets["train.lr"] == lr and r.sets["seed"] == 0])
+    ref_probe = [r for r in depth_runs if r.lrm.get("placement") == "none"]
     depth_runs = [r for r in depth_runs if r.lrm.get("placement") != "none"]
     out = {"C10": perf(perf_runs), "C1_C2": projector(studies.get("projector", [])),
            "C3": mlp_scale(studies.get("mlp_scale", [])), "C6": symmetry(studies.get("symmetry", [])),
@@ -345,7 +499,7 @@ def analyse(grid: list[dict], runs_dir: Path) -> dict:
         out["C10_levels"] = levels(studies["levels"])
     unique = {r.spec.run_id: r for v in studies.values() for r in v}.values()  # shared runs counted once
     out["runs"] = {"total": len(unique), "ok": sum(r.ok for r in unique),
-                   "diverged": sum(r.result.get("status") == "diverged" for r in unique),
+                   "diverged": sum(r.diverged for r in unique),
                    "wall_s_sum": sum(float(r.result.get("wall_s") or 0.0) for r in unique),
                    "sweep_trials": len({r.spec.run_id for r in studies.get("mup_sweep", [])})}
     return out
@@ -379,50 +533,60 @@ def summary_md(s: dict) -> str:
             lines.append(f"| {level} | {_grouped(v.get('lr_mult'))} | {_grouped(v.get('wd_mult'))} | "
                          f"{_grouped(v.get('fwd_mult'))} | {'-' if loss is None else f'{loss:.4f}'} |")
         lines.append("")
-    lines += ["| claim | number | value |", "|---|---|---|",
-             f"| C10 | val loss gain of LRM, AdamW (best LR each) | {fmt(c10['gain_adamw'])} |",
-             f"| C10 | val loss gain of LRM, Muon | {fmt(c10['gain_muon'])} |",
-             f"| C10 | Muon - AdamW | {fmt(c10['muon_vs_adamw'])} |",
-             f"| C10 | largest seed SD at the best LR | {fmt(c10['max_seed_sd'])} |",
-             f"| C5 | row-norm spread ratio LRM/baseline, W_q | {fmt(c10['row_spread_ratio_attn_q'])} |",
-             f"| C5 | row-norm spread ratio LRM/baseline, W_gate | {fmt(c10['row_spread_ratio_mlp_gate'])} |"]
-    for name, v in s["C1_C2"].items():
-        lines.append(f"| C1/C2 | {name}: slope of head RMS vs S; slope of ABM; loss range over S | "
-                     f"{fmt(v['slope_head_rms'])}; {fmt(v['slope_abm'])}; {fmt(v['loss_range'])} |")
-    for arm, v in s["C3"].items():
-        lines.append(f"| C3 | {arm}: loss(S max) - loss(S=1) | {fmt(v['rise'])} |")
-    for arm, v in s["C6"].items():
-        lines.append(f"| C6 | {arm}: |log10 Mq/Mk|, residual RMS growth | {fmt(v['qk_log10_ratio'])}, "
-                     f"{fmt(v['resid_growth'])} |")
-    c7 = s["C7"]
-    lines += [f"| C7 | slopes vs width: What RMS, logit RMS, projector multiplier | {fmt(c7['slope_w_rms'])}, "
-              f"{fmt(c7['slope_logit_rms'])}, {fmt(c7['slope_projector_mult'])} |",
+    iv = lambda d: f"{fmt(d.get('estimate'))} [{fmt(d.get('ci_lo'))}, {fmt(d.get('ci_hi'))}] (n={d.get('n')})"  # noqa: E731
+    c1, c2 = s["C1_C2"]["c1"], s["C1_C2"]["c2"]
+    lines += ["| claim | number | value [95% bootstrap interval] |", "|---|---|---|",
+              f"| C10 | val loss gain of LRM, AdamW (best LR each) | {iv(c10['gain_adamw'])} |",
+              f"| C10 | val loss gain of LRM, Muon | {iv(c10['gain_muon'])} |",
+              f"| C10 | Muon - AdamW | {fmt(c10['muon_vs_adamw'])} |",
+              f"| C5 | row-norm spread ratio LRM/baseline, W_q | {fmt(c10['row_spread_ratio_attn_q'])} |",
+              f"| C5 | row-norm spread ratio LRM/baseline, W_gate | {fmt(c10['row_spread_ratio_mlp_gate'])} |",
+              f"| C1 | slope of log head RMS on log S, S = lr/wd (theory 0.5) | {iv(c1)} |",
+              f"| C1 | same, ABM reference; head/ABM | {fmt(c1['abm_slope'])}; {fmt(c1['head_over_abm_slope'])} |",
+              f"| C1-C3, C7 | steps x lr x wd (relaxation times) | C1 {fmt(c1['lr_wd_steps'])}, C3 "
+              f"{fmt(s['C3']['lr_wd_steps'])}, C7 {fmt(s['C7']['lr_wd_steps'])} |",
+              f"| C2 | FPN excess loss at extreme S over VPN's | {iv(c2)} |",
+              f"| C2 | placebo: SPN over VPN | {iv(c2['placebo_spn_over_vpn'])} |",
+              f"| C3 | rise loss(S max) - loss(S=1): no multipliers; scalar multipliers | "
+              f"{fmt(s['C3']['no_mult_rise'])}; {iv(s['C3'])} |",
+              f"| C6 | no-WD minus WD |log10 Mq/Mk| | {iv(s['C6'])} |",
+              f"| C7 | exponent a of the projector multiplier ~ d^-a | {iv(s['C7'])} |",
+              f"| C7 | slopes vs width: What RMS, logit RMS | {fmt(s['C7']['slope_w_rms'])}, "
+              f"{fmt(s['C7']['slope_logit_rms'])} |",
               f"| C8 | early clip factor include / exclude | {fmt(c8['early_clip_factor_include']['mean'])} / "
               f"{fmt(c8['early_clip_factor_exclude']['mean'])} |",
               f"| C8 | val loss include - exclude | {fmt(c8['loss_diff'])} |",
               f"| C9 | val loss head rows - none | {fmt(c9['loss_diff'])} |",
-              f"| C4 | block-output RMS ratio scalar-LRM/baseline by depth | {s['C4']['ratio_by_layer']} |"]
+              f"| C4 | Spearman rho of the block-output RMS ratio with depth ({s['C4']['n_layers']} layers) | "
+              f"{iv(s['C4'])} |"]
     for level, v in (s.get("C10_levels") or {}).get("levels", {}).items():
         lines.append(f"| C10 levels | {level}: val loss baseline / +LRM; LRM gain [95% CI] | {fmt(v['base']['mean'])}"
                      f" / {fmt(v['lrm']['mean'])}; {fmt(v['gain'])} [{fmt(v['ci_lo'])}, {fmt(v['ci_hi'])}] |")
+    if s.get("C10_levels"):
+        lv = s["C10_levels"]
+        lines.append(f"| C10 levels | worst level's gain | {fmt(lv['worst_gain'])} [{fmt(lv['worst_ci_lo'])}, "
+                     f"{fmt(lv['worst_ci_hi'])}] (n={lv['n']}) |")
     return "\n".join(lines) + "\n"
 
 
-def grid_cli(description: str, argv: list[str] | None) -> tuple[dict, str, Path, Path]:
-    """The lrm analysis stages' shared command line: (grid config, its path, runs dir, output file)."""
+def grid_cli(description: str, argv: list[str] | None) -> tuple[dict, str, Path, Path, Path | None]:
+    """The lrm analysis stages' shared command line: (grid config, its path, runs dir, output file, evidence store:
+    where a run the runs dir lacks is read from)."""
     p = argparse.ArgumentParser(description=description)
     p.add_argument("--grid", required=True)
     p.add_argument("--runs-dir", required=True)
+    p.add_argument("--store", default=None)
     p.add_argument("--out", required=True)
     a = p.parse_args(argv)
-    return yaml.safe_load(Path(a.grid).read_text()) or {}, a.grid, Path(a.runs_dir), Path(a.out)
+    return (yaml.safe_load(Path(a.grid).read_text()) or {}, a.grid, Path(a.runs_dir), Path(a.out),
+            Path(a.store) if a.store else None)
 
 
 def main(argv: list[str] | None = None) -> None:
-    cfg, grid, runs_dir, out = grid_cli(__doc__.splitlines()[0], argv)
+    cfg, grid, runs_dir, out, store = grid_cli(__doc__.splitlines()[0], argv)
     sweep = load_sweep(cfg, grid)
     trials = [{**e, "study": "mup_sweep"} for e in trial_grid(sweep)] if sweep else []
-    s = analyse(cfg["grid"] + trials, runs_dir)
+    s = analyse(cfg["grid"] + trials, runs_dir, store)
     atomic_write_json(out, s)
     for name, content in claim_files(s).items():
         atomic_write_json(out.parent / name, content)

@@ -7,18 +7,18 @@ same statistic on other tasks. The `downstream` section of config/papers/lrm.<pr
 
 Per pair: a task counts only when the runs are above chance on it (pooled over both arms: mean accuracy - chance >
 2 x lm-eval's mean per-run standard error), so a task at chance adds no noise and a pair with no such task has no
-estimate (NaN: the claims' rules cannot hold, the verdict is inconclusive, never one read from noise). Each run's
-score is its mean accuracy over the counted tasks; the estimate is mean(LRM) - mean(baseline) with a paired t
-interval over seeds (claimbench.stats.difference), and their ratio with the log-ratio interval (C12). The held-out
-perplexity task (cb_shakespeare_ppl, bits per byte) is reported beside it as context; no rule reads it.
+estimate (NaN; the claims' premise reads
+`n_above_chance`, so a verdict is never read from noise). Each run's score is its mean accuracy over the
+counted tasks; the estimate is mean(LRM) - mean(baseline) and their ratio (C12), each with a bootstrap interval over
+seeds (pairs resampled together). Runs are read through claimbench.evidence; a diverged run is a miss: chance
+accuracy on every task. The held-out perplexity task (cb_shakespeare_ppl, bits per byte) is context; no rule reads it.
 
     python -m methods.lrm.downstream --grid config/papers/lrm.smoke.yaml --runs-dir runs/smoke \\
-        --out results/analysis/lrm/c11_downstream.json
+        --store results/evidence/smoke --out results/analysis/lrm/c11_downstream.json
 """
 
 from __future__ import annotations
 
-import json
 import math
 import statistics
 from pathlib import Path
@@ -26,9 +26,10 @@ from typing import Any
 
 from claimbench import stats
 from claimbench.config import ConfigError
+from claimbench.evidence import locate, read_run
 from claimbench.grid import RunSpec, expand
 from claimbench.io import atomic_write_json
-from methods.lrm.analysis import grid_cli
+from methods.lrm.analysis import bootstrap, grid_cli
 
 METRICS = ("acc_norm", "acc")  # the first an lm-eval task reports (lm-eval's leaderboard convention: acc_norm)
 NAN = float("nan")
@@ -69,16 +70,39 @@ def pair_key(spec: RunSpec) -> str:
     return ",".join(sorted(x for x in spec.sets if not x.startswith("methods=")))
 
 
-def pair_stats(arms: dict[str, dict[str, RunSpec]], runs_dir: Path) -> dict:
+def _read(rid: str, runs_dir: Path, store: Path | None) -> tuple[str, dict | None]:
+    """(status, lm-eval scores) of a run; FileNotFoundError names a finished run without its lm_eval.json."""
+    ev = read_run(locate(rid, runs_dir, store))
+    if ev.status == "diverged":
+        return "diverged", ev.lm_eval()
+    scores = ev.lm_eval()
+    if scores is None:
+        raise FileNotFoundError(2, "no lm-eval scores", str(ev.run_dir / "lm_eval.json"))
+    return ev.status, scores
+
+
+def pair_stats(arms: dict[str, dict[str, RunSpec]], runs_dir: Path, store: Path | None = None) -> dict:
     """One pair's numbers (see the module docstring); FileNotFoundError names a missing lm_eval.json."""
     scores: dict[str, dict[str, dict]] = {}
+    read = {arm: {rid: _read(rid, runs_dir, store) for rid in specs} for arm, specs in arms.items()}
+    chances: dict[str, dict] = {}
+    for arm, specs in arms.items():
+        for rid in specs:
+            status, ev = read[arm][rid]
+            if status != "diverged":
+                for t, v in task_scores(ev).items():
+                    chances.setdefault(t, v)
     for arm, specs in arms.items():
         scores[arm] = {}
         for rid, spec in specs.items():
-            path = runs_dir / rid / "lm_eval.json"
-            ev = json.loads(path.read_text())
-            bpb = ((ev.get("results") or {}).get("cb_shakespeare_ppl") or {}).get("bits_per_byte,none")
-            scores[arm][pair_key(spec)] = {"run_id": rid, "tasks": task_scores(ev),
+            status, ev = read[arm][rid]
+            if status == "diverged":  # a miss: chance accuracy on every task the others were scored on
+                tasks = {t: {**v, "acc": v["chance"], "stderr": 0.0} for t, v in chances.items()}
+                bpb = None
+            else:
+                tasks = task_scores(ev)
+                bpb = ((ev.get("results") or {}).get("cb_shakespeare_ppl") or {}).get("bits_per_byte,none")
+            scores[arm][pair_key(spec)] = {"run_id": rid, "tasks": tasks, "status": status,
                                            "bpb": float(bpb) if isinstance(bpb, (int, float)) else None}
     every = [r for rs in scores.values() for r in rs.values()]
     names = sorted(set.intersection(*(set(r["tasks"]) for r in every))) if every else []
@@ -92,28 +116,33 @@ def pair_stats(arms: dict[str, dict[str, RunSpec]], runs_dir: Path) -> dict:
     used = [t for t in names if tasks[t]["above_chance"]]
     per_run = {arm: {seed: (statistics.fmean(r["tasks"][t]["acc"] for t in used) if used else NAN)
                      for seed, r in rs.items()} for arm, rs in scores.items()}
+    keys = sorted(set(per_run.get("vec", {})) & set(per_run.get("base", {})))
     out: dict[str, Any] = {"tasks": tasks, "tasks_used": used, "n_above_chance": len(used),
                            "score": {arm: {scores[arm][k]["run_id"]: v for k, v in sorted(vals.items())}
                                      for arm, vals in per_run.items()},
                            "estimate": NAN, "ci_lo": NAN, "ci_hi": NAN, "ratio": NAN, "ratio_ci_lo": NAN,
-                           "ratio_ci_hi": NAN}
+                           "ratio_ci_hi": NAN, "n": len(keys),
+                           "misses": sum(r["status"] == "diverged" for r in every),
+                           "runs": sorted(r["run_id"] for r in every)}
     bpb = {arm: {k: r["bpb"] for k, r in rs.items() if r.get("bpb") is not None} for arm, rs in scores.items()}
     if all(len(v) == len(scores[arm]) and v for arm, v in bpb.items()):  # context, not in any rule: held-out bits
         d = stats.difference(bpb["vec"], bpb["base"])
         out["bits_per_byte"] = {"vec": statistics.fmean(bpb["vec"].values()),
                                 "base": statistics.fmean(bpb["base"].values()),
                                 "diff": d["estimate"], "ci_lo": d["ci_lo"], "ci_hi": d["ci_hi"]}
-    if used:
-        d = stats.difference(per_run["vec"], per_run["base"])
-        out.update(estimate=d["estimate"], ci_lo=d["ci_lo"], ci_hi=d["ci_hi"], paired=d["paired"], n=d["n_a"])
+    if used and keys:
+        vec, base = per_run["vec"], per_run["base"]
+        d = bootstrap(keys, lambda ks: statistics.fmean(vec[k] - base[k] for k in ks))
+        out.update(estimate=d["estimate"], ci_lo=d["ci_lo"], ci_hi=d["ci_hi"], paired=True)
         if all(v > 0 for vals in per_run.values() for v in vals.values()):
-            r = stats.ratio(per_run["vec"], per_run["base"])
+            r = bootstrap(keys, lambda ks: statistics.fmean(vec[k] for k in ks) / statistics.fmean(base[k]
+                                                                                                 for k in ks))
             out.update(ratio=r["estimate"], ratio_ci_lo=r["ci_lo"], ratio_ci_hi=r["ci_hi"])
     return out
 
 
-def analyse(grid_cfg: dict, runs_dir: Path, where: str = "grid") -> dict:
-    out = {name: pair_stats(arms, runs_dir) for name, arms in pairs(grid_cfg, where).items()}
+def analyse(grid_cfg: dict, runs_dir: Path, where: str = "grid", store: Path | None = None) -> dict:
+    out = {name: pair_stats(arms, runs_dir, store) for name, arms in pairs(grid_cfg, where).items()}
     out["note"] = ("mean accuracy over the lm-eval tasks the runs are above chance on (mean acc - chance > 2 x mean "
                    "stderr, pooled over both arms); LRM - baseline, paired t interval over seeds; NaN: no task above "
                    "chance")
@@ -121,8 +150,8 @@ def analyse(grid_cfg: dict, runs_dir: Path, where: str = "grid") -> dict:
 
 
 def main(argv: list[str] | None = None) -> None:
-    cfg, grid, runs_dir, out = grid_cli(__doc__.splitlines()[0], argv)
-    atomic_write_json(out, analyse(cfg, runs_dir, grid))
+    cfg, grid, runs_dir, out, store = grid_cli(__doc__.splitlines()[0], argv)
+    atomic_write_json(out, analyse(cfg, runs_dir, grid, store))
 
 
 if __name__ == "__main__":
