@@ -31,7 +31,7 @@ def output_names(stat: dict) -> set[str]:
     """Names a rule may read for this statistic (with the claim's arm names filled in)."""
     kind = stat["kind"]
     arms = stat.get("arms") or ([stat["arm"]] if stat.get("arm") else [])
-    per_arm = {f"{p}_{a}" for a in arms for p in ("mean", "sd", "n", "diverged_frac", "diverged")}
+    per_arm = {f"{p}_{a}" for a in arms for p in ("mean", "sd", "n", "min", "max", "diverged_frac", "diverged")}
     if kind == "mean":
         return COMMON | per_arm | {"sd", "n", "diverged_frac"}
     if kind in ("difference", "ratio"):
@@ -151,7 +151,9 @@ def compute(stat: dict, evidence: dict[str, list[RunEvidence]], grid: dict, path
         if stat.get("metric") and kind not in ("diverged_fraction", "trend", "from_file"):
             arm_vals[arm] = {ev.key: _value(ev, stat) for ev in rows}
             s = stats.summarize(list(arm_vals[arm].values()), level)
-            out.update({f"mean_{arm}": s["mean"], f"sd_{arm}": s["sd"], f"n_{arm}": s["n"]})
+            vals = [v for v in arm_vals[arm].values() if v is not None]
+            out.update({f"mean_{arm}": s["mean"], f"sd_{arm}": s["sd"], f"n_{arm}": s["n"],
+                        f"min_{arm}": min(vals, default=math.nan), f"max_{arm}": max(vals, default=math.nan)})
     if kind == "mean":
         arm = stat["arm"]
         s = stats.summarize(list(arm_vals[arm].values()), level)

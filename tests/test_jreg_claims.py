@@ -31,7 +31,7 @@ def _mean_values(vals: list[float]) -> dict:
 
 def _base_values(base: dict) -> dict:
     s = summarize(list(base.values()))
-    return {"mean_base": s["mean"], "sd_base": s["sd"], "n_base": s["n"]}
+    return {"mean_base": s["mean"], "sd_base": s["sd"], "n_base": s["n"], "min_base": min(base.values())}
 
 
 def _verdict(claim, arms: dict, values: dict) -> str:
