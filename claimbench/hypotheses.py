@@ -22,6 +22,7 @@ with a non-finite value falls back to a rank test and has no interval, so it can
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -253,9 +254,13 @@ def seeds_needed(test: dict, a: dict, b: dict, power: float = 0.8, most: int = 2
     if sd == 0:
         return max(int(test.get("min_seeds", DEFAULT_MIN_SEEDS)), 2)
     es = delta / sd
+    if es >= 4:  # a huge effect: the minimum decides (statsmodels' root finder does not converge there)
+        return max(int(test.get("min_seeds", DEFAULT_MIN_SEEDS)), 2)
     try:
-        n = (TTestPower() if paired else TTestIndPower()).solve_power(effect_size=es, alpha=alpha, power=power,
-                                                                       alternative="larger")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            n = (TTestPower() if paired else TTestIndPower()).solve_power(effect_size=es, alpha=alpha, power=power,
+                                                                           alternative="larger")
     except (ValueError, RuntimeError):
         return None
     n = float(np.atleast_1d(n)[0])

@@ -212,7 +212,7 @@ def test_replayed_warmup_runs_launch_like_every_other_run():
     for block in out.split("\n\n"):
         m = re.search(r"rule (\w*train):", block)
         if m:
-            shell = [ln for ln in block.splitlines() if "-m claimbench train" in ln]
+            shell = [ln for ln in block.splitlines() if "-m claimbench" in ln and " train " in ln]
             cmds.setdefault(m.group(1), shell[0] if shell else "")
     from claimbench.launch import train_shell
 
