@@ -140,8 +140,9 @@ def write_tables(studies: list[dict], claims: list[Claim], results_dir: str | Pa
     text = (f"# All claims ({profile} profile)\n\n{len(studies)} claims; {verdict_counts(studies)}.\n\n"
             f"{_provenance_line(studies)}\n\n"
             "Our value is the claim's statistic with its 95% interval; `ours` lists the choices that are the "
-            "suite's, not the paper's (details in each paper's page). Verdicts follow each claim's rule in "
-            "`benchmarks/claims/<paper>.yaml`.\n\n"
+            "suite's, not the paper's (details in each paper's page). Verdicts follow each claim's pre-registered "
+            "test (its premises, placebo, Holm-adjusted p) or rule in `benchmarks/claims/<paper>.yaml`; "
+            "`out_of_scope` names the premise that fails at this scale.\n\n"
             + summary.to_markdown(index=False) + "\n")
     atomic_write_text(results / "claims.md", text)
     written.append(results / "claims.md")

@@ -55,6 +55,7 @@ rule tables:
     input:
         studies=[f"{RESULTS}/studies/{cid}.json" for cid in sorted(STUDIED)],
         evidence=f"{RESULTS}/logs/evidence.stamp",
+        figures=f"{RESULTS}/figures/claims",  # the pages embed the figures that exist: draw them first
         claims=CLAIM_FILES,
     output:
         csv=report(f"{RESULTS}/claims.csv", category="Claims", labels={"table": "all claims (csv)"}),
