@@ -153,15 +153,7 @@ def _check_claim(c: dict, where: str) -> None:
     for i, prem in enumerate(c.get("premises", [])):
         _check_names(prem["holds_if"], known | per_arm, f"{where}.premises[{i}]({prem['name']})")
     for key in [k for k in ("reproduced_if", "not_reproduced_if") if "rule" in c]:
-        try:
-            unknown = names_in(c["rule"][key]) - known
-        except ConfigError as e:
-            raise ConfigError(f"{where}.rule.{key}: {e}") from None
-        if unknown:
-            name = sorted(unknown)[0]
-            hint = closest(name, known)
-            raise ConfigError(f"{where}.rule.{key}: unknown name '{name}'"
-                              + (f" (did you mean '{hint}'?)" if hint else f" (known: {', '.join(sorted(known))})"))
+        _check_names(c["rule"][key], known, f"{where}.rule.{key}")
         if "paper_effect" in names_in(c["rule"][key]) and "paper_effect" not in c["rule"]:
             raise ConfigError(f"{where}.rule.{key}: uses 'paper_effect' but rule.paper_effect is not set")
 
@@ -174,7 +166,7 @@ def _check_names(expr: str, known: set[str], where: str) -> None:
     if unknown:
         name = sorted(unknown)[0]
         hint = closest(name, known)
-        raise ConfigError(f"{where}: unknown metric or name '{name}'"
+        raise ConfigError(f"{where}: unknown name '{name}'"
                           + (f" (did you mean '{hint}'?)" if hint else f" (known: {', '.join(sorted(known))})"))
 
 

@@ -187,7 +187,7 @@ def test_holm_within_a_paper():
     ({"test": {"kind": "equivalence", "margin_reason": "x"}}, "test.margin: required"),
     ({"test": {"kind": "noninferiority", "margin": 0.1, "margin_reason": "x", "min_seeds": 1}}, "test.min_seeds"),
     ({"test": {"kind": "noninferiority", "margin": "2*sd", "margin_reason": "x"}}, "test.margin: must be a number"),
-    ({"premises": [{"name": "exists", "holds_if": "nosuch_metric > 0"}]}, "unknown metric or name 'nosuch_metric'"),
+    ({"premises": [{"name": "exists", "holds_if": "nosuch_metric > 0"}]}, "unknown name 'nosuch_metric'"),
     ({"placebo": {"arms": ["nosuch", "ref"]}}, "arm 'nosuch'"),
 ])
 def test_bad_test_block_is_one_line_naming_file_claim_and_key(tmp_path, change, expect):
