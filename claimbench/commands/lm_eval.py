@@ -43,16 +43,17 @@ def cmd_lm_eval(ns) -> int:
         for t in names:  # `cb_` is our namespace: an unknown cb_ name is a typo of ours, refused before lm-eval loads
             if t.startswith("cb_") and t not in _our_tasks():
                 raise ConfigError(_unknown_task(t))
+    from claimbench.lm_eval_model import resolve_run  # (importing it registers the model "claimbench")
+
+    if _arg(args, "--model") == "claimbench":  # the checkpoint first (a ViT run is not news about task data)
+        model_args = dict(kv.split("=", 1) for kv in (_arg(args, "--model_args") or "").split(",") if "=" in kv)
+        if "checkpoint" in model_args:
+            resolve_run(model_args["checkpoint"])
+    if tasks:
         known = [t for t in names if t in TASKS]
         check_data(known, os.environ.get("HF_HOME") or Path.home() / ".cache" / "huggingface")
     from lm_eval.__main__ import cli_evaluate
 
-    from claimbench.lm_eval_model import resolve_run  # (importing it registers the model "claimbench")
-
-    if _arg(args, "--model") == "claimbench":  # its checkpoint checked before lm-eval logs a line
-        model_args = dict(kv.split("=", 1) for kv in (_arg(args, "--model_args") or "").split(",") if "=" in kv)
-        if "checkpoint" in model_args:
-            resolve_run(model_args["checkpoint"])
     if args and args[0] not in LM_EVAL_SUBCOMMANDS and args[0] not in ("-h", "--help"):
         args = ["run", *args]  # lm-eval 0.4.13 wants its subcommand
     sys.argv = ["lm-eval", *args]
