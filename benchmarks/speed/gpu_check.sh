@@ -276,8 +276,11 @@ s["ok"] = all(st.get("rc") == 0 for st in stages.values())
 print(json.dumps(s, indent=2))
 EOF
 extra=(); [ -d "$WORK/grid/runs" ] && extra=(-C "$WORK" grid/runs grid/config.yaml)
-tar czf "$OUT/gpu-check.tgz.tmp" --exclude='*.pt' --exclude=./work --exclude=./gpu-check.tgz \
-  --exclude=./gpu-check.tgz.tmp -C "$OUT" . "${extra[@]}" 2>>"$LOG" && mv "$OUT/gpu-check.tgz.tmp" "$OUT/gpu-check.tgz"
+# tar exits 1 when a file changed while it read it (the log it appends to, at least): the archive is still whole
+tar_rc=0
+tar czf "$OUT/gpu-check.tgz.tmp" --warning=no-file-changed --exclude='*.pt' --exclude=./work \
+  --exclude=./gpu-check.tgz --exclude=./gpu-check.tgz.tmp -C "$OUT" . "${extra[@]}" 2>>"$LOG" || tar_rc=$?
+[ "$tar_rc" -le 1 ] && mv "$OUT/gpu-check.tgz.tmp" "$OUT/gpu-check.tgz"
 if [ -n "$PACK" ]; then
   cp "$OUT/summary.json" "$OUT/gpu-check.tgz" "$PACK"/ 2>/dev/null
   for f in speed.md methods.md flerm.md; do [ -f "$OUT/$f" ] && cp "$OUT/$f" "$PACK/"; done
