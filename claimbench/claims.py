@@ -19,7 +19,7 @@ import yaml
 from claimbench.config import ConfigError, closest
 from claimbench.evidence import check_metric_name
 from claimbench.grid import RunSpec, expand
-from claimbench.study import output_names
+from claimbench.study import PER_ARM, output_names
 from claimbench.verdicts import names_in
 
 REPO = Path(__file__).resolve().parents[1]
@@ -149,7 +149,7 @@ def _check_claim(c: dict, where: str) -> None:
         _check_test(c, where, named)
     grid_arms = {a for arms in c["grid"].values() for a in arms}  # every arm's runs are read, so premises may
     per_arm = {f"{p}_{a}" for a in grid_arms for p in ("diverged", "diverged_frac")}  # read any arm's misses
-    per_arm |= {f"{p}_{a}" for a in grid_arms for p in ("mean", "sd", "n", "min", "max")} if "metric" in stat else set()
+    per_arm |= {f"{p}_{a}" for a in grid_arms for p in PER_ARM} if "metric" in stat else set()
     for i, prem in enumerate(c.get("premises", [])):
         _check_names(prem["holds_if"], known | per_arm, f"{where}.premises[{i}]({prem['name']})")
     for key in [k for k in ("reproduced_if", "not_reproduced_if") if "rule" in c]:

@@ -14,7 +14,6 @@ Metric names a claim may use:
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import warnings
@@ -177,31 +176,23 @@ def locate(run_id: str, runs_dir: str | Path, store: str | Path | None) -> Path:
     return kept if (kept / "result.json").is_file() else live
 
 
-def archive(run_dirs: list[str | Path], store: str | Path) -> dict:
-    """Copy each run's `RUN_FILES` into the store (only what changed; atomically); returns what was kept.
+def archive(run_dirs: list[str | Path], store: str | Path) -> list[str]:
+    """Copy each run's `RUN_FILES` into the store (only what changed; atomically); the run ids kept.
 
     Runs already in the store and not named here stay: a DAG over one paper keeps the others' evidence.
     A run without a result.json is skipped (nothing finished to keep).
     """
-    store = Path(store)
-    index: dict = {}
+    kept = []
     for d in map(Path, run_dirs):
         if not (d / "result.json").is_file():
             continue
-        entry = {}
         for name in RUN_FILES:
-            src, dst = d / name, store / d.name / name
+            src, dst = d / name, Path(store) / d.name / name
             if not src.is_file():
                 dst.unlink(missing_ok=True)
                 continue
             data = src.read_bytes()
             if not dst.is_file() or dst.read_bytes() != data:
                 atomic_write_bytes(dst, data)
-            entry[name] = hashlib.sha256(data).hexdigest()
-        try:
-            res = json.loads((d / "result.json").read_text())
-            entry["status"], entry["cpu_s"] = res.get("status"), res.get("cpu_s")
-        except (OSError, ValueError, AttributeError):
-            entry["status"] = "corrupt"
-        index[d.name] = entry
-    return index
+        kept.append(d.name)
+    return kept

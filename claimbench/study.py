@@ -25,13 +25,15 @@ if TYPE_CHECKING:
     from claimbench.grid import RunSpec
 
 COMMON = {"estimate", "ci_lo", "ci_hi"}
+NO_ARM_VALUES = ("diverged_fraction", "trend", "from_file")  # kinds whose statistic reads no per-run value
+PER_ARM = ("mean", "sd", "n", "min", "max")  # what the statistic reports of each arm's values
 
 
 def output_names(stat: dict) -> set[str]:
     """Names a rule may read for this statistic (with the claim's arm names filled in)."""
     kind = stat["kind"]
     arms = stat.get("arms") or ([stat["arm"]] if stat.get("arm") else [])
-    per_arm = {f"{p}_{a}" for a in arms for p in ("mean", "sd", "n", "min", "max", "diverged_frac", "diverged")}
+    per_arm = {f"{p}_{a}" for a in arms for p in (*PER_ARM, "diverged_frac", "diverged")}
     if kind == "mean":
         return COMMON | per_arm | {"sd", "n", "diverged_frac"}
     if kind in ("difference", "ratio"):
@@ -102,9 +104,11 @@ def run_study(claim: Claim, profile: str, runs_dir: str | Path, results_dir: str
         return {**base, "missing": missing, "verdict": "not_run",
                 "why": f"{n - len(missing)}/{n} runs present; missing: {', '.join(missing[:3])}"
                        + (" ..." if len(missing) > 3 else "")}
+    # each run's metric value, read once: the statistic and the claim's test both use it
+    per_arm = arm_values(stat, evidence) if claim.test or claim.premises or stat["kind"] not in NO_ARM_VALUES else {}
     try:
         values = compute(stat, evidence, claim.grid[profile], {"results": str(results_dir), "runs_dir": str(runs_dir),
-                                                               "profile": profile})
+                                                               "profile": profile}, per_arm)
     except FileNotFoundError as e:
         return {**base, "verdict": "not_run", "why": f"analysis output missing: {e.filename}"}
     except (KeyError, TypeError, ValueError) as e:  # an analysis file without the key the claim reads
@@ -123,11 +127,9 @@ def run_study(claim: Claim, profile: str, runs_dir: str | Path, results_dir: str
     if claim.test or claim.premises:
         from claimbench.judge import judge
 
-        arm_values = {arm: {ev.key: _value(ev, stat) for ev in rows} for arm, rows in evidence.items()} \
-            if stat.get("metric") else {}
         costs = [ev.result.get("cpu_s") for rows in evidence.values() for ev in rows]
         costs = [c for c in costs if isinstance(c, (int, float))]
-        j = judge(claim, arm_values, values, float(np.median(costs)) if costs else None)
+        j = judge(claim, per_arm, values, float(np.median(costs)) if costs else None)
         if "outcome" in j:
             out["values"].update(_clean(j.pop("outcome")))
         if "ci" in j:
@@ -138,18 +140,26 @@ def run_study(claim: Claim, profile: str, runs_dir: str | Path, results_dir: str
     return out
 
 
-def compute(stat: dict, evidence: dict[str, list[RunEvidence]], grid: dict, paths: dict) -> dict:
-    """The statistic's named values from the runs (all present)."""
+def arm_values(stat: dict, evidence: dict[str, list[RunEvidence]]) -> dict[str, dict]:
+    """Per arm, each run's metric value keyed by its pairing key (a diverged run as its miss value)."""
+    if not stat.get("metric"):
+        return {}
+    return {arm: {ev.key: _value(ev, stat) for ev in rows} for arm, rows in evidence.items()}
+
+
+def compute(stat: dict, evidence: dict[str, list[RunEvidence]], grid: dict, paths: dict,
+            arm_vals: dict[str, dict] | None = None) -> dict:
+    """The statistic's named values from the runs (all present); `arm_vals` as `arm_values` gives them."""
     kind, level = stat["kind"], stat.get("level", 0.95)
     direction = stat.get("direction", "lower")
     out: dict = {}
-    arm_vals: dict[str, dict] = {}
+    if arm_vals is None:
+        arm_vals = arm_values(stat, evidence) if kind not in NO_ARM_VALUES else {}
     for arm, rows in evidence.items():
         div = [ev.status == "diverged" for ev in rows]
         out[f"diverged_{arm}"] = int(sum(div))
         out[f"diverged_frac_{arm}"] = sum(div) / len(div) if div else math.nan
-        if stat.get("metric") and kind not in ("diverged_fraction", "trend", "from_file"):
-            arm_vals[arm] = {ev.key: _value(ev, stat) for ev in rows}
+        if arm in arm_vals and kind not in NO_ARM_VALUES:
             s = stats.summarize(list(arm_vals[arm].values()), level)
             vals = [v for v in arm_vals[arm].values() if v is not None]
             out.update({f"mean_{arm}": s["mean"], f"sd_{arm}": s["sd"], f"n_{arm}": s["n"],

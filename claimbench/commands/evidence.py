@@ -21,8 +21,8 @@ TIMING = ("wall_s", "cpu_s", "tokens_per_s", "samples_per_s", "mfu", "step_s", "
 def cmd_evidence(args) -> int:
     from claimbench.evidence import archive
 
-    doc = archive(args.run_dirs, args.store)
-    print(f"{args.store}: {len(doc)} runs archived")
+    kept = archive(args.run_dirs, args.store)
+    print(f"{args.store}: {len(kept)} runs archived")
     return 0
 
 
