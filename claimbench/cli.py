@@ -1,5 +1,6 @@
-"""`claimbench` command line: train, list, new-method, prepare-data, aggregate, and every
-subcommand module in `claimbench/commands/` (each defines `register(subparsers)`)."""
+"""`claimbench` command line: train, list, new-method, prepare-data, aggregate, every subcommand
+module in `claimbench/commands/` (each defines `register(subparsers)`), and the subcommands packages
+contribute through the registry (`registry.commands()`), each imported only when it runs."""
 
 from __future__ import annotations
 
@@ -55,18 +56,19 @@ def cmd_new_method(args) -> int:
 
 
 def cmd_prepare_data(args) -> int:
-    from benchmarks.data.images import is_image_source
-    from benchmarks.data.text import prepare
-
-    if is_image_source(args.corpus):  # fashion-mnist, cifar10:ROOT, cifar100:ROOT
-        from benchmarks.data.images import prepare as prepare_images
-
-        meta = prepare_images(args.corpus, args.out)
+    meta = prepare_data(args.corpus, args.out, vocab_size=args.vocab_size)
+    if "train_tokens" in meta:
+        print(f"{args.out}: {meta['train_tokens']} train / {meta['val_tokens']} val tokens, vocab {meta['vocab_size']}")
+    else:
         print(f"{args.out}: {meta['train_n']} train / {meta['val_n']} val images, {meta['num_classes']} classes")
-        return 0
-    meta = prepare(args.corpus, args.out, args.vocab_size)
-    print(f"{args.out}: {meta['train_tokens']} train / {meta['val_tokens']} val tokens, vocab {meta['vocab_size']}")
     return 0
+
+
+def prepare_data(source: str, out: str | Path, **options) -> dict:
+    """Prepare `source` ('NAME' or 'NAME:ARG', a registered data source) into `out`; the meta it wrote."""
+    from claimbench import registry
+
+    return registry.get("data", source.split(":", 1)[0])(source, out, **options)
 
 
 def cmd_aggregate(args) -> int:
@@ -77,7 +79,14 @@ def cmd_aggregate(args) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _command_named(argv: list[str]) -> str | None:
+    """The subcommand `argv` runs (its first word not an option), if any."""
+    return next((a for a in argv if not a.startswith("-")), None)
+
+
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The parser; with `argv`, the contributed subcommands other than the one it names are stubs
+    (name and help only), so `claimbench --help` imports none of them."""
     p = argparse.ArgumentParser(prog="claimbench", description=__doc__)
     sub = p.add_subparsers(dest="cmd", required=True)
 
@@ -110,11 +119,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda i: i.name):
         importlib.import_module(f"claimbench.commands.{info.name}").register(sub)
+
+    from claimbench import registry
+
+    named = None if argv is None else _command_named(argv)
+    for name, cmd in sorted(registry.commands().items()):
+        if argv is None or name == named:
+            cmd.load()(sub)
+        else:
+            sub.add_parser(name, help=cmd.help)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser(argv).parse_args(argv)
     try:
         return args.fn(args)
     except ConfigError as e:

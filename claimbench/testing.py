@@ -16,9 +16,9 @@ def micro_data_dir() -> Path:
     """The real Shakespeare corpus with a 512-token BPE, prepared once under data/_test/."""
     out = REPO / "data" / "_test" / f"shakespeare-{MICRO_VOCAB}"
     if not (out / "meta.json").is_file():  # meta.json is written last, so its presence means complete
-        from benchmarks.data.text import prepare
+        from claimbench import registry
 
-        prepare("shakespeare", out, MICRO_VOCAB)
+        registry.get("data", "shakespeare")("shakespeare", out, vocab_size=MICRO_VOCAB)
     return out
 
 

@@ -1,6 +1,6 @@
-"""`claimbench lm-eval ...` (lm-eval's own CLI with our model registered), `claimbench lm-eval-run`
-(one run -> runs/<id>/lm_eval.json, what the DAG calls) and `claimbench lm-eval-data` (the offline
-tasks' jsonl).
+"""`claimbench lm-eval ...` (lm-eval's own CLI with our model registered) and `claimbench lm-eval-run`
+(one run -> runs/<id>/lm_eval.json, what the DAG calls); `claimbench lm-eval-data` (the offline tasks'
+jsonl) belongs to the tasks and lives in benchmarks/cli.py.
 
 lm-eval 0.4 has no entry point for outside models, so the launcher imports our model module (which
 registers `claimbench`) and hands every argument to `lm_eval.__main__.cli_evaluate()` unchanged:
@@ -97,14 +97,6 @@ def cmd_lm_eval_run(ns) -> int:
     return 0
 
 
-def cmd_lm_eval_data(ns) -> int:
-    from benchmarks.lm_eval_tasks.prepare import prepare
-
-    for task, n in prepare(ns.out, ns.tasks.split(",") if ns.tasks else None).items():
-        print(f"{task}: {n} documents")
-    return 0
-
-
 def register(sub) -> None:
     p = sub.add_parser("lm-eval", add_help=False, prefix_chars="\x7f",  # every argument, -h too, goes to lm-eval
                        help="lm-eval's own CLI with the model 'claimbench' registered "
@@ -125,8 +117,3 @@ def register(sub) -> None:
     r.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
     r.add_argument("--out", default=None, help="default: RUN_DIR/lm_eval.json")
     r.set_defaults(fn=cmd_lm_eval_run)
-
-    d = sub.add_parser("lm-eval-data", help="write the offline lm-eval tasks' jsonl (no network)")
-    d.add_argument("--out", default=None, help="default: $CLAIMBENCH_LM_EVAL_DATA or data/lm_eval")
-    d.add_argument("--tasks", default=None, help="comma-separated (default: all offline tasks)")
-    d.set_defaults(fn=cmd_lm_eval_data)

