@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from benchmarks.data.text import TokenStream, read_meta
+from benchmarks.data.text import TokenStream, load_tokenizer, read_meta
 from benchmarks.models.gpt import GPT, GPTConfig, param_roles
 from claimbench.config import ConfigError
 from claimbench.plugin import Outputs, Workload
@@ -80,6 +80,10 @@ class GPTWorkload(Workload):
                               f"1..65536 (uint16 tokens), got {vocab!r}")
         self.train_stream = TokenStream(self.data_opts.dir, "train", self.opts.block_size)
         self.val_stream = TokenStream(self.data_opts.dir, "val", self.opts.block_size)
+
+    def tokenizer(self):
+        """The prepared data's tokenizer (`tokenizers.Tokenizer`): what lm-eval encodes text with."""
+        return load_tokenizer(self.data_opts.dir)
 
     def model_config(self) -> GPTConfig:
         return GPTConfig(vocab_size=int(self.meta["vocab_size"]), **self.opts.model_dump())
