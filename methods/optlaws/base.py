@@ -18,6 +18,7 @@ import numpy as np
 from methods.optlaws.curves import Curve
 
 LAWS: dict[str, type[Law]] = {}
+LAW_ORDER = ("optlaws", "multipower", "annealing")  # the order the study and its report list the laws in
 
 
 class FitError(RuntimeError):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from methods.optlaws.study import LAW_ORDER
+from methods.optlaws.base import LAW_ORDER
 
 
 def _pct(x: float | None) -> str:

@@ -46,11 +46,10 @@ from claimbench.config import ConfigError
 from claimbench.grid import expand
 from claimbench.hypotheses import poisson_binomial_sf
 from claimbench.io import atomic_save_png, atomic_write_text
-from methods.optlaws.base import LAWS, FitError, Law
+from methods.optlaws.base import LAW_ORDER, LAWS, FitError, Law
 from methods.optlaws.curves import Curve, CurveError, _lrs_from_config, read_run, schedule
 from methods.optlaws.selection import ThresholdRule, f1
 
-LAW_ORDER = ("optlaws", "multipower", "annealing")
 FIT_FAMILIES = ("constant", "cosine", "two_stage")
 OUT_OF_FAMILY = ("wsd_exp", "wsd", "linear", "two_stage", "inverse_sqrt")
 SKIP_FRAC = 0.1
