@@ -41,8 +41,10 @@ test-slow: setup
 tables: setup
 	$(BIN)/claimbench tables
 
+## ruff, the import layers (pyproject's [tool.importlinter] contracts) and the Snakemake rules
 lint: setup
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 	$(BIN)/snakemake --lint
 
 bench: setup
