@@ -13,7 +13,7 @@ from claimbench.testing import REPO
 
 THIS = Path(__file__).resolve().relative_to(REPO).as_posix()
 # material that lives outside the repository (a clone cannot see it) and issue-tracker numbers
-OUTSIDE = re.compile(r"\.\./shared|shared/papers|\bissue\s*#?\s*[0-9]+", re.IGNORECASE)
+OUTSIDE = re.compile(r"\.\./shared|\bshared/|\bissue\s*#?\s*[0-9]+|\bspec section", re.IGNORECASE)
 # generated tables: rebuilt from the claims files by `claimbench tables` (whose `spec` fields are checked below),
 # never edited by hand, so a stale copy is fixed by regenerating, not here
 GENERATED = ("results/",)
