@@ -143,7 +143,7 @@ def write_tables(studies: list[dict], claims: list[Claim], results_dir: str | Pa
             "suite's, not the paper's (details in each paper's page). Verdicts follow each claim's pre-registered "
             "test (its premises, placebo, Holm-adjusted p) or rule in `benchmarks/claims/<paper>.yaml`; "
             "`out_of_scope` names the premise that fails at this scale.\n\n"
-            + summary.to_markdown(index=False) + "\n")
+            + markdown_table(summary) + "\n")
     atomic_write_text(results / "claims.md", text)
     written.append(results / "claims.md")
     by_paper: dict[str, list[dict]] = {}
@@ -158,6 +158,11 @@ def write_tables(studies: list[dict], claims: list[Claim], results_dir: str | Pa
     return written
 
 
+def markdown_table(df: pd.DataFrame) -> str:
+    """`df` as a Markdown table; a `|` in a cell (|W|, a|b) is escaped, so it does not split the cell."""
+    return df.map(lambda v: v.replace("|", "\\|") if isinstance(v, str) else v).to_markdown(index=False)
+
+
 def paper_page(paper: dict, studies: list[dict], claims: list[Claim], results: Path, profile: str) -> str:
     """One paper: a summary table, then each claim with its numbers, runs, provenance and our choices."""
     df = frame(studies, claims, results, md=True)
@@ -166,7 +171,7 @@ def paper_page(paper: dict, studies: list[dict], claims: list[Claim], results: P
            + (f" · {paper['authors']}" if paper.get("authors") else "")
            + (f" · our reading of the paper: `{paper['spec']}`" if paper.get("spec") else ""), "",
            f"Profile `{profile}`. {verdict_counts(studies)}. {_provenance_line(studies)}", "",
-           df[["claim", "paper_value", "our_value", "scale", "verdict"]].to_markdown(index=False), ""]
+           markdown_table(df[["claim", "paper_value", "our_value", "scale", "verdict"]]), ""]
     summary = results / "analysis" / paper["id"] / "summary.md"
     if summary.is_file():  # a paper's own analysis stage (LR_crash search, law fits, ...) writes its details here
         out += [f"The paper's analysis stage: [analysis/{paper['id']}/summary.md]({summary.relative_to(results)})", ""]
@@ -190,12 +195,12 @@ def paper_page(paper: dict, studies: list[dict], claims: list[Claim], results: P
         if s["values"]:
             vals = pd.DataFrame([{"name": k, "value": fmt(v) if not isinstance(v, list) else
                                   ", ".join(fmt(x) for x in v)} for k, v in s["values"].items()])
-            out += ["", vals.to_markdown(index=False)]
+            out += ["", markdown_table(vals)]
         runs = [{"arm": arm, "run": f"[{r['run_id']}]({os.path.relpath(_link(r), results)})",
                  "status": r["status"]} for arm, rs in s["runs"].items() for r in rs]
         if runs:
             prov = s["provenance"]
-            out += ["", pd.DataFrame(runs).to_markdown(index=False), "",
+            out += ["", markdown_table(pd.DataFrame(runs)), "",
                     f"Code: {code_versions(s)}" + (" (runs from mixed code versions)" if prov["mixed_code"] else "")]
         fig = figures_dir(results) / f"{c.id}.png"
         if fig.is_file():

@@ -77,3 +77,26 @@ def test_relative_links_in_docs_resolve():
             if not (page.parent / target).exists():
                 broken.append(f"{page.relative_to(REPO)} -> {target}")
     assert not broken, "broken links:\n" + "\n".join(broken)
+
+
+def _cells(row: str) -> int:
+    """Cells of a Markdown table row as GitHub counts them: an unescaped `|` splits, even inside backticks."""
+    return len(row.strip().removeprefix("|").removesuffix("|").replace("\\|", "").split("|"))
+
+
+def test_markdown_tables_have_as_many_cells_as_their_header():
+    bad = []
+    for rel in _tracked():
+        if not rel.endswith(".md"):
+            continue
+        fenced, header = False, None
+        for n, line in enumerate((REPO / rel).read_text().splitlines(), start=1):
+            fenced ^= line.lstrip().startswith("```")
+            if fenced or not line.startswith("|"):
+                header = None
+                continue
+            if header is None:
+                header = _cells(line)
+            elif _cells(line) != header:
+                bad.append(f"{rel}:{n}: {_cells(line)} cells under a {header}-cell header")
+    assert not bad, "\n".join(bad)

@@ -549,7 +549,7 @@ def summary_md(s: dict) -> str:
               f"| C2 | placebo: SPN over VPN | {iv(c2['placebo_spn_over_vpn'])} |",
               f"| C3 | rise loss(S max) - loss(S=1): no multipliers; scalar multipliers | "
               f"{fmt(s['C3']['no_mult_rise'])}; {iv(s['C3'])} |",
-              f"| C6 | no-WD minus WD |log10 Mq/Mk| | {iv(s['C6'])} |",
+              f"| C6 | no-WD minus WD \\|log10 Mq/Mk\\| | {iv(s['C6'])} |",
               f"| C7 | exponent a of the projector multiplier ~ d^-a | {iv(s['C7'])} |",
               f"| C7 | slopes vs width: What RMS, logit RMS | {fmt(s['C7']['slope_w_rms'])}, "
               f"{fmt(s['C7']['slope_logit_rms'])} |",
