@@ -21,7 +21,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from claimbench.config import ConfigError, describe_error
-from claimbench.lm_eval_tasks import TASKS
+from claimbench.lm_eval_catalog import TASKS
 
 
 class TaskSpec(BaseModel):

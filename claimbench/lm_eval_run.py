@@ -18,7 +18,7 @@ from pathlib import Path
 
 from claimbench.config import ConfigError
 from claimbench.io import atomic_write_text
-from claimbench.lm_eval_tasks import TASKS, TASKS_DIR, check_data
+from claimbench.lm_eval_catalog import TASKS, TASKS_DIR, check_data
 
 MERGED = ("results", "groups", "group_subtasks", "configs", "versions", "n-shot", "higher_is_better", "n-samples")
 

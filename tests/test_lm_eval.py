@@ -18,7 +18,7 @@ from lm_eval.api.instance import Instance
 
 from benchmarks.data.text import VAL_PLAYS, shakespeare_splits
 from claimbench.config import ConfigError
-from claimbench.lm_eval_tasks import TASKS, check_data
+from claimbench.lm_eval_catalog import TASKS, check_data
 from claimbench.testing import REPO, run_micro
 
 OFFLINE = ["cb_shakespeare_cloze", "cb_quartz", "cb_shakespeare_ppl"]
@@ -365,7 +365,7 @@ def test_no_evaluation_data_in_the_pretraining_corpus(task_data):
 
 def test_chance_levels_cover_every_configured_task():
     from claimbench.lm_eval_plan import section
-    from claimbench.lm_eval_tasks import chance
+    from claimbench.lm_eval_catalog import chance
 
     for profile in ("smoke", "gpu", "paper"):
         sec = section(yaml.safe_load((REPO / "config" / f"{profile}.yaml").read_text()))

@@ -32,7 +32,7 @@ def _arg(args: list[str], name: str) -> str | None:
 def cmd_lm_eval(ns) -> int:
     import os
 
-    from claimbench.lm_eval_tasks import TASKS, check_data
+    from claimbench.lm_eval_catalog import TASKS, check_data
 
     args = list(ns.args)
     for flag in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"):  # never reach for the network unless asked to
@@ -69,14 +69,14 @@ def cmd_lm_eval(ns) -> int:
 
 def _our_tasks() -> set[str]:
     """Task names claimbench knows: its table and its offline task configs."""
-    from claimbench.lm_eval_tasks import TASKS, TASKS_DIR
+    from claimbench.lm_eval_catalog import TASKS, TASKS_DIR
 
     return set(TASKS) | {p.stem for p in TASKS_DIR.glob("*.yaml")}
 
 
 def _unknown_task(task: str) -> str:
     from claimbench.config import closest
-    from claimbench.lm_eval_tasks import TASKS_DIR
+    from claimbench.lm_eval_catalog import TASKS_DIR
 
     if (TASKS_DIR / f"{task}.yaml").is_file():
         return f"--tasks: '{task}' is one of claimbench's tasks: add --include_path {TASKS_DIR}"

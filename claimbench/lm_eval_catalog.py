@@ -1,4 +1,5 @@
-"""The lm-eval tasks we know: their chance levels and where their data must be, checked before any model loads.
+"""The catalogue of lm-eval tasks claimbench knows: their chance levels and where their data must be,
+checked before any model loads. (Our own offline tasks' definitions are YAML in benchmarks/lm_eval_tasks/.)
 
 Chance levels let every table print a score beside what guessing gives, so a score at chance is
 read as such. Data checks run before a model is built: an evaluation that would die on a missing
@@ -83,7 +84,7 @@ def check_data(tasks: list[str], hf_home: str | Path | None) -> None:
         info = TASKS.get(task)
         if info is None:
             if not (TASKS_DIR / f"{task}.yaml").is_file():
-                raise ConfigError(f"lm_eval task '{task}': not in claimbench's task table (claimbench/lm_eval_tasks.py)"
+                raise ConfigError(f"lm_eval task '{task}': not in claimbench's task table (claimbench/lm_eval_catalog.py)"
                                   f"; add its chance level and data set there")
             continue
         if info.offline:
