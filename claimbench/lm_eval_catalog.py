@@ -84,8 +84,8 @@ def check_data(tasks: list[str], hf_home: str | Path | None) -> None:
         info = TASKS.get(task)
         if info is None:
             if not (TASKS_DIR / f"{task}.yaml").is_file():
-                raise ConfigError(f"lm_eval task '{task}': not in claimbench's task table (claimbench/lm_eval_catalog.py)"
-                                  f"; add its chance level and data set there")
+                raise ConfigError(f"lm_eval task '{task}': not in claimbench's task catalogue "
+                                  f"(claimbench/lm_eval_catalog.py); add its chance level and data set there")
             continue
         if info.offline:
             f = offline_data_dir() / f"{task}.jsonl"

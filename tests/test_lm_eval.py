@@ -364,8 +364,8 @@ def test_no_evaluation_data_in_the_pretraining_corpus(task_data):
 
 
 def test_chance_levels_cover_every_configured_task():
-    from claimbench.lm_eval_plan import section
     from claimbench.lm_eval_catalog import chance
+    from claimbench.lm_eval_plan import section
 
     for profile in ("smoke", "gpu", "paper"):
         sec = section(yaml.safe_load((REPO / "config" / f"{profile}.yaml").read_text()))
