@@ -322,3 +322,23 @@ def test_study_writes_every_key_the_claims_read(tmp_path):
     for cid in ("optlaws.c1_top2", "optlaws.c2_out_of_family"):
         assert verdicts[cid]["test"] == "hit_rate" and len(verdicts[cid]["values"]["chance"]) == verdicts[cid][
             "values"]["n"]
+
+
+def test_law_study_reads_the_evidence_store_with_store(tmp_path, monkeypatch, capsys):
+    """`--store DIR` reaches the study's run loader (evidence.locate: the runs directory first, then the store);
+    a store that is not a directory is a one-line error before anything is read."""
+    import methods.optlaws.study as S
+
+    seen = {}
+    monkeypatch.setattr(S, "run_study", lambda *a: seen.setdefault("args", a))
+    store = tmp_path / "store"
+    store.mkdir()
+    args = ["law", "study", "--grid", "config/papers/optlaws.smoke.yaml", "--runs-dir", str(tmp_path / "runs"),
+            "--out", str(tmp_path / "o.json"), "--md", str(tmp_path / "o.md"), "--figures", str(tmp_path / "f")]
+    assert main([*args, "--store", str(store)]) == 0
+    assert seen["args"][-1] == store
+    seen.clear()
+    assert main(args) == 0 and seen["args"][-1] is None
+    seen.clear()
+    assert main([*args, "--store", str(tmp_path / "nope")]) == 2
+    assert "--store" in capsys.readouterr().err and not seen
