@@ -19,7 +19,7 @@ import yaml
 from claimbench.config import ConfigError, closest
 from claimbench.evidence import check_metric_name
 from claimbench.grid import RunSpec, expand
-from claimbench.statistic_outputs import PER_ARM, output_names
+from claimbench.study import PER_ARM, output_names
 from claimbench.verdicts import names_in
 
 REPO = Path(__file__).resolve().parents[1]

@@ -11,21 +11,46 @@ import json
 import math
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from claimbench import stats
 from claimbench.config import parse_value
 from claimbench.evidence import RunEvidence, locate, metric_series, metric_value, provenance, read_run
-from claimbench.statistic_outputs import PER_ARM, output_names  # noqa: F401  (re-exported)
 from claimbench.verdicts import decide
 
 if TYPE_CHECKING:
-    from claimbench.claims import Claim
     from claimbench.grid import RunSpec
 
+Claim = Any  # a claimbench.claims.Claim, not imported: the claims loader imports this module (output_names)
+
+COMMON = {"estimate", "ci_lo", "ci_hi"}
 NO_ARM_VALUES = ("diverged_fraction", "trend", "from_file")  # kinds whose statistic reads no per-run value
+PER_ARM = ("mean", "sd", "n", "min", "max")  # what the statistic reports of each arm's values
+
+
+def output_names(stat: dict) -> set[str]:
+    """Names a rule may read for this statistic (with the claim's arm names filled in)."""
+    kind = stat["kind"]
+    arms = stat.get("arms") or ([stat["arm"]] if stat.get("arm") else [])
+    per_arm = {f"{p}_{a}" for a in arms for p in (*PER_ARM, "diverged_frac", "diverged")}
+    if kind == "mean":
+        return COMMON | per_arm | {"sd", "n", "diverged_frac"}
+    if kind in ("difference", "ratio"):
+        return COMMON | per_arm | {"sd", "n_a", "n_b", "paired"}
+    if kind == "diverged_fraction":
+        return COMMON | per_arm | {"n", "k"}
+    if kind == "best_of_sweep":
+        return COMMON | per_arm | {"best", "argbest", "log2_argbest", "at_edge", "resolution"}
+    if kind == "optimum_shift":
+        return COMMON | {"resolution", "at_edge"} | {f"{p}_{a}" for a in arms for p in
+                                                    ("shift", "max_abs_shift", "best", "best_base")}
+    if kind == "trend":
+        return COMMON | {"rho_min", "rho_max", "n"}
+    if kind == "from_file":
+        return COMMON | set(stat.get("values", {}))
+    raise ValueError(kind)
 
 
 def _sets(spec: RunSpec) -> dict:
