@@ -41,10 +41,9 @@ test-slow: setup
 tables: setup
 	$(BIN)/claimbench tables
 
-## ruff, the import layers (pyproject's [tool.importlinter] contracts) and the Snakemake rules
 lint: setup
 	$(BIN)/ruff check .
-	$(BIN)/lint-imports
+	$(BIN)/lint-imports  # the import layers: pyproject.toml's [tool.importlinter] contracts
 	$(BIN)/snakemake --lint
 
 bench: setup

@@ -1,13 +1,8 @@
-"""Name -> object registries for workloads, recipes, methods, data preparers and subcommands (timm/lm-eval style).
+"""Name -> class registries for workloads, recipes and methods (timm/lm-eval style).
 
 The core never imports a plugin by name: it imports every module of the in-repo packages
-(`benchmarks.workloads`, `benchmarks.data`, `baselines`, `methods`) and every `claimbench.methods`
-entry point, and each module registers itself with a decorator.
-
-Subcommands are found without importing their package (a plugin's `__init__` may import torch): a
-`cli.py` at the top of an in-repo package or one level below it declares `COMMANDS = {name: (help,
-function)}`, read as a literal, and the module is imported only when that command runs; installed
-packages add `name = "module:function"` to the `claimbench.commands` entry-point group.
+(`benchmarks.workloads`, `baselines`, `methods`) and every `claimbench.methods` entry point,
+and each module registers itself with a decorator.
 """
 
 from __future__ import annotations
@@ -28,7 +23,9 @@ T = TypeVar("T")
 WORKLOADS: dict[str, Any] = {}
 RECIPES: dict[str, Any] = {}
 METHODS: dict[str, Any] = {}
-DATA: dict[str, Any] = {}  # data source -> prepare(source, out, **options) -> meta, e.g. `claimbench prepare-data`
+# data sources (registered by benchmarks.data, also imported by discover): name -> prepare(source, out, **options)
+# -> meta, what `claimbench prepare-data NAME[:ARG]` runs
+DATA: dict[str, Any] = {}
 _KINDS = {"workload": WORKLOADS, "recipe": RECIPES, "method": METHODS, "data": DATA}
 _PACKAGES = ("benchmarks.workloads", "benchmarks.data", "baselines", "methods")
 ENTRY_POINT_GROUP = "claimbench.methods"
@@ -98,6 +95,10 @@ def names(kind: str) -> list[str]:
 
 
 # Subcommands ---------------------------------------------------------------------------------------------
+# Found without importing their package (a plugin's `__init__` may import torch): a `cli.py` at the top of an
+# in-repo package or one level below it declares `COMMANDS = {name: (help, function)}`, read as a literal, and
+# the module is imported only when that command runs; installed packages add `name = "module:function"` to the
+# `claimbench.commands` entry-point group.
 
 COMMAND_GROUP = "claimbench.commands"
 _COMMAND_PACKAGES = ("benchmarks", "baselines", "methods")  # their __init__ modules import nothing heavy
