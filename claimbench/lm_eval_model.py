@@ -71,8 +71,7 @@ def resolve_run(checkpoint: str | Path) -> tuple[Path, Path, object, object]:
     data_dir = _resolve(str(cfg.data.get("dir") or default_dir))
     cfg = validate({**cfg.model_dump(mode="json"), "data": {**cfg.data, "dir": str(data_dir)}}, str(cfg_path))
     workload = registry.get("workload", cfg.workload)(cfg)
-    # checked before the tokenizer is read: a ViT run has none, and that is not the news
-    if not (hasattr(workload, "model_config") and hasattr(workload, "tokenizer")):
+    if not hasattr(workload, "model_config"):  # before the tokenizer: a ViT run has none, and that is not the news
         raise ConfigError(f"{cfg_path}: workload '{cfg.workload}' is not a language model (lm-eval scores text)")
     return ckpt, cfg_path, cfg, workload
 
@@ -80,7 +79,7 @@ def resolve_run(checkpoint: str | Path) -> tuple[Path, Path, object, object]:
 def load_run_model(checkpoint: str | Path, device: str = "cpu") -> tuple[torch.nn.Module, object, int]:
     """(model in eval mode, tokenizer, context length) of a run; one-line ConfigError naming the bad file."""
     ckpt, cfg_path, cfg, workload = resolve_run(checkpoint)
-    tokenizer = workload.tokenizer()  # a language-model workload's capability (resolve_run checked it is one)
+    tokenizer = workload.tokenizer()
     workload.check_data()
     model = workload.build_model()
     ctx = RunContext(cfg, workload, workload.param_roles(model), torch.device(device), cfg.train.steps)

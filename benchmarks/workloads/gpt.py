@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from benchmarks.data.text import TokenStream, load_tokenizer, read_meta
+from benchmarks.data.text import TokenStream, read_meta
 from benchmarks.models.gpt import GPT, GPTConfig, param_roles
 from claimbench.config import ConfigError
 from claimbench.plugin import Outputs, Workload
@@ -83,6 +83,8 @@ class GPTWorkload(Workload):
 
     def tokenizer(self):
         """The prepared data's tokenizer (`tokenizers.Tokenizer`): what lm-eval encodes text with."""
+        from benchmarks.data.text import load_tokenizer
+
         return load_tokenizer(self.data_opts.dir)
 
     def model_config(self) -> GPTConfig:
