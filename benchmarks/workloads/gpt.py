@@ -11,13 +11,22 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from benchmarks.data.text import TokenStream, load_tokenizer, read_meta
 from benchmarks.models import gpt as gpt_model
 from benchmarks.models.gpt import GPT, GPTConfig, param_roles
-from claimbench.capabilities import AttentionView, GroupMultiplier, Readout, Segment, attr_multiplier
+from claimbench.capabilities import AttentionView, GroupMultiplier, Multiplier, Readout, Segment, attr_multiplier
 from claimbench.config import ConfigError
 from claimbench.plugin import Outputs, Workload
 from claimbench.registry import register_workload
 from claimbench.seeding import batch_indices, stable_key
 
 EVAL_KEY = 0x5EED  # evaluation windows are the same for every run, whatever its seed
+
+
+def forward_multipliers(model: GPT) -> dict[str, Multiplier]:
+    """The GPT's forward multipliers by role: embedding (on wte's output), logit, and every layer's
+    attention scale."""
+    model = getattr(model, "_orig_mod", model)
+    return {"embedding": attr_multiplier(model, "embed_mult", owner=model.wte),
+            "logit": attr_multiplier(model, "logit_mult"),
+            "attn_scale": GroupMultiplier([attr_multiplier(m, "scale") for m in gpt_model.attention_modules(model)])}
 
 
 class GPTOptions(BaseModel):
@@ -136,12 +145,8 @@ class GPTWorkload(Workload):
     def attn_logits(self, model, fn):
         return gpt_model.serve_logits(model, fn)
 
-    def forward_multipliers(self, model) -> dict:
-        model = getattr(model, "_orig_mod", model)
-        return {"embedding": attr_multiplier(model, "embed_mult", owner=model.wte),
-                "logit": attr_multiplier(model, "logit_mult"),
-                "attn_scale": GroupMultiplier([attr_multiplier(m, "scale")
-                                               for m in gpt_model.attention_modules(model)])}
+    def forward_multipliers(self, model) -> dict[str, Multiplier]:
+        return forward_multipliers(model)
 
     def depth(self) -> int:
         return self.opts.n_layer
