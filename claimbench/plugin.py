@@ -10,8 +10,8 @@ capability (claimbench/capabilities.py): declared by the workload, needed by the
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import torch

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-
 Kind = str | None
 
 # slots of a hidden matrix inside a known MLP; None where the structure is unknown (vision, ResMLP)
