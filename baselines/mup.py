@@ -178,7 +178,8 @@ class Mup(Method):
     def transform_model(self, model: nn.Module) -> nn.Module:
         if not any(r in MATRIX_ROLES for r in self.ctx.roles.values()):
             return model
-        self.m = apply_mup(model, self.ctx.roles, self.options, self.ctx.workload.forward_multipliers(model))
+        mults = self.ctx.workload.forward_multipliers(model, self.ctx.roles)
+        self.m = apply_mup(model, self.ctx.roles, self.options, mults)
         return model
 
     def param_groups(self, model: nn.Module, groups: list[dict]) -> list[dict]:

@@ -149,8 +149,9 @@ class Workload:
         logits (batch, heads, q, k), biases and masks applied as the model applies them."""
         raise NotImplementedError
 
-    def forward_multipliers(self, model: torch.nn.Module) -> dict[str, Multiplier]:
-        """`multipliers`: role ("embedding", "logit", "attn_scale") -> the model's forward multiplier."""
+    def forward_multipliers(self, model: torch.nn.Module, roles: dict[str, str] | None = None) -> dict[str, Multiplier]:
+        """`multipliers`: role ("embedding", "logit", "attn_scale") -> the model's forward multiplier; `roles`: the
+        run's role table (default: param_roles(model)), for a workload that finds the multipliers by role."""
         raise NotImplementedError
 
     def depth(self) -> int:

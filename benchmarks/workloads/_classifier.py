@@ -75,13 +75,13 @@ class ImageClassifier(Workload):
         side = self.pipe.out_size
         return None if side is None else 4 * (self.pipe.in_chans * side * side + self.pipe.num_classes)
 
-    def forward_multipliers(self, model) -> dict[str, Multiplier]:
+    def forward_multipliers(self, model, roles: dict[str, str] | None = None) -> dict[str, Multiplier]:
         """"embedding" and "logit": an output multiplier on each module owning an embedding / readout weight
         (by the role table), applied by a forward hook once it leaves 1. No attention scale."""
         model = getattr(model, "_orig_mod", model)
         scales = model.__dict__.get("_output_scales")
         if scales is None:
-            roles = self.param_roles(model)
+            roles = roles if roles is not None else self.param_roles(model)
             owners = {id(p): r for n, p in model.named_parameters() if (r := roles[n]) in ("embedding", "readout")}
             scales = {"embedding": [], "logit": []}
             for mod in model.modules():

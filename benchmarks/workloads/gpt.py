@@ -145,7 +145,7 @@ class GPTWorkload(Workload):
     def attn_logits(self, model, fn):
         return gpt_model.serve_logits(model, fn)
 
-    def forward_multipliers(self, model) -> dict[str, Multiplier]:
+    def forward_multipliers(self, model, roles: dict[str, str] | None = None) -> dict[str, Multiplier]:
         return forward_multipliers(model)
 
     def depth(self) -> int:

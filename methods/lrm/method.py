@@ -131,7 +131,7 @@ class LRM(Method):
         their own. The readout multiplier stays fixed: the head is left alone. A workload without an
         absorbable multiplier (timm's, by output hooks on biased modules): 1."""
         wl, o, inits = self.ctx.workload, self.options, {}
-        mults = wl.forward_multipliers(model)
+        mults = wl.forward_multipliers(model, self.ctx.roles)
         placed = lambda role: PLACEMENTS[o.placement](role, None) is not None  # noqa: E731
         emb = mults.get("embedding")
         if placed("embedding") and emb is not None and emb.owner is not None \
