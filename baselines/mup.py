@@ -6,6 +6,7 @@ Width rules, m = width / base_width (all roles from the side table, never from n
     stream is the standard one), Adam LR x 1/m;
   - embedding: unchanged; readout: init std x m^-1/2, output multiplier x 1/m, LR unchanged;
   - attention scale 1/head_dim instead of 1/sqrt(head_dim) (GPT: the current scale x base_head_dim/head_dim).
+Forward multipliers (embedding, logit, attention scale) are set through the workload's `forward_multipliers`.
 At m = 1 every factor is exactly 1, so muP at base width is the standard parametrization (a test checks it).
 Tuning levels of the LRM paper's ablation (§5.1): the tuned multipliers are options, applied by level:
 NONE (all 1), LR (lr_mult), LRWD (lr_mult, wd_mult), FULL (+ forward multipliers fwd_mult). The tuned values
@@ -24,6 +25,7 @@ import torch
 import torch.nn as nn
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from claimbench.capabilities import Multiplier
 from claimbench.config import ConfigError
 from claimbench.plugin import MATRIX_ROLES, ROLES, Method, Workload
 from claimbench.registry import register_method
@@ -117,10 +119,10 @@ def role_factors(opts: MupOptions, m: float) -> dict[str, tuple[float, float]]:
 
 
 @torch.no_grad()
-def apply_mup(model: nn.Module, roles: dict[str, str], opts: MupOptions) -> float:
-    """Rescale init and set the forward multipliers in place; returns the width multiplier m."""
-    from benchmarks.models.gpt import GPT, Attention
-
+def apply_mup(model: nn.Module, roles: dict[str, str], opts: MupOptions, multipliers: dict[str, Multiplier]) -> float:
+    """Rescale init and set the forward multipliers in place; returns the width multiplier m. `multipliers`:
+    the workload's forward multipliers by role (forward_multipliers); an attention scale only where the
+    workload has one ("attn_scale": GPT; timm's attention is left as is)."""
     width = model_width(model, roles)
     m = width / opts.base_width
     fwd = opts.fwd_mult if opts.level == "FULL" else {}
@@ -129,19 +131,12 @@ def apply_mup(model: nn.Module, roles: dict[str, str], opts: MupOptions) -> floa
             if p.ndim >= 2 and m != 1.0:
                 p.mul_(m ** -0.5)
     emb_mult, logit_mult = fwd.get("embedding", 1.0), fwd.get("readout", 1.0) / m
-    if isinstance(model, GPT):
-        model.cfg.embed_mult *= emb_mult
-        model.cfg.logit_mult *= logit_mult
-        for mod in model.modules():
-            if isinstance(mod, Attention):
-                mod.scale = mod.scale * (1.0 / m) * fwd.get("attn", 1.0)  # head_dim grows with m at fixed heads
-    else:  # forward hooks on the modules owning the embedding / readout matrices; attention left as is
-        owners = {id(p): r for n, p in model.named_parameters() if (r := roles[n]) in ("embedding", "readout")}
-        for mod in model.modules():
-            w = mod._parameters.get("weight")
-            k = {"embedding": emb_mult, "readout": logit_mult}.get(owners.get(id(w), ""), 1.0) if w is not None else 1
-            if k != 1.0:
-                mod.register_forward_hook(lambda _m, _i, out, k=k: out * k)
+    multipliers["embedding"].mul(emb_mult)
+    multipliers["logit"].mul(logit_mult)
+    if "attn_scale" in multipliers:
+        attn = multipliers["attn_scale"]
+        attn.mul(1.0 / m)  # head_dim grows with m at fixed heads
+        attn.mul(fwd.get("attn", 1.0))
     return m
 
 
@@ -170,6 +165,7 @@ class Mup(Method):
     multipliers)."""
 
     Options = MupOptions
+    needs = frozenset({"multipliers"})
 
     def __init__(self, options: MupOptions, ctx):
         super().__init__(load_tuned(options), ctx)
@@ -182,7 +178,8 @@ class Mup(Method):
     def transform_model(self, model: nn.Module) -> nn.Module:
         if not any(r in MATRIX_ROLES for r in self.ctx.roles.values()):
             return model
-        self.m = apply_mup(model, self.ctx.roles, self.options)
+        mults = self.ctx.workload.forward_multipliers(model, self.ctx.roles)
+        self.m = apply_mup(model, self.ctx.roles, self.options, mults)
         return model
 
     def param_groups(self, model: nn.Module, groups: list[dict]) -> list[dict]:

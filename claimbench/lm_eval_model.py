@@ -71,7 +71,7 @@ def resolve_run(checkpoint: str | Path) -> tuple[Path, Path, object, object]:
     data_dir = _resolve(str(cfg.data.get("dir") or default_dir))
     cfg = validate({**cfg.model_dump(mode="json"), "data": {**cfg.data, "dir": str(data_dir)}}, str(cfg_path))
     workload = registry.get("workload", cfg.workload)(cfg)
-    if not hasattr(workload, "model_config"):  # before the tokenizer: a ViT run has none, and that is not the news
+    if "tokenizer" not in workload.capabilities():  # before the tokenizer file: a ViT run has none, not the news
         raise ConfigError(f"{cfg_path}: workload '{cfg.workload}' is not a language model (lm-eval scores text)")
     return ckpt, cfg_path, cfg, workload
 
@@ -93,7 +93,7 @@ def load_run_model(checkpoint: str | Path, device: str = "cpu") -> tuple[torch.n
     except Exception as e:  # torch raises many types for a truncated or foreign file
         msg = str(e).strip().splitlines()[0][:160] if str(e).strip() else ""
         raise ConfigError(f"{ckpt}: not a readable checkpoint of this run ({type(e).__name__}: {msg})") from None
-    return model.to(device).eval(), tokenizer, int(workload.model_config().block_size)
+    return model.to(device).eval(), tokenizer, int(workload.context_length())
 
 
 @register_model("claimbench")

@@ -2,25 +2,29 @@
 
 A method overrides only the hooks it needs; the trainer calls only overridden hooks, so an
 unused hook costs nothing. Models hand out hidden states / attention probabilities only when
-some method lists them in `needs`.
+some method lists them in `needs`. Everything else a method may ask of a model (attention layers,
+attention logits, forward multipliers, depth, readout, a held-out batch, the tokenizer) is a workload
+capability (claimbench/capabilities.py): declared by the workload, needed by the method, checked by prepare().
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import torch
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from claimbench.capabilities import CAPABILITIES, AttentionView, Multiplier, Readout
 from claimbench.config import ConfigError, RunConfig, TrainConfig, describe_error
 
 PARTS = frozenset({"optimizer"})  # parts of a run a method may take over (Method.replaces)
 ROLES = frozenset({"embedding", "hidden_matrix", "attn_q", "attn_k", "attn_v", "attn_out",
                    "readout", "norm", "bias", "multiplier"})
 MATRIX_ROLES = frozenset({"embedding", "hidden_matrix", "attn_q", "attn_k", "attn_v", "attn_out", "readout"})
-NEEDS = frozenset({"hidden_states", "attn_probs"})
+NEEDS = frozenset({"hidden_states", "attn_probs"})  # the capabilities a forward pass serves on request
 
 
 class NoOptions(BaseModel):
@@ -66,6 +70,7 @@ class Workload:
     DataOptions: ClassVar[type[BaseModel]] = NoOptions
     unit: ClassVar[str] = "tokens"  # tokens or samples (throughput unit)
     chance_acc: ClassVar[float | None] = None  # classifiers: a final val_acc below chance + 5 points is `collapsed`
+    provides: ClassVar[frozenset[str]] = frozenset()  # capabilities (claimbench/capabilities.py CAPABILITIES)
 
     def __init__(self, cfg: RunConfig):
         if cfg.size not in self.sizes:
@@ -115,6 +120,69 @@ class Workload:
     def no_weight_decay(self, model: torch.nn.Module) -> set[str]:
         return set()
 
+    # -- capabilities: each served only by a workload that lists it in `provides` --
+    def capabilities(self) -> frozenset[str]:
+        """What this workload (with its options) provides; `provides` unless a subclass narrows it."""
+        return frozenset(self.provides)
+
+    def attention_layers(self, model: torch.nn.Module) -> list[AttentionView]:
+        """`attention`: one view per attention layer, in forward order."""
+        raise NotImplementedError
+
+    def role_segments(self, model: torch.nn.Module) -> dict[str, tuple[tuple[int, int, str], ...]]:
+        """`attention`: parameter name -> ((start, end, role), ...) for tensors holding several roles by rows
+        (a fused qkv: attn_q, attn_k, attn_v); tensors of one role are absent (their role is the role table's)."""
+        if "attention" not in self.capabilities():
+            return {}
+        names = {id(p): n for n, p in model.named_parameters()}
+        out = {}
+        for view in self.attention_layers(model):
+            if view.fused:
+                w = view.q.module.weight
+                out[names[id(w)]] = tuple((s.start, s.end, r) for s, r in
+                                          ((view.q, "attn_q"), (view.k, "attn_k"), (view.v, "attn_v")))
+        return out
+
+    def attn_logits(self, model: torch.nn.Module,
+                    fn: Callable[[torch.Tensor], None]) -> AbstractContextManager[None]:
+        """`attn_logits`: inside the block, every attention layer of every forward hands fn its pre-softmax
+        logits (batch, heads, q, k), biases and masks applied as the model applies them."""
+        raise NotImplementedError
+
+    def forward_multipliers(self, model: torch.nn.Module, roles: dict[str, str] | None = None) -> dict[str, Multiplier]:
+        """`multipliers`: role ("embedding", "logit", "attn_scale") -> the model's forward multiplier; `roles`: the
+        run's role table (default: param_roles(model)), for a workload that finds the multipliers by role."""
+        raise NotImplementedError
+
+    def depth(self) -> int:
+        """`depth`: the number of blocks (hidden states: the embeddings, then that many outputs, one width)."""
+        raise NotImplementedError
+
+    def readout(self, model: torch.nn.Module) -> Readout:
+        """`readout`: the final norm and head."""
+        raise NotImplementedError
+
+    def heldout_batch(self, n: int) -> Any:
+        """`heldout_batch`: n fixed held-out examples, as a batch `forward` takes (after check_data)."""
+        raise NotImplementedError
+
+    def tokenizer(self) -> Any:
+        """`tokenizer`: the run's text tokenizer (a `tokenizers.Tokenizer`)."""
+        raise NotImplementedError
+
+    def context_length(self) -> int:
+        """`tokenizer`: the longest sequence the model takes."""
+        raise NotImplementedError
+
+    @classmethod
+    def heldout_text(cls) -> tuple[str, str]:
+        """`heldout_text`: (text, source) of real text this workload's models never train on."""
+        raise NotImplementedError
+
+    def mlp_slots(self, model: torch.nn.Module) -> dict[int, str]:
+        """`mlp_slots`: id(Linear) -> its slot in a known MLP (mlp_up, mlp_gate, mlp_down, mlp_in)."""
+        return {}
+
 
 class Recipe:
     """How a run is optimised: optimizer + LR schedule (+ train settings it forces)."""
@@ -140,7 +208,7 @@ class Method:
 
     name: ClassVar[str]
     Options: ClassVar[type[BaseModel]] = NoOptions
-    needs: ClassVar[frozenset[str]] = frozenset()  # subset of NEEDS
+    needs: ClassVar[frozenset[str]] = frozenset()  # workload capabilities (CAPABILITIES); see requires()
     workloads: ClassVar[frozenset[str] | None] = None  # None: every workload
     # Composition (checked by prepare() for every pair of a run's methods, and each method with the recipe; a
     # refusal is a one-line ConfigError naming both): the run parts this method takes over (PARTS; overriding
@@ -197,6 +265,12 @@ class Method:
         depth, a model without hidden states); called by prepare(), before any file is written."""
 
     @classmethod
+    def requires(cls, options: BaseModel) -> frozenset[str]:
+        """The capabilities a run of this method with these options needs from its workload (default: `needs`);
+        prepare() refuses a workload lacking one."""
+        return frozenset(cls.needs)
+
+    @classmethod
     def stages(cls) -> list[dict[str, Any]]:
         """Extra DAG stages: [{name, consumes, produces, command}] (see docs/design.md)."""
         return []
@@ -210,6 +284,21 @@ class Method:
         """The run parts this method takes over: its declared `replaces`, plus the optimizer if it overrides
         make_optimizer (a replacement is never silent)."""
         return frozenset(cls.replaces) | (frozenset({"optimizer"}) if cls.overrides("make_optimizer") else frozenset())
+
+
+def capability_error(i: int, method: type[Method], options: BaseModel, workload: Workload) -> str | None:
+    """The one-line reason workload cannot serve methods[i] (a capability it needs and the workload lacks)."""
+    need = method.requires(options)
+    unknown = sorted(need - CAPABILITIES)
+    if unknown:
+        return (f"methods[{i}] '{method.name}' needs unknown capability '{unknown[0]}' "
+                f"(capabilities: {', '.join(sorted(CAPABILITIES))})")
+    have = workload.capabilities()
+    missing = sorted(need - have)
+    if missing:
+        return (f"methods[{i}] '{method.name}' needs capability '{missing[0]}', which workload '{workload.name}' "
+                f"does not provide (it provides: {', '.join(sorted(have)) or 'none'})")
+    return None
 
 
 def composition_error(methods: list[type[Method]], recipe: type[Recipe] | None = None) -> str | None:

@@ -41,6 +41,7 @@ from claimbench.plugin import (
     Recipe,
     RunContext,
     Workload,
+    capability_error,
     composition_error,
     validate_options,
 )
@@ -79,6 +80,10 @@ def prepare(cfg: RunConfig, out: str | Path) -> Run:
     conflict = composition_error([cls for cls, _ in specs], recipe_cls)
     if conflict:
         raise ConfigError(conflict)
+    for i, (cls, opts) in enumerate(specs):
+        missing = capability_error(i, cls, opts, workload)
+        if missing:
+            raise ConfigError(missing)
     for cls, opts in specs:
         cls.check(opts, workload)
     if cfg.train.device.startswith("cuda") and not torch.cuda.is_available():

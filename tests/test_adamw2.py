@@ -143,7 +143,7 @@ def test_qk_spectrum_matches_definition():
     from benchmarks.models.gpt import GPT, GPTConfig
 
     model = GPT(GPTConfig(vocab_size=64, n_layer=1, n_head=2, n_embd=16, block_size=8))
-    d = qk_spectrum(model)
+    d = qk_spectrum([(a.q.weight, a.k.weight, a.n_head) for a in (model.blocks[0].attn,)])
     q, k = model.blocks[0].attn.q.weight, model.blocks[0].attn.k.weight
     s = [torch.linalg.svdvals(q[h * 8:(h + 1) * 8].T @ k[h * 8:(h + 1) * 8]) for h in range(2)]
     assert d["attn/qk_sigma1/L0"] == pytest.approx(max(x[0].item() for x in s), rel=1e-5)

@@ -165,7 +165,7 @@ def test_mup_init_absorbs_forward_multipliers_without_changing_the_function(tmp_
     base = trainer(tmp_path / "a", [], **sets).model.eval()
     tr = trainer(tmp_path / "b", [{"name": "lrm", "init": "mup"}], **sets)
     model = tr.model.eval()
-    assert model.cfg.embed_mult == 1.0 and model.blocks[0].attn.scale == pytest.approx(1 / 4)
+    assert model.embed_mult == 1.0 and model.blocks[0].attn.scale == pytest.approx(1 / 4)
     assert model.wte.parametrizations.weight[0].row[0].item() == pytest.approx(3.0)
     assert model.blocks[0].attn.k.parametrizations.weight[0].row[0].item() == pytest.approx(0.25)
     x = torch.randint(0, 512, (2, 32))

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 
 from baselines.mup import MupOptions, apply_mup, role_factors, split_by_factor
 from benchmarks.models.gpt import GPT, GPTConfig, param_roles
+from benchmarks.workloads.gpt import forward_multipliers
 from claimbench.config import ConfigError, load_config
 from claimbench.testing import micro_overrides, run_micro
 from claimbench.train import default_param_groups, prepare
@@ -40,7 +41,7 @@ def _coord_check(mup: bool, steps: int = 8, lr: float = 1e-2) -> list[float]:
         factors = {r: (1.0, 1.0) for r in roles.values()}
         if mup:
             opts = MupOptions(base_width=WIDTHS[0])
-            m = apply_mup(model, roles, opts)
+            m = apply_mup(model, roles, opts, forward_multipliers(model))
             factors = role_factors(opts, m)
         groups = split_by_factor(default_param_groups(model, roles, 0.0, set()), roles, factors)
         opt = torch.optim.Adam([{"params": g["params"], "lr": lr * g["lr_scale"]} for g in groups])
@@ -78,8 +79,8 @@ def test_levels_enable_the_tuned_multipliers():
     assert lrwd["readout"] == (1.0, 5.0)
     for level, expect in (("LRWD", 1 / 2), ("FULL", 0.5 / 2)):
         model = GPT(GPTConfig(arch="llama", vocab_size=64, block_size=8, n_layer=1, n_head=2, n_embd=32))
-        apply_mup(model, param_roles(model), MupOptions(level=level, base_width=16, **opts))
-        assert model.cfg.logit_mult == pytest.approx(expect)
+        apply_mup(model, param_roles(model), MupOptions(level=level, base_width=16, **opts), forward_multipliers(model))
+        assert model.logit_mult == pytest.approx(expect)
         assert model.blocks[0].attn.scale == pytest.approx(1 / math.sqrt(16) / 2)
 
 
@@ -151,7 +152,7 @@ def test_tuned_file_supplies_the_levels_multipliers(tmp_path):
     groups = {n: g for g in full.optimizer.param_groups for n in g["names"]}
     assert groups[emb]["lr"] == pytest.approx(2e-3)
     assert groups[hidden]["weight_decay"] == pytest.approx(0.3)
-    assert full.model.cfg.logit_mult == pytest.approx(0.25) and full.model.cfg.embed_mult == pytest.approx(4.0)
+    assert full.model.logit_mult == pytest.approx(0.25) and full.model.embed_mult == pytest.approx(4.0)
     f.write_text(json.dumps({"levels": {**TUNED["levels"], "LR": {"lr_mult": {"hidden_matrix": 2.0}}}}))
     again = _trainer(tmp_path / "again", {"name": "mup", "base_width": 32, "level": "LR", "tuned": str(f)})
     assert again.methods[0].options.lr_mult == {"hidden_matrix": 2.0}  # a changed sweep changes the run

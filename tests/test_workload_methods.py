@@ -1,8 +1,8 @@
 """One training step of every registered method on every workload at size micro, on the real offline data.
 
 Parametrized from the registry, so a new method or workload is covered without editing this file. A
-method whose `workloads` leaves a workload out is skipped for it; so is one that cannot run on its
-default options (it says which options it needs).
+method whose `workloads` leaves a workload out, or that needs a capability the workload does not provide,
+is skipped for it; so is one that cannot run on its default options (it says which options it needs).
 """
 
 from __future__ import annotations
@@ -35,9 +35,12 @@ def test_one_step(workload: str, method: str, tmp_path: Path) -> None:
     if cls.workloads is not None and workload not in cls.workloads:
         pytest.skip(f"method {method} does not support workload {workload}")
     try:
-        validate_options(cls.Options, {}, method)
+        opts = validate_options(cls.Options, {}, method)
     except ConfigError as e:
         pytest.skip(f"method {method} needs options: {e}")
+    missing = cls.requires(opts) - registry.get("workload", workload).provides
+    if missing:
+        pytest.skip(f"workload {workload} lacks {', '.join(sorted(missing))} that method {method} needs")
     cfg = load_config(None, [
         f"workload={workload}", "size=micro", f"data.dir={data_dir(workload)}", f"methods=[{method}]",
         "train.steps=1", "train.batch_size=4", "train.warmup_steps=0", "log.every=1", "eval.every=0",

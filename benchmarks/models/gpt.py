@@ -10,6 +10,8 @@ and a parameter-role side table. `gpt2`: LayerNorm, GELU MLP, learned positions,
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -108,6 +110,7 @@ class Attention(nn.Module):
         hd = cfg.n_embd // cfg.n_head
         self.scale = cfg.attn_scale if cfg.attn_scale is not None else 1 / math.sqrt(hd)
         self.q_norm, self.k_norm = (make_norm(cfg, hd), make_norm(cfg, hd)) if cfg.qk_norm else (None, None)
+        self.on_logits = None  # set by GPT.serve_logits: receives the masked pre-softmax logits (explicit path)
 
     def forward(self, x, rope=None, want_probs: bool = False):
         b, t, c = x.shape
@@ -117,11 +120,16 @@ class Attention(nn.Module):
         if rope is not None:
             q, k = apply_rope(q, *rope), apply_rope(k, *rope)
         probs = None
-        if want_probs:  # the explicit path, only when a method asked for the probabilities
+        if want_probs or self.on_logits is not None:  # the explicit path, only when a method asked for it
             att = (q @ k.transpose(-2, -1)) * self.scale
             mask = torch.ones(t, t, dtype=torch.bool, device=x.device).tril()
-            probs = att.masked_fill(~mask, float("-inf")).softmax(dim=-1)
+            att = att.masked_fill(~mask, float("-inf"))
+            if self.on_logits is not None:
+                self.on_logits(att)
+            probs = att.softmax(dim=-1)
             y = F.dropout(probs, self.dropout, self.training) @ v
+            if not want_probs:
+                probs = None
         else:
             y = F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=self.scale,
                                                dropout_p=self.dropout if self.training else 0.0)
@@ -188,6 +196,8 @@ class GPT(nn.Module):
             cos, sin = rope_cache(cfg)
             self.register_buffer("rope_cos", cos, persistent=False)
             self.register_buffer("rope_sin", sin, persistent=False)
+        # forward multipliers (muP): Python floats, read by the workload's role table (forward_multipliers)
+        self.embed_mult, self.logit_mult = cfg.embed_mult, cfg.logit_mult
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -211,8 +221,8 @@ class GPT(nn.Module):
         if t > self.cfg.block_size:
             raise ValueError(f"sequence of {t} tokens exceeds block_size={self.cfg.block_size}")
         x = self.wte(idx)
-        if self.cfg.embed_mult != 1.0:
-            x = x * self.cfg.embed_mult
+        if self.embed_mult != 1.0:
+            x = x * self.embed_mult
         if self.wpe is not None:
             x = x + self.wpe(torch.arange(t, device=idx.device))
         x = self.drop(x)
@@ -226,9 +236,41 @@ class GPT(nn.Module):
             if want_probs:
                 probs.append(p)
         logits = self.lm_head(self.ln_f(x))
-        if self.cfg.logit_mult != 1.0:
-            logits = logits * self.cfg.logit_mult
+        if self.logit_mult != 1.0:
+            logits = logits * self.logit_mult
         return GPTOutput(logits, hidden, probs)
+
+
+def attention_modules(model: GPT) -> list[Attention]:
+    return [m for m in getattr(model, "_orig_mod", model).modules() if isinstance(m, Attention)]
+
+
+@contextmanager
+def serve_logits(model: GPT, fn) -> Iterator[None]:
+    """Every attention layer hands fn its masked pre-softmax logits (batch, heads, t, t) in the forwards run
+    inside the block (they take the explicit attention path)."""
+    mods = attention_modules(model)
+    try:
+        for m in mods:
+            m.on_logits = fn
+        yield
+    finally:
+        for m in mods:
+            m.on_logits = None
+
+
+def mlp_slots(model: GPT) -> dict[int, str]:
+    """id(Linear) -> slot of the MLP matrices (fc/gate/proj)."""
+    slots: dict[int, str] = {}
+    for mod in model.modules():
+        if isinstance(mod, MLP):
+            slots[id(mod.proj)] = "mlp_down"
+            if mod.gated:
+                slots[id(mod.gate)] = "mlp_gate"
+                slots[id(mod.fc)] = "mlp_up"
+            else:
+                slots[id(mod.fc)] = "mlp_in"
+    return slots
 
 
 def param_roles(model: GPT) -> dict[str, str]:

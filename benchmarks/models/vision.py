@@ -156,3 +156,40 @@ def capture(model: nn.Module, want_hidden: bool, want_probs: bool) -> Iterator[C
             h.remove()
         for a, f in zip(attns, fused, strict=True):
             a.fused_attn = f
+
+
+# ------------------------------------------------------------------------------------- attention logits
+
+@contextmanager
+def serve_logits(model: nn.Module, fn) -> Iterator[None]:
+    """Every attention layer hands fn its pre-softmax logits in the forwards run inside the block.
+
+    Swin's WindowAttention applies its softmax as a module: fn gets that module's input, the logits the model
+    itself computed (relative-position bias and shifted-window mask included), on timm's explicit path
+    (`fused_attn=False` for these forwards). ViT's Attention calls `softmax` as a function, so a pre-hook on the
+    attention module recomputes q and k from its own qkv and q/k norms: (q k^T) * scale per head."""
+    model = getattr(model, "_orig_mod", model)
+    attns = attention_modules(model)
+    fused = [a.fused_attn for a in attns]
+    handles = []
+
+    def vit_hook(m, args, kwargs):
+        x = args[0]
+        b, n, _ = x.shape
+        qkv = m.qkv(x).reshape(b, n, 3, m.num_heads, -1).permute(2, 0, 3, 1, 4)
+        q, k = getattr(m, "q_norm", nn.Identity())(qkv[0]), getattr(m, "k_norm", nn.Identity())(qkv[1])
+        fn((q @ k.transpose(-2, -1)) * m.scale)
+
+    try:
+        for a in attns:
+            if isinstance(getattr(a, "softmax", None), nn.Softmax):
+                a.fused_attn = False
+                handles.append(a.softmax.register_forward_pre_hook(lambda _m, args: fn(args[0])))
+            else:
+                handles.append(a.register_forward_pre_hook(vit_hook, with_kwargs=True))
+        yield
+    finally:
+        for h in handles:
+            h.remove()
+        for a, f in zip(attns, fused, strict=True):
+            a.fused_attn = f

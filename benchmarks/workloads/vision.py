@@ -13,6 +13,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from benchmarks.workloads._classifier import ImageClassifier
+from claimbench.capabilities import AttentionView, Segment
 from claimbench.registry import register_workload
 
 # benchmarks.models.vision (and with it timm, ~1.5 s) is imported inside the methods: plugin discovery
@@ -77,6 +78,28 @@ class SwinOptions(BaseModel):
 
 
 class _TimmClassifier(ImageClassifier):
+    provides = frozenset({"hidden_states", "attn_probs", "attention", "attn_logits", "multipliers"})
+
+    def attention_layers(self, model) -> list[AttentionView]:
+        """timm's attention modules; a fused qkv holds W_q, W_k, W_v as thirds of its rows (heads contiguous)."""
+        from benchmarks.models.vision import SplitQKV, attention_modules
+
+        views = []
+        for m in attention_modules(getattr(model, "_orig_mod", model)):
+            qkv = m.qkv
+            if isinstance(qkv, SplitQKV):
+                q, k, v = (Segment(lin, 0, lin.out_features) for lin in (qkv.q, qkv.k, qkv.v))
+            else:
+                d = qkv.weight.shape[0] // 3
+                q, k, v = Segment(qkv, 0, d), Segment(qkv, d, 2 * d), Segment(qkv, 2 * d, 3 * d)
+            views.append(AttentionView(m, q, k, v, m.num_heads))
+        return views
+
+    def attn_logits(self, model, fn):
+        from benchmarks.models.vision import serve_logits
+
+        return serve_logits(model, fn)
+
     def param_roles(self, model) -> dict[str, str]:
         from benchmarks.models.vision import param_roles
 
@@ -110,6 +133,10 @@ class ViTWorkload(_TimmClassifier):
         "paper_l": dict(img_size=224, patch_size=16, embed_dim=1024, depth=24, num_heads=16, drop_path_rate=0.1),
     }
     Options = ViTOptions
+    provides = _TimmClassifier.provides | {"depth"}
+
+    def depth(self) -> int:
+        return self.opts.depth
 
     def build_model(self):
         from benchmarks.models.vision import build_vit

@@ -85,9 +85,7 @@ def unigram_loss(data_dir: str) -> float | None:
     d = Path(data_dir)
     if not ((d / "train.bin").is_file() and (d / "val.bin").is_file()):
         return None
-    from benchmarks.data.text import read_meta  # the same token files and dtype the workload reads
-
-    vocab = int(read_meta(d)["vocab_size"])
+    vocab = int(json.loads((d / "meta.json").read_text())["vocab_size"])  # the workload's token files
     train = np.memmap(d / "train.bin", dtype=np.uint16, mode="r")
     val = np.memmap(d / "val.bin", dtype=np.uint16, mode="r")
     p = (np.bincount(train, minlength=vocab) + 1.0) / (len(train) + vocab)

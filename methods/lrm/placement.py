@@ -2,14 +2,13 @@
 
 Kinds: "both" (row r and column c, W = r_i * What_ij * c_j), "row", "col", "scalar" (W = s * What), None.
 Placements are read from the role side table; the only structure looked at beyond roles is which
-matrix of a GPT MLP is the gate / up / down projection (the symmetry-free placement needs it).
+matrix of an MLP is the gate / up / down projection (the symmetry-free placement needs it), from the
+workload's `mlp_slots` capability.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-
-import torch.nn as nn
 
 Kind = str | None
 
@@ -58,19 +57,3 @@ def _none(role: str, slot: str | None) -> Kind:
 PLACEMENTS: dict[str, Callable[[str, str | None], Kind]] = {
     "both": _both, "symmetry_free": _symmetry_free, "scalar": _scalar, "mlp_scalar": _mlp_scalar, "none": _none,
 }
-
-
-def mlp_slots(model: nn.Module) -> dict[int, str]:
-    """id(Linear) -> slot for the GPT MLPs (fc/gate/proj); other models' MLPs are left unknown."""
-    from benchmarks.models.gpt import MLP
-
-    slots: dict[int, str] = {}
-    for mod in model.modules():
-        if isinstance(mod, MLP):
-            slots[id(mod.proj)] = "mlp_down"
-            if mod.gated:
-                slots[id(mod.gate)] = "mlp_gate"
-                slots[id(mod.fc)] = "mlp_up"
-            else:
-                slots[id(mod.fc)] = "mlp_in"
-    return slots
