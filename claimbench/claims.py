@@ -207,10 +207,21 @@ def _check_test(c: dict, where: str, named: list[str]) -> None:
         raise ConfigError(f"{where}.test.band: [low, high]")
 
 
+def claims_files(claims_dir: str | Path = CLAIMS_DIR) -> list[Path]:
+    """The claims files in `claims_dir`; for the repository's own directory, also those of the papers registered
+    from outside it (claimbench/papers.py: a `claimbench.papers` entry point names its own claims file)."""
+    files = sorted(Path(claims_dir).glob("*.yaml"))
+    if Path(claims_dir).resolve() == CLAIMS_DIR.resolve():
+        from claimbench.papers import external_claims_files
+
+        files += external_claims_files(CLAIMS_DIR)
+    return files
+
+
 def load_all(claims_dir: str | Path = CLAIMS_DIR) -> list[Claim]:
     """Every claim of every paper, in file then document order."""
     out: list[Claim] = []
-    for f in sorted(Path(claims_dir).glob("*.yaml")):
+    for f in claims_files(claims_dir):
         out += load_file(f)
     return out
 

@@ -4,8 +4,9 @@
   python scripts/dag_jobs.py --out after.json           # in another
   python scripts/dag_jobs.py --compare before.json after.json
 
-A job is its rule and its output files; the comparison is on the set of output files (a rule renamed
-or merged into another with the same outputs is the same job) and prints what differs.
+A job is its rule, its output files and its input files; the comparison is on the set of output files (a rule
+renamed or merged into another with the same outputs is the same job) and, job by job, on the input files (the
+edges of the DAG); it prints what differs.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ REPO = Path(__file__).resolve().parents[1]
 PAPERS = ["flerm", "jreg", "lrm", "nowarmup", "optlaws"]
 _RULE = re.compile(r"^(?:local)?rule (\w+):")
 _OUT = re.compile(r"^\s+output: (.*)$")
+_IN = re.compile(r"^\s+input: (.*)$")
 
 
 def selections() -> dict[str, list[str]]:
@@ -42,18 +44,17 @@ def jobs(args: list[str], forceall: bool) -> dict:
     wall = time.time() - t0
     if r.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)} failed:\n{r.stderr[-3000:]}")
-    found: list[tuple[str, list[str]]] = []
-    rule = None
+    found: list[tuple[str, list[str], list[str]]] = []
     for line in (r.stdout + r.stderr).splitlines():
         m = _RULE.match(line)
         if m:
-            rule = m.group(1)
-            found.append((rule, []))
+            found.append((m.group(1), [], []))
             continue
-        m = _OUT.match(line)
-        if m and found:
-            found[-1][1].extend(s.strip() for s in m.group(1).split(", "))
-    return {"jobs": sorted([r, sorted(o)] for r, o in found), "wall_s": round(wall, 1)}
+        for pattern, i in ((_OUT, 1), (_IN, 2)):
+            m = pattern.match(line)
+            if m and found:
+                found[-1][i].extend(s.strip() for s in m.group(1).split(", "))
+    return {"jobs": sorted([r, sorted(o), sorted(i)] for r, o, i in found), "wall_s": round(wall, 1)}
 
 
 def snapshot() -> dict:
@@ -65,20 +66,29 @@ def snapshot() -> dict:
 
 
 def outputs(entry: dict) -> set[str]:
-    return {o for _, outs in entry["jobs"] for o in outs} | {f"<{r} without output>" for r, o in entry["jobs"] if not o}
+    return {o for _, outs, *_ in entry["jobs"] for o in outs} | {f"<{j[0]} without output>" for j in entry["jobs"]
+                                                                  if not j[1]}
+
+
+def inputs(entry: dict) -> dict[tuple[str, ...], set[str]]:
+    """A job's outputs -> its inputs (files only: Snakemake prints a directory input like any other)."""
+    return {tuple(j[1]) or (j[0],): set(j[2]) for j in entry["jobs"] if len(j) > 2}
 
 
 def compare(before: dict, after: dict) -> bool:
     same = True
     for label in before:
-        b, a = outputs(before[label]), outputs(after.get(label, {"jobs": []}))
-        nb, na = len(before[label]["jobs"]), len(after.get(label, {"jobs": []})["jobs"])
-        status = "same" if a == b and nb == na else "DIFFERS"
-        print(f"{label}: {nb} jobs / {len(b)} outputs before, {na} jobs / {len(a)} outputs after: {status}")
-        for o in sorted(b - a):
-            print(f"   only before: {o}")
-        for o in sorted(a - b):
-            print(f"   only after:  {o}")
+        aft = after.get(label, {"jobs": []})
+        b, a = outputs(before[label]), outputs(aft)
+        ib, ia = inputs(before[label]), inputs(aft)
+        lines = [f"   only before: {o}" for o in sorted(b - a)] + [f"   only after:  {o}" for o in sorted(a - b)]
+        lines += [f"   inputs of {job[0]}: only before {sorted(ib[job] - ia[job])}, only after "
+                  f"{sorted(ia[job] - ib[job])}" for job in sorted(set(ib) & set(ia)) if ib[job] != ia[job]]
+        nb, na = len(before[label]["jobs"]), len(aft["jobs"])
+        status = "same" if not lines and nb == na else "DIFFERS"
+        print(f"{label}: {nb} jobs / {len(b)} outputs before, {na} jobs / {len(a)} outputs after: {status}"
+              + (" (inputs compared)" if ib and ia else ""))
+        print("\n".join(lines[:40]) + ("\n   ..." if len(lines) > 40 else "") if lines else "", end="")
         same &= status == "same"
     return same
 
