@@ -52,8 +52,8 @@ def jobs(args: list[str], forceall: bool) -> dict:
             continue
         for pattern, i in ((_OUT, 1), (_IN, 2)):
             m = pattern.match(line)
-            if m and found:
-                found[-1][i].extend(s.strip() for s in m.group(1).split(", "))
+            if m and found:  # files of the checkout relative to it, so two checkouts compare
+                found[-1][i].extend(s.strip().removeprefix(f"{REPO}/") for s in m.group(1).split(", "))
     return {"jobs": sorted([r, sorted(o), sorted(i)] for r, o, i in found), "wall_s": round(wall, 1)}
 
 
