@@ -89,7 +89,9 @@ def test_a_paper_from_outside_plans_its_runs_stage_and_claim(toy):
 @pytest.mark.slow
 def test_a_paper_from_outside_gets_a_verdict(toy):
     work, site = toy
-    before = subprocess.run(["git", "status", "--porcelain"], cwd=REPO, capture_output=True, text=True).stdout
+    status = ["git", "status", "--porcelain", "--untracked-files=all", "--", "Snakefile", "rules", "config",
+              "claimbench", "benchmarks", "results", "runs"]
+    before = subprocess.run(status, cwd=REPO, capture_output=True, text=True).stdout
     r = snakemake(work, site)
     assert r.returncode == 0, r.stderr[-3000:]
     summary = yaml.safe_load((work / "results" / "analysis" / "toy" / "summary.json").read_text())
@@ -98,8 +100,8 @@ def test_a_paper_from_outside_gets_a_verdict(toy):
     row = claims[claims["claim"] == "toy.lower_lr_trains_slower"].iloc[0]
     assert row["verdict"] in {"reproduced", "not_reproduced", "inconclusive"}, row.to_dict()
     assert (work / "results" / "toy.md").is_file()
-    after = subprocess.run(["git", "status", "--porcelain"], cwd=REPO, capture_output=True, text=True).stdout
-    assert after == before  # nothing of the repository was written
+    after = subprocess.run(status, cwd=REPO, capture_output=True, text=True).stdout
+    assert after == before  # nothing of the repository was written (runs, results, evidence all under WORK)
 
 
 def test_a_claim_arm_names_an_entry_of_its_papers_grid(tmp_path):
