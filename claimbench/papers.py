@@ -131,8 +131,8 @@ class Paper:
         return (yaml.safe_load(p.read_text()) or {}) if p else {}
 
     def add_runs(self, dag: Dag) -> None:
-        """Called for a selected paper: its grid's data sets and runs (runs already listed keep their spec
-        unless the paper re-declares them, as a derived run with changed settings does)."""
+        """Called for a selected paper: its grid's data sets and runs. A run it lists replaces one already listed
+        under the same id (a claim's arm), so the paper's grid entry name and a derived run's settings win."""
         cfg = self.grid_config(dag.profile)
         dag.data.update(cfg.get("data", {}))
         dag.runs.update(self.runs(self, dag) if self.runs else expand(cfg.get("grid", [])))
