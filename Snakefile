@@ -10,7 +10,7 @@ from pathlib import Path
 
 import yaml
 
-from claimbench import launch
+from claimbench import launch, papers
 from claimbench.claims import select_grid
 from claimbench.grid import expand
 
@@ -32,12 +32,21 @@ for extra in sorted((REPO / "config" / f"{config['profile']}.d").glob("*.yaml"))
 # an unknown paper, workload, recipe, method or data set stops here, before any training. Runs several claims
 # share have one run id and are trained once.
 GRID += select_grid(config.get("papers") or [], config["profile"], list(DATA))
-# ... plus each selected paper's own grid for its analysis stages (config/papers/<paper>.<profile>.yaml)
-for paper in config.get("papers") or []:
-    paper_grid = REPO / "config" / "papers" / f"{paper}.{config['profile']}.yaml"
-    if paper_grid.is_file():
-        GRID += (yaml.safe_load(paper_grid.read_text()) or {}).get("grid", [])
 RUNS = expand(GRID)
+# ... plus each selected paper's own runs: its grid at this profile (Paper.grids, with the data sets it reads) and
+# the runs it derives from them (claimbench/papers.py: every methods/<pkg>/paper.py and `claimbench.papers` entry
+# point). Then, with the run list complete, every registered paper's plan: its analysis stages (rules/papers.smk
+# makes one rule each), the files some runs read before they train (inputs of `train`), and its final targets.
+PAPERS = papers.discover()
+PAPER_DAG = papers.Dag(config, REPO, RUNS, DATA)
+for paper_id in sorted(PAPERS):
+    if paper_id in (config.get("papers") or []):
+        PAPERS[paper_id].add_runs(PAPER_DAG)
+PLANS = {paper_id: PAPERS[paper_id].plan(PAPER_DAG) for paper_id in sorted(PAPERS)}
+RUN_INPUTS = {}
+for _plan in PLANS.values():
+    for _rid, _files in _plan.run_inputs.items():
+        RUN_INPUTS.setdefault(_rid, []).extend(_files)
 DATA_FILES = ("train.bin", "val.bin", "meta.json")
 
 for name, spec in DATA.items():
@@ -51,8 +60,9 @@ wildcard_constraints:
     run_id=r"[A-Za-z0-9_.+\-]+",
 
 
-# final targets that rules/*.smk add (e.g. runs/<id>/lm_eval.json); read when the DAG is built, after the includes
-TARGETS = []
+# final targets: the papers' (above) and those rules/*.smk add (e.g. runs/<id>/lm_eval.json); read when the DAG is
+# built, after the includes
+TARGETS = [t for _plan in PLANS.values() for t in _plan.targets]
 
 
 rule all:
@@ -109,6 +119,8 @@ rule train:
     input:
         config=lambda w: str(REPO / RUNS[w.run_id].config),
         data=lambda w: [f"{DATA[RUNS[w.run_id].data]['dir']}/{f}" for f in DATA_FILES],
+        # what the run reads from another stage (a FLeRM record, a muP tuned file, the run a replay copies)
+        run_inputs=lambda w: RUN_INPUTS.get(w.run_id, []),
     output:
         f"{RUNS_DIR}/{{run_id}}/result.json",
     params:
@@ -127,7 +139,7 @@ rule train:
         launch.train_shell(NPROC, bool(config.get("warm")))
 
 
-# a run list that reads RUNS when the DAG is built, after rules/*.smk have added their runs
+# every run of the DAG (the run list is complete here)
 all_results = lambda wildcards: [f"{RUNS_DIR}/{rid}/result.json" for rid in sorted(RUNS)]
 
 
@@ -170,7 +182,7 @@ rule evidence:
         "{params.py} -m claimbench evidence --store {params.store} {params.dirs} > {log} 2>&1"
 
 
-# extra stages (lm-eval, per-method analyses, studies) live in rules/*.smk, one file per job
+# extra stages (claims' studies and tables, lm-eval, the papers' analysis stages) live in rules/*.smk
 for smk in sorted((REPO / "rules").glob("*.smk")):
 
     include: smk

@@ -110,6 +110,8 @@ def load_file(path: str | Path) -> list[Claim]:
     paper = doc["paper"]
     if paper["id"] != path.stem:
         raise ConfigError(f"{path}: paper.id '{paper['id']}' must equal the file name '{path.stem}'")
+    for i, c in enumerate(doc["claims"]):
+        c["grid"] = _resolve_entries(paper["id"], c["grid"], f"{path}: claims[{i}]({c['id']}).grid")
     claims, seen = [], set()
     for i, c in enumerate(doc["claims"]):
         where = f"{path}: claims[{i}]({c['id']})"
@@ -124,6 +126,41 @@ def load_file(path: str | Path) -> list[Claim]:
                             rule=c.get("rule", {}), ours=c.get("ours", {}), file=str(path), test=c.get("test"),
                             premises=c.get("premises", []), placebo=c.get("placebo")))
     return claims
+
+
+_ENTRY_KEYS = ("config", "data", "workload", "size", "recipes", "methods", "seeds", "set", "sweep")
+
+
+def _resolve_entries(paper_id: str, grid: dict, where: str) -> dict:
+    """Arms written `{entry: NAME, ...}` become the paper's own grid entry NAME at that profile (the first entry of
+    that name in its manifest's grid file), the keys beside `entry` replacing the entry's (`set` merged key by key):
+    one source for the runs a claim and the paper's analysis share."""
+    if not any("entry" in arm for arms in grid.values() for arm in arms.values()):
+        return grid
+    from claimbench.papers import discover
+
+    paper = discover().get(paper_id)
+    out = {}
+    for profile, arms in grid.items():
+        entries = (paper.grid_config(profile).get("grid") or []) if paper else []
+        out[profile] = {}
+        for name, arm in arms.items():
+            if "entry" not in arm:
+                out[profile][name] = arm
+                continue
+            found = next((e for e in entries if e.get("name") == arm["entry"]), None)
+            if found is None:
+                names = list(dict.fromkeys(e.get("name", "") for e in entries))
+                hint = closest(arm["entry"], names)
+                raise ConfigError(f"{where}.{profile}.{name}.entry: no grid entry '{arm['entry']}' in paper "
+                                  f"{paper_id}'s grid at {profile}"
+                                  + (f" (did you mean '{hint}'?)" if hint else ""))
+            resolved = {k: found[k] for k in _ENTRY_KEYS if k in found}
+            resolved.update({k: v for k, v in arm.items() if k not in ("entry", "set")})
+            if "set" in arm:
+                resolved["set"] = {**found.get("set", {}), **arm["set"]}
+            out[profile][name] = resolved
+    return out
 
 
 def _check_claim(c: dict, where: str) -> None:
@@ -207,10 +244,21 @@ def _check_test(c: dict, where: str, named: list[str]) -> None:
         raise ConfigError(f"{where}.test.band: [low, high]")
 
 
+def claims_files(claims_dir: str | Path = CLAIMS_DIR) -> list[Path]:
+    """The claims files in `claims_dir`; for the repository's own directory, also those of the papers registered
+    from outside it (claimbench/papers.py: a `claimbench.papers` entry point names its own claims file)."""
+    files = sorted(Path(claims_dir).glob("*.yaml"))
+    if Path(claims_dir).resolve() == CLAIMS_DIR.resolve():
+        from claimbench.papers import external_claims_files
+
+        files += external_claims_files(CLAIMS_DIR)
+    return files
+
+
 def load_all(claims_dir: str | Path = CLAIMS_DIR) -> list[Claim]:
     """Every claim of every paper, in file then document order."""
     out: list[Claim] = []
-    for f in sorted(Path(claims_dir).glob("*.yaml")):
+    for f in claims_files(claims_dir):
         out += load_file(f)
     return out
 

@@ -271,11 +271,6 @@ class Method:
         return frozenset(cls.needs)
 
     @classmethod
-    def stages(cls) -> list[dict[str, Any]]:
-        """Extra DAG stages: [{name, consumes, produces, command}] (see docs/design.md)."""
-        return []
-
-    @classmethod
     def overrides(cls, hook: str) -> bool:
         return getattr(cls, hook).__code__ is not getattr(Method, hook).__code__
 

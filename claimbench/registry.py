@@ -1,8 +1,9 @@
 """Name -> class registries for workloads, recipes and methods (timm/lm-eval style).
 
 The core never imports a plugin by name: it imports every module of the in-repo packages
-(`benchmarks.workloads`, `baselines`, `methods`) and every `claimbench.methods` entry point,
-and each module registers itself with a decorator.
+(`benchmarks.workloads`, `baselines`, `methods`), every `claimbench.methods` entry point and the
+method modules every registered paper declares (claimbench/papers.py), and each module registers
+itself with a decorator.
 """
 
 from __future__ import annotations
@@ -77,6 +78,10 @@ def discover() -> None:
         obj = ep.load()
         if ep.name not in METHODS:
             register_method(ep.name)(obj)
+    from claimbench.papers import method_modules
+
+    for module in method_modules():  # the methods a registered paper declares (claimbench.papers entry points)
+        importlib.import_module(module)
 
 
 def get(kind: str, name: str) -> Any:

@@ -31,7 +31,7 @@ class {cls}(Method):
         self.steps_seen = 0
 
     # Hooks you may override: transform_model, param_groups, make_optimizer, extra_loss,
-    # before_step, after_step, metrics, state_dict/load_state_dict, stages. See claimbench/plugin.py.
+    # before_step, after_step, metrics, state_dict/load_state_dict. See claimbench/plugin.py.
     def after_step(self, step, model, optimizer):
         self.steps_seen += 1
 

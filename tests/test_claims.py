@@ -151,8 +151,15 @@ def test_claims_share_the_runs_of_the_papers_own_grid(paper):
 
 
 def test_from_file_claims_read_a_file_the_dag_makes():
-    """Each from_file claim with runs reads a file one of the rules writes (so its study job can wait for it)."""
-    rules = "\n".join(p.read_text() for p in (REPO / "rules").glob("*.smk"))
+    """Each from_file claim with runs reads a file one of the rules or papers' stages writes (so its study job can
+    wait for it)."""
+    import inspect
+    import sys
+
+    from claimbench import papers
+
+    sources = [Path(inspect.getfile(sys.modules[p.dag.__module__])) for p in papers.discover().values() if p.dag]
+    rules = "\n".join(p.read_text() for p in [*(REPO / "rules").glob("*.smk"), *sources])
     for c in load_all(CLAIMS_DIR):
         if c.statistic["kind"] != "from_file" or not c.grid:
             continue

@@ -194,10 +194,10 @@ def _train_jobs(out: str) -> dict[str, str]:
 
 
 def test_aggregate_and_evidence_cover_every_run_of_the_dag():
-    """The aggregate and evidence jobs read the run list after rules/*.smk added their runs."""
+    """The aggregate and evidence jobs read the complete run list, the replayed-warmup runs included."""
     out = _dry_run("nowarmup")
     jobs = _train_jobs(out)
-    assert "nowarmup_replay_train" in set(jobs.values())
+    assert any("replayed_warmup" in rid for rid in jobs)
     for rule in ("aggregate", "evidence"):
         block = out.split(f"rule {rule}:", 1)[1].split("\n\n", 1)[0]
         inputs = re.search(r"input: (.*)", block).group(1)
@@ -205,26 +205,23 @@ def test_aggregate_and_evidence_cover_every_run_of_the_dag():
         assert ids == set(jobs), (rule, set(jobs) - ids)
 
 
-def test_replayed_warmup_runs_launch_like_every_other_run():
-    """nowarmup's replay runs are the train rule with one more input: same command line and resources."""
+def test_replayed_warmup_runs_are_train_jobs_reading_their_source():
+    """nowarmup's replay runs are jobs of the one train rule (same command line and resources) whose extra input
+    is the result.json of the run whose warmup they replay."""
     out = _dry_run("nowarmup")
-    cmds = {}
-    for block in out.split("\n\n"):
-        m = re.search(r"rule (\w*train):", block)
-        if m:
-            shell = [ln for ln in block.splitlines() if "-m claimbench" in ln and " train " in ln]
-            cmds.setdefault(m.group(1), shell[0] if shell else "")
+    assert set(_train_jobs(out).values()) == {"train"}
+    blocks = [b for b in out.split("\n\n") if re.search(r"rule train:", b)]
+    replays = [b for b in blocks if "replayed_warmup" in re.search(r"wildcards: (.*)", b).group(1)]
+    assert replays
+    for b in replays:
+        inputs = re.search(r"input: (.*)", b).group(1).split(", ")
+        sources = [p for p in inputs if p.endswith("/result.json")]
+        assert len(sources) == 1 and "-adamw2-" in sources[0], inputs
     from claimbench.launch import train_shell
 
     pattern = ".*".join(re.escape(part) for part in re.split(r"\{[a-z_.]+\}", train_shell(1, warm=True)))
-    assert re.search(pattern, cmds["train"])
-    assert re.search(pattern, cmds["nowarmup_replay_train"]), cmds["nowarmup_replay_train"]
-    res = {}
-    for block in out.split("\n\n"):
-        m = re.search(r"rule (\w*train):", block)
-        if m:
-            res.setdefault(m.group(1), re.search(r"resources: (.*)", block).group(1))
-    assert res["nowarmup_replay_train"] == res["train"]
+    assert all(re.search(pattern, b) for b in blocks)
+    assert len({re.search(r"resources: (.*)", b).group(1) for b in blocks}) == 1
 
 
 @pytest.mark.slow

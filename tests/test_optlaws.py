@@ -185,7 +185,12 @@ def test_plugin_registers_an_analysis_method():
 
     m = registry.METHODS["optlaws"]  # registered on import (no full plugin discovery: it imports every workload)
     assert m is OptLaws
-    assert m.stages() and m.stages()[0]["name"] == "optlaws_study"
+    from claimbench import papers
+
+    paper = papers.discover()["optlaws"]
+    stages = paper.plan(papers.Dag({"profile": "smoke", "runs_dir": "runs/smoke", "results_dir": "results",
+                                    "papers": ["optlaws"]}, paper.root, {}, {})).stages
+    assert [s.name for s in stages] == ["optlaws_study"] and "methods.optlaws" in paper.methods
     assert not any(m.overrides(h) for h in ("transform_model", "param_groups", "extra_loss", "before_step"))
     assert issubclass(m, Method)
     assert LAWS["optlaws"].label == "Opt-Laws (reconstructed)"

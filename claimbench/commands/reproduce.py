@@ -28,9 +28,9 @@ _RUN = re.compile(r"^\s+wildcards: .*run_id=([^,\s]+)")
 
 
 def known_papers() -> list[str]:
-    from claimbench.claims import CLAIMS_DIR
+    from claimbench.claims import claims_files
 
-    return sorted(p.stem for p in Path(CLAIMS_DIR).glob("*.yaml"))
+    return sorted(p.stem for p in claims_files())
 
 
 def parse_papers(text: str | None) -> list[str]:

@@ -1,4 +1,4 @@
-"""How FLeRM's two stages meet in the DAG (used by rules/flerm.smk; no training here).
+"""How FLeRM's two stages meet in the DAG (used by methods/flerm/paper.py; no training here).
 
 Base runs carry `flerm` in record mode with `record: TEMPLATE`; scaled runs carry `flerm` with `base: TEMPLATE`
 (the same template, `{lr}` filled with the run's train.lr). `plan` reads the runs' resolved configs and returns

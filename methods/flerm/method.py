@@ -102,16 +102,6 @@ class Flerm(Method):
                                   f"{rec.get('output')}) but this run uses ({options.estimator}, {out})")
             map_record(rec["tensors"], trainable_names(workload), options.depth_split)
 
-    @classmethod
-    def stages(cls) -> list[dict]:
-        """The DAG stages of rules/flerm.smk (wired there; listed here for `claimbench list` and the docs)."""
-        return [{"name": "flerm_record", "consumes": "base runs (flerm record mode): metrics.jsonl",
-                 "produces": "the record file named by their `record:` template at each base LR",
-                 "command": "python -m methods.flerm.records RUN_DIR... --out RECORD"},
-                {"name": "flerm_study", "consumes": "the runs of config/papers/flerm.<profile>.yaml",
-                 "produces": "results/analysis/flerm/transfer.{json,md}, results/figures/flerm/*.png",
-                 "command": "python -m methods.flerm.study --grid G --runs-dir R --out J --md M --figures F"}]
-
     def __init__(self, options: FlermOptions, ctx):
         super().__init__(options, ctx)
         cfg = ctx.cfg

@@ -7,8 +7,8 @@ one sampled value per dimension shared by the roles it lists) and the trial coun
 level's trials are its untuned default (all 1: at base width muP is the standard parametrization, so this is the
 plain run) plus `trials - 1` Latin-hypercube points over the dimensions that level tunes (scipy.stats.qmc, seeded:
 the same config gives the same trials and run ids). `pick` keeps, per level, the trial with the lowest final val
-loss and writes the tuned file; comparison runs name it (`mup` option `tuned:`) and rules/lrm.smk makes it their
-input, so a changed sweep re-makes the file and retrains only the runs that read it.
+loss and writes the tuned file; comparison runs name it (`mup` option `tuned:`) and methods/lrm/paper.py makes it
+their input, so a changed sweep re-makes the file and retrains only the runs that read it.
 
     python -m methods.lrm.mup_sweep --grid config/papers/lrm.smoke.yaml --runs-dir runs/smoke \\
         --out results/analysis/lrm/mup_tuned.json

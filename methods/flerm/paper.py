@@ -1,0 +1,50 @@
+"""The FLeRM paper: base runs record per-tensor function-space LRs -> `flerm_record` averages them over seeds into
+one record per base LR -> scaled runs (method flerm, `base:` that record) train with the record as an input ->
+`flerm_study` writes the optimal-LR shift tables, figures and verdicts:
+  snakemake flerm --profile config/smoke --config 'papers=[flerm]'
+The grid is config/papers/flerm.<profile>.yaml. A changed base run re-makes its record and retrains only the
+scaled runs that read it (the record file is their run input; methods/flerm/dag.py).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from claimbench.grid import expand
+from claimbench.papers import Dag, Paper, Plan, Stage, in_repo, register_paper, result_files
+
+
+def dag(paper: Paper, d: Dag) -> Plan:
+    from methods.flerm.dag import plan
+
+    on = "flerm" in d.selected and paper.grid_file(d.profile) is not None
+    fplan = plan(d.runs, str(paper.root))  # every run of the DAG: another paper's grid may use flerm too
+    runs = expand(paper.grid_config(d.profile).get("grid", [])) if on else {}
+    # the tables own results/<paper>.md once the claims file exists (and link to the stage's summary.md)
+    md = f"{d.results}/analysis/flerm/summary.md" if paper.claims_file.is_file() else f"{d.results}/flerm.md"
+    record = Stage(
+        name="flerm_record",
+        input={"runs": lambda w: [f"{d.runs_dir}/{rid}/result.json" for rid in fplan.records[w.record]]},
+        output={"record": "{record}"},
+        wildcard_constraints={"record": fplan.record_regex()},
+        params={"dirs": lambda w, input: " ".join(str(Path(p).parent) for p in input)},
+        log=f"{d.results}/logs/flerm_record/{{record}}.log",
+        shell="{params.py} -m methods.flerm.records {params.dirs} --out {output} > {log} 2>&1",
+    )
+    study = Stage(
+        name="flerm_study",
+        input={"grid": str(paper.grid_path(d.profile)) if on else [], "runs": result_files(d, runs),
+               "records": sorted(fplan.records)},
+        output={"md": md, "js": f"{d.results}/analysis/flerm/transfer.json",
+                "fslr": f"{d.results}/analysis/flerm/fslr.json"},
+        params={"runs_dir": lambda w, input: str(Path(input.runs[0]).parent.parent) if input.runs else d.runs_dir,
+                "figures": f"{d.results}/figures/flerm"},
+        log=f"{d.results}/logs/flerm_study.log",
+        shell="{params.py} -m methods.flerm.study --grid {input.grid} --runs-dir {params.runs_dir} "
+              "--out {output.js} --md {output.md} --figures {params.figures} --fslr {output.fslr} > {log} 2>&1",
+    )
+    return Plan(stages=[record, study], aliases={"flerm": [md]},
+                run_inputs={rid: fplan.needs(rid) for rid in set(fplan.inputs) | set(fplan.checkpoints)})
+
+
+PAPER = register_paper(in_repo("flerm", methods=("methods.flerm",), dag=dag))

@@ -1,0 +1,31 @@
+"""The Opt-Laws paper: schedule-family grid -> three loss laws fitted and compared -> results/optlaws.json (read
+by the claims of benchmarks/claims/optlaws.yaml) + results/analysis/optlaws/summary.md (linked from the paper page
+results/optlaws.md) + figures. Grid entries are named 'optlaws:<family>' / 'optlaws-probe:<family>':
+  snakemake --profile config/smoke --config 'papers=[optlaws]' optlaws
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from claimbench.grid import expand
+from claimbench.papers import Dag, Paper, Plan, Stage, in_repo, register_paper, result_files
+
+
+def dag(paper: Paper, d: Dag) -> Plan:
+    grid = paper.grid_file(d.profile) if "optlaws" in d.selected else None
+    runs = result_files(d, expand(paper.grid_config(d.profile).get("grid", [])) if grid else {})
+    study = Stage(
+        name="optlaws_study",
+        input={"grid": str(paper.grid_path(d.profile)), "runs": runs},
+        output={"md": f"{d.results}/analysis/optlaws/summary.md", "js": f"{d.results}/optlaws.json"},
+        params={"runs_dir": lambda w, input: Path(input.runs[0]).parent.parent,
+                "figures": f"{d.results}/figures/optlaws"},
+        log=f"{d.results}/logs/optlaws_study.log",
+        shell="{params.py} -m claimbench law study --grid {input.grid} --runs-dir {params.runs_dir} "
+              "--out {output.js} --md {output.md} --figures {params.figures} > {log} 2>&1",
+    )
+    return Plan(stages=[study], aliases={"optlaws": [study.output["md"]], "optlaws_runs": runs})
+
+
+PAPER = register_paper(in_repo("optlaws", methods=("methods.optlaws",), dag=dag))
