@@ -287,3 +287,61 @@ def stability(test: dict, a: dict, b: dict, verdict: str, draws: int = 200, seed
         except (ValueError, ZeroDivisionError, FloatingPointError):
             pass
     return keep / draws
+
+
+def _mean_interval(x: np.ndarray, level: float) -> tuple[float, float, float]:
+    """(mean, lo, hi): the Student-t interval of a mean over seeds (scipy)."""
+    m = float(np.mean(x))
+    lo, hi = sps.t.interval(level, len(x) - 1, loc=m, scale=float(sps.sem(x)))
+    return m, float(lo), float(hi)
+
+
+def interval_stability(test: dict, per_seed: list[float], verdict: str, level: float = 0.95, draws: int = 200,
+                       seed: int = 0) -> float | None:
+    """Share of bootstrap resamples of the per-seed values whose t-interval of the mean keeps the interval test's
+    verdict. A resample of one distinct seed has no spread and so no interval: it is drawn again rather than
+    counted as a change (with 3 seeds one draw in nine is such a resample, whatever the data)."""
+    x = np.asarray(per_seed, float)
+    if len(x) < 2 or len(np.unique(x)) < 2 or not np.all(np.isfinite(x)):
+        return None
+    rng = np.random.default_rng(seed)
+    relaxed = {**test, "min_seeds": 2}
+    keep = done = 0
+    while done < draws:
+        r = rng.choice(x, len(x))
+        if len(np.unique(r)) < 2:
+            continue
+        done += 1
+        keep += interval(relaxed, *_mean_interval(r, level), len(r)).verdict == verdict
+    return keep / draws
+
+
+def interval_seeds_needed(test: dict, per_seed: list[float], level: float = 0.95, power: float = 0.8,
+                          most: int = 200) -> int | None:
+    """Seeds for the t-interval of the mean to clear the band edge nearest the observed mean with this power, at
+    the observed mean and spread (a planning figure, never a threshold); None when that is undefined."""
+    from statsmodels.stats.power import TTestPower
+
+    x = np.asarray(per_seed, float)
+    if len(x) < 2 or not np.all(np.isfinite(x)):
+        return None
+    blo, bhi = (float(v) for v in test["band"])
+    m, sd = float(np.mean(x)), float(np.std(x, ddof=1))
+    edges = [e for e in (blo, bhi) if math.isfinite(e)]
+    if not edges:
+        return None
+    delta = min(abs(m - e) for e in edges)
+    floor = max(int(test.get("min_seeds", DEFAULT_MIN_SEEDS)), 2)
+    if delta == 0:
+        return None
+    if sd == 0 or delta / sd >= 4:
+        return floor
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            n = TTestPower().solve_power(effect_size=delta / sd, alpha=(1 - level) / 2, power=power,
+                                         alternative="larger")
+    except (ValueError, RuntimeError):
+        return None
+    n = float(np.atleast_1d(n)[0])
+    return min(max(int(math.ceil(n)), floor), most) if math.isfinite(n) else None

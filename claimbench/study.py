@@ -46,9 +46,9 @@ def output_names(stat: dict) -> set[str]:
         return COMMON | {"resolution", "at_edge"} | {f"{p}_{a}" for a in arms for p in
                                                     ("shift", "max_abs_shift", "best", "best_base")}
     if kind == "trend":
-        return COMMON | {"rho_min", "rho_max", "n"}
+        return COMMON | {"rho_min", "rho_max", "n", "misses", "per_seed"}
     if kind == "from_file":
-        return COMMON | set(stat.get("values", {}))
+        return COMMON | set(stat.get("values", {})) | ({"per_seed"} if "per_seed" in stat else set())
     raise ValueError(kind)
 
 
@@ -70,6 +70,8 @@ def run_study(claim: Claim, profile: str, runs_dir: str | Path, results_dir: str
     `link` names its place in the store (when there is one), so a table does not depend on where it was read.
     """
     stat, rule = claim.statistic, claim.rule
+    if (claim.placebo or {}).get("from_file"):  # the statistic's file carries the placebo's block too
+        stat = {**stat, "placebo_key": claim.placebo["from_file"]}
     arms = claim.arms(profile)
     base = {"claim": claim.id, "paper": claim.paper["id"], "profile": profile, "statistic": stat["kind"],
             "metric": stat.get("metric"), "values": {}, "estimate": None, "ci": None, "runs": {}, "missing": [],
@@ -190,13 +192,18 @@ def compute(stat: dict, evidence: dict[str, list[RunEvidence]], grid: dict, path
         out.update(_optimum_shift(stat, evidence, grid, direction))
     elif kind == "trend":
         key = stat["metric"].split(":")[1] if stat["metric"].startswith("metrics:") else stat["metric"]
-        rhos = []
+        rhos, misses = [], 0
         for ev in evidence[stat["arm"]]:
+            if ev.status == "diverged" and stat.get("diverged", "miss") == "miss":
+                # a diverged run is a miss, never dropped: its trend counts as none (rho = chance, 0)
+                rhos.append(float(stat.get("chance", 0.0)))
+                misses += 1
+                continue
             steps, vals = metric_series(ev, key)
             rhos.append(stats.rank_correlation(steps, vals)["rho"])
         s = stats.summarize(rhos, level)
         out.update(estimate=s["mean"], ci_lo=s["ci_lo"], ci_hi=s["ci_hi"], n=len(rhos),
-                   rho_min=float(np.min(rhos)), rho_max=float(np.max(rhos)))
+                   rho_min=float(np.min(rhos)), rho_max=float(np.max(rhos)), misses=misses, per_seed=rhos)
     elif kind == "from_file":
         data = json.loads(Path(stat["path"].format(**paths)).read_text())
         out["estimate"] = _dig(data, stat["key"])
@@ -204,6 +211,12 @@ def compute(stat: dict, evidence: dict[str, list[RunEvidence]], grid: dict, path
         out["ci_lo"] = _dig(data, lo_k) if lo_k else math.nan  # no interval given: none is invented
         out["ci_hi"] = _dig(data, hi_k) if hi_k else math.nan
         out.update({name: _dig(data, key) for name, key in stat.get("values", {}).items()})
+        if "per_seed" in stat:
+            out["per_seed"] = _dig(data, stat["per_seed"])
+        if "placebo_key" in stat:  # the same numbers, computed by the analysis stage on the claim's placebo runs
+            block = _block(data, stat["placebo_key"])
+            out.update({f"placebo_{k}": _dig(block, k) for k in ("estimate", "ci_lo", "ci_hi", "n", "hits", "chance")
+                        if k in block})
     return out
 
 
@@ -248,6 +261,15 @@ def _dig(data, key: str):
     for part in key.split("."):
         data = data[int(part)] if isinstance(data, list) else data[part]
     return [float(x) for x in data] if isinstance(data, list) else float(data)
+
+
+def _block(data, key: str) -> dict:
+    """The mapping at a dotted key (a KeyError when the analysis output lacks it)."""
+    for part in key.split("."):
+        data = data[int(part)] if isinstance(data, list) else data[part]
+    if not isinstance(data, dict):
+        raise TypeError(f"'{key}' is not a block of numbers")
+    return data
 
 
 def _interval_ok(lo, hi) -> bool:
