@@ -197,14 +197,22 @@ def poisson_binomial_sf(k: int, probs: list[float]) -> float:
 
 
 @register("hit_rate")
-def hit_rate(test: dict, hits: int, chance: list[float]) -> Outcome:
-    """`hits` of len(chance) cases, each case hit by chance with probability chance[i] (ties counted)."""
+def hit_rate(test: dict, hits: int, chance: list[float], null: list[float] | None = None) -> Outcome:
+    """`hits` of len(chance) cases, each case hit by chance with probability chance[i] (ties counted). `null`, when
+    the analysis gives it, is the exact distribution of the hit count (P(hits = h), h = 0..n) for cases that are not
+    independent; the Poisson-binomial assumes they are."""
     alpha = float(test.get("alpha", 0.05))
     n = len(chance)
     if n == 0:
         return Outcome(INCONCLUSIVE, "no cases")
-    p = poisson_binomial_sf(int(hits), [float(c) for c in chance])
-    expected = float(sum(chance))
+    if null is not None:
+        if len(null) != n + 1:
+            raise ValueError(f"a null distribution of {n} cases has {n + 1} entries (got {len(null)})")
+        p = float(min(1.0, sum(null[int(hits):])))
+        expected = float(sum(h * q for h, q in enumerate(null)))
+    else:
+        p = poisson_binomial_sf(int(hits), [float(c) for c in chance])
+        expected = float(sum(chance))
     vals = {"hits": int(hits), "cases": n, "chance_hits": expected}
     rate = hits / n
     if p < alpha:

@@ -38,8 +38,9 @@ def run_test(claim, arm_values: dict[str, dict], values: dict, arms: list[str] |
         a, b = arms or test_arms(claim)
         return H.TESTS[kind](t, arm_values[a], arm_values[b])
     if kind == "hit_rate":
-        chance = values.get("chance")
-        return H.hit_rate(t, int(values.get("hits", 0)), list(chance) if isinstance(chance, list) else [])
+        chance, null = values.get("chance"), values.get("null_hits")
+        return H.hit_rate(t, int(values.get("hits", 0)), list(chance) if isinstance(chance, list) else [],
+                          list(null) if isinstance(null, list) else None)
     n = values.get("n")
     return H.interval(t, _f(values.get("estimate")), _f(values.get("ci_lo")), _f(values.get("ci_hi")),
                       int(n) if isinstance(n, (int, float)) and math.isfinite(n) else None)
