@@ -29,6 +29,9 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import stats as sps
 
+from claimbench.statistics import TESTS as _TESTS
+from claimbench.statistics import register_test
+
 REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE = "reproduced", "not_reproduced", "inconclusive"
 DEFAULT_MIN_SEEDS = 3
 
@@ -44,7 +47,7 @@ class Outcome:
     values: dict = field(default_factory=dict)
 
 
-TESTS: dict[str, Callable[..., Outcome]] = {}
+TESTS: dict[str, Callable[..., Outcome]] = _TESTS  # the registry of claimbench.statistics, by test kind
 # the keys each kind's `test:` block must / may set (the claims loader checks them)
 REQUIRED = {"directional": {"paper_effect"}, "equivalence": {"margin", "margin_reason"},
             "noninferiority": {"margin", "margin_reason"}, "hit_rate": set(), "interval": {"band"}}
@@ -52,11 +55,7 @@ OPTIONAL = {"kind", "alpha", "min_seeds", "direction", "effect_fraction", "arms"
             "margin_reason", "band", "band_reason", "note"}
 
 
-def register(name: str):
-    def deco(fn):
-        TESTS[name] = fn
-        return fn
-    return deco
+register = register_test
 
 
 def _arrays(a: dict, b: dict) -> tuple[np.ndarray, np.ndarray, bool]:
