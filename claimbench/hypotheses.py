@@ -229,8 +229,9 @@ def interval(test: dict, estimate: float, lo: float, hi: float, n: int | None) -
     blo, bhi = (float(v) for v in test["band"])
     if n is None or not (math.isfinite(lo) and math.isfinite(hi)) or lo == hi:
         return Outcome(INCONCLUSIVE, "no interval (or no n): cannot decide", estimate, lo, hi)
-    if "min_seeds" in test and n < int(test["min_seeds"]):
-        return Outcome(INCONCLUSIVE, f"needs n >= {test['min_seeds']} (has {n})", estimate, lo, hi)
+    need = int(test.get("min_seeds", DEFAULT_MIN_SEEDS))  # as for arm tests: fewer than 3 never decide
+    if n < need:
+        return Outcome(INCONCLUSIVE, f"needs n >= {need} (has {n})", estimate, lo, hi)
     if blo <= lo and hi <= bhi:
         return Outcome(REPRODUCED, f"interval [{lo:.3g}, {hi:.3g}] inside [{blo:g}, {bhi:g}] (n={n})", estimate, lo,
                        hi)

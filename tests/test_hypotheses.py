@@ -105,6 +105,10 @@ def test_interval_needs_an_interval_and_n():
     assert H.interval(t, 1.0, 0.95, 1.05, 5).verdict == H.REPRODUCED
     assert H.interval(t, 0.5, 0.4, 0.6, 5).verdict == H.NOT_REPRODUCED
     assert H.interval({**t, "min_seeds": 3}, 1.0, 0.95, 1.05, 2).verdict == H.INCONCLUSIVE
+    # without min_seeds the suite's default holds: two seeds never decide, even with an interval inside the band
+    assert H.interval(t, 1.0, 0.95, 1.05, 2).verdict == H.INCONCLUSIVE
+    assert H.interval(t, 0.5, 0.4, 0.6, 2).verdict == H.INCONCLUSIVE
+    assert H.interval({**t, "min_seeds": 2}, 1.0, 0.95, 1.05, 2).verdict == H.REPRODUCED
 
 
 CLAIM = {
