@@ -220,6 +220,8 @@ def _from_file(stat, evidence, grid, paths, arm_vals, out) -> dict:
         block = _block(data, stat["placebo_key"])
         res.update({f"placebo_{k}": _dig(block, k) for k in ("estimate", "ci_lo", "ci_hi", "n", "hits", "chance")
                     if k in block})
+        if "null" in block:  # a hit count's exact null distribution, as the statistic's own `null_hits`
+            res["placebo_null_hits"] = _dig(block, "null")
     return res
 
 

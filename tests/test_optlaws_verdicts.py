@@ -150,9 +150,14 @@ def test_c1_top2_planted_null_and_placebo():
     assert judge(c, {}, _hit_values(0, [2 / 7] * 3), None)["verdict"] == "not_reproduced"
     # the old fault: wide ties make a hit likely by chance; 3/3 then proves nothing
     assert judge(c, {}, _hit_values(3, [0.9] * 3), None)["verdict"] != "reproduced"
-    # a fixed pick that beats chance on the same cases: they cannot tell a law from a fixed choice
-    v = judge(c, {}, _hit_values(3, [2 / 7] * 3, fixed_p=0.02), None)
-    assert v["verdict"] == "out_of_scope" and "fixed pick" in v["why"]
+    # a fixed pick that beats chance on the same cases: they cannot tell a law from a fixed choice, so a law's
+    # 3/3 is uninformative (the placebo block of optlaws.json, tested the same way)
+    fixed = {"placebo_hits": 3, "placebo_chance": [2 / 7] * 3, "placebo_n": 3}
+    v = judge(c, {}, {**_hit_values(3, [2 / 7] * 3), **fixed}, None)
+    assert v["verdict"] == "inconclusive" and v["placebo"] == "uninformative" and "placebo passes" in v["why"]
+    fixed["placebo_hits"] = 1
+    v = judge(c, {}, {**_hit_values(3, [2 / 7] * 3), **fixed}, None)
+    assert v["verdict"] == "reproduced" and v["placebo"] == "passed"
     assert judge(c, {}, _hit_values(3, [2 / 7] * 3, tie=0.05), None)["verdict"] == "out_of_scope"
 
 
