@@ -18,8 +18,8 @@ import numpy as np
 
 from claimbench import stats
 from claimbench.config import parse_value
-from claimbench.statistics import register_statistic, statistic
 from claimbench.evidence import RunEvidence, locate, metric_value, provenance, read_run
+from claimbench.statistics import register_statistic, statistic
 from claimbench.verdicts import decide
 
 if TYPE_CHECKING:
