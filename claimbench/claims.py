@@ -240,6 +240,9 @@ def _check_test(c: dict, where: str, named: list[str]) -> None:
                     ([c["placebo"]["split"]] if c.get("placebo", {}).get("split") else []):
                 if a not in grid:
                     raise ConfigError(f"{where}: arm '{a}' of the test or placebo is not in grid.{profile}")
+    if (c.get("placebo") or {}).get("from_file") and (kind in ARM_TESTS or c["statistic"]["kind"] != "from_file"):
+        raise ConfigError(f"{where}.placebo.from_file: only for a from_file statistic with an interval or hit_rate "
+                          "test (an arm test names its placebo's arms)")
     if kind == "interval" and (not isinstance(t["band"], list) or len(t["band"]) != 2):
         raise ConfigError(f"{where}.test.band: [low, high]")
 

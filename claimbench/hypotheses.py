@@ -29,6 +29,9 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import stats as sps
 
+from claimbench.statistics import TESTS as _TESTS
+from claimbench.statistics import register_test
+
 REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE = "reproduced", "not_reproduced", "inconclusive"
 DEFAULT_MIN_SEEDS = 3
 
@@ -44,7 +47,7 @@ class Outcome:
     values: dict = field(default_factory=dict)
 
 
-TESTS: dict[str, Callable[..., Outcome]] = {}
+TESTS: dict[str, Callable[..., Outcome]] = _TESTS  # the registry of claimbench.statistics, by test kind
 # the keys each kind's `test:` block must / may set (the claims loader checks them)
 REQUIRED = {"directional": {"paper_effect"}, "equivalence": {"margin", "margin_reason"},
             "noninferiority": {"margin", "margin_reason"}, "hit_rate": set(), "interval": {"band"}}
@@ -52,11 +55,7 @@ OPTIONAL = {"kind", "alpha", "min_seeds", "direction", "effect_fraction", "arms"
             "margin_reason", "band", "band_reason", "note"}
 
 
-def register(name: str):
-    def deco(fn):
-        TESTS[name] = fn
-        return fn
-    return deco
+register = register_test
 
 
 def _arrays(a: dict, b: dict) -> tuple[np.ndarray, np.ndarray, bool]:
@@ -197,14 +196,22 @@ def poisson_binomial_sf(k: int, probs: list[float]) -> float:
 
 
 @register("hit_rate")
-def hit_rate(test: dict, hits: int, chance: list[float]) -> Outcome:
-    """`hits` of len(chance) cases, each case hit by chance with probability chance[i] (ties counted)."""
+def hit_rate(test: dict, hits: int, chance: list[float], null: list[float] | None = None) -> Outcome:
+    """`hits` of len(chance) cases, each case hit by chance with probability chance[i] (ties counted). `null`, when
+    the analysis gives it, is the exact distribution of the hit count (P(hits = h), h = 0..n) for cases that are not
+    independent; the Poisson-binomial assumes they are."""
     alpha = float(test.get("alpha", 0.05))
     n = len(chance)
     if n == 0:
         return Outcome(INCONCLUSIVE, "no cases")
-    p = poisson_binomial_sf(int(hits), [float(c) for c in chance])
-    expected = float(sum(chance))
+    if null is not None:
+        if len(null) != n + 1:
+            raise ValueError(f"a null distribution of {n} cases has {n + 1} entries (got {len(null)})")
+        p = float(min(1.0, sum(null[int(hits):])))
+        expected = float(sum(h * q for h, q in enumerate(null)))
+    else:
+        p = poisson_binomial_sf(int(hits), [float(c) for c in chance])
+        expected = float(sum(chance))
     vals = {"hits": int(hits), "cases": n, "chance_hits": expected}
     rate = hits / n
     if p < alpha:
@@ -222,8 +229,9 @@ def interval(test: dict, estimate: float, lo: float, hi: float, n: int | None) -
     blo, bhi = (float(v) for v in test["band"])
     if n is None or not (math.isfinite(lo) and math.isfinite(hi)) or lo == hi:
         return Outcome(INCONCLUSIVE, "no interval (or no n): cannot decide", estimate, lo, hi)
-    if "min_seeds" in test and n < int(test["min_seeds"]):
-        return Outcome(INCONCLUSIVE, f"needs n >= {test['min_seeds']} (has {n})", estimate, lo, hi)
+    need = int(test.get("min_seeds", DEFAULT_MIN_SEEDS))  # as for arm tests: fewer than 3 never decide
+    if n < need:
+        return Outcome(INCONCLUSIVE, f"needs n >= {need} (has {n})", estimate, lo, hi)
     if blo <= lo and hi <= bhi:
         return Outcome(REPRODUCED, f"interval [{lo:.3g}, {hi:.3g}] inside [{blo:g}, {bhi:g}] (n={n})", estimate, lo,
                        hi)
@@ -287,3 +295,61 @@ def stability(test: dict, a: dict, b: dict, verdict: str, draws: int = 200, seed
         except (ValueError, ZeroDivisionError, FloatingPointError):
             pass
     return keep / draws
+
+
+def _mean_interval(x: np.ndarray, level: float) -> tuple[float, float, float]:
+    """(mean, lo, hi): the Student-t interval of a mean over seeds (scipy)."""
+    m = float(np.mean(x))
+    lo, hi = sps.t.interval(level, len(x) - 1, loc=m, scale=float(sps.sem(x)))
+    return m, float(lo), float(hi)
+
+
+def interval_stability(test: dict, per_seed: list[float], verdict: str, level: float = 0.95, draws: int = 200,
+                       seed: int = 0) -> float | None:
+    """Share of bootstrap resamples of the per-seed values whose t-interval of the mean keeps the interval test's
+    verdict. A resample of one distinct seed has no spread and so no interval: it is drawn again rather than
+    counted as a change (with 3 seeds one draw in nine is such a resample, whatever the data)."""
+    x = np.asarray(per_seed, float)
+    if len(x) < 2 or len(np.unique(x)) < 2 or not np.all(np.isfinite(x)):
+        return None
+    rng = np.random.default_rng(seed)
+    relaxed = {**test, "min_seeds": 2}
+    keep = done = 0
+    while done < draws:
+        r = rng.choice(x, len(x))
+        if len(np.unique(r)) < 2:
+            continue
+        done += 1
+        keep += interval(relaxed, *_mean_interval(r, level), len(r)).verdict == verdict
+    return keep / draws
+
+
+def interval_seeds_needed(test: dict, per_seed: list[float], level: float = 0.95, power: float = 0.8,
+                          most: int = 200) -> int | None:
+    """Seeds for the t-interval of the mean to clear the band edge nearest the observed mean with this power, at
+    the observed mean and spread (a planning figure, never a threshold); None when that is undefined."""
+    from statsmodels.stats.power import TTestPower
+
+    x = np.asarray(per_seed, float)
+    if len(x) < 2 or not np.all(np.isfinite(x)):
+        return None
+    blo, bhi = (float(v) for v in test["band"])
+    m, sd = float(np.mean(x)), float(np.std(x, ddof=1))
+    edges = [e for e in (blo, bhi) if math.isfinite(e)]
+    if not edges:
+        return None
+    delta = min(abs(m - e) for e in edges)
+    floor = max(int(test.get("min_seeds", DEFAULT_MIN_SEEDS)), 2)
+    if delta == 0:
+        return None
+    if sd == 0 or delta / sd >= 4:
+        return floor
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            n = TTestPower().solve_power(effect_size=delta / sd, alpha=(1 - level) / 2, power=power,
+                                         alternative="larger")
+    except (ValueError, RuntimeError):
+        return None
+    n = float(np.atleast_1d(n)[0])
+    return min(max(int(math.ceil(n)), floor), most) if math.isfinite(n) else None

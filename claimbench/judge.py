@@ -15,6 +15,7 @@ from claimbench.verdicts import evaluate
 
 OUT_OF_SCOPE, UNINFORMATIVE = "out_of_scope", "uninformative"
 STABLE = 0.9  # a decided verdict must survive this share of bootstrap resamples of its seeds
+SPLIT_SEEDS = 4  # a split placebo compares two halves of >= 2 seeds each
 
 
 def premises(claim, values: dict) -> str | None:
@@ -37,17 +38,31 @@ def run_test(claim, arm_values: dict[str, dict], values: dict, arms: list[str] |
         a, b = arms or test_arms(claim)
         return H.TESTS[kind](t, arm_values[a], arm_values[b])
     if kind == "hit_rate":
-        chance = values.get("chance")
-        return H.hit_rate(t, int(values.get("hits", 0)), list(chance) if isinstance(chance, list) else [])
+        chance, null = values.get("chance"), values.get("null_hits")
+        return H.hit_rate(t, int(values.get("hits", 0)), list(chance) if isinstance(chance, list) else [],
+                          list(null) if isinstance(null, list) else None)
     n = values.get("n")
     return H.interval(t, _f(values.get("estimate")), _f(values.get("ci_lo")), _f(values.get("ci_hi")),
                       int(n) if isinstance(n, (int, float)) and math.isfinite(n) else None)
 
 
+PLACEBO_PREFIX = "placebo_"  # a from_file statistic's placebo block, as values (placebo_estimate, placebo_n, ...)
+
+
+def placebo_values(values: dict) -> dict:
+    """The placebo block an analysis stage computed on the claim's placebo runs, under the statistic's names."""
+    return {k[len(PLACEBO_PREFIX):]: v for k, v in values.items() if k.startswith(PLACEBO_PREFIX)}
+
+
 def placebo(claim, arm_values: dict[str, dict], values: dict) -> H.Outcome | None:
-    """The test on the placebo's runs (another arm against the reference, or one arm's seeds split in two)."""
+    """The test on the placebo's runs (another arm against the reference, one arm's seeds split in two, or the
+    block an analysis stage computed on the placebo's runs)."""
     pl = claim.placebo
-    if not pl or claim.test["kind"] not in H.ARM_TESTS:
+    if not pl:
+        return None
+    if "from_file" in pl:
+        return run_test(claim, {}, placebo_values(values), relax=True)
+    if claim.test["kind"] not in H.ARM_TESTS:
         return None
     if "arms" in pl:
         return run_test(claim, arm_values, values, list(pl["arms"]), relax=True)
@@ -55,7 +70,8 @@ def placebo(claim, arm_values: dict[str, dict], values: dict) -> H.Outcome | Non
     keys = sorted(vals, key=str)
     half = len(keys) // 2
     if half < 2:  # two halves of one seed each test nothing: say so rather than "passed"
-        return H.Outcome("unchecked", f"a split placebo needs >= 4 seeds (has {len(keys)})")
+        return H.Outcome("unchecked", f"a split placebo needs >= {SPLIT_SEEDS} seeds of {pl['split']} "
+                                      f"(has {len(keys)})", values={"have": len(keys)})
     first = {("x", i): vals[k] for i, k in enumerate(keys[:half])}
     second = {("y", i): vals[k] for i, k in enumerate(keys[half:2 * half])}
     return run_test(claim, {"x": first, "y": second}, values, ["x", "y"], relax=True)
@@ -74,7 +90,8 @@ def judge(claim, arm_values: dict[str, dict], values: dict, cost_s: float | None
     out.update(verdict=o.verdict, why=o.why, p=o.p, estimate=o.estimate, ci=[o.ci_lo, o.ci_hi], outcome=o.values)
     pl = placebo(claim, arm_values, values)
     if pl is not None and pl.verdict == "unchecked":
-        out["placebo"] = "unchecked (< 4 seeds)"
+        out["placebo"] = f"unchecked ({pl.values['have']} seeds; the split needs >= {SPLIT_SEEDS})"
+        out["placebo_plan"] = {"arm": claim.placebo["split"], "seeds": SPLIT_SEEDS, "have": pl.values["have"]}
     elif pl is not None:
         out["placebo"] = "passed" if pl.verdict != H.REPRODUCED else "FAILED"
         if pl.verdict == H.REPRODUCED:
@@ -97,7 +114,24 @@ def judge(claim, arm_values: dict[str, dict], values: dict, cost_s: float | None
             if n is not None:
                 out["plan"] = {"seeds": n, "runs": 2 * n,
                                "cpu_min": round(2 * n * cost_s / 60, 1) if cost_s else None}
+    elif claim.test["kind"] == "interval" and isinstance(values.get("per_seed"), list):
+        _seed_checks(claim, values["per_seed"], out, o, cost_s)
     return out
+
+
+def _seed_checks(claim, per_seed: list, out: dict, o: H.Outcome, cost_s: float | None) -> None:
+    """Stability and the seed plan of an interval test whose statistic carries its per-seed values."""
+    level = float(claim.statistic.get("level", 0.95))
+    if out["verdict"] in (H.REPRODUCED, H.NOT_REPRODUCED):
+        st = H.interval_stability(claim.test, per_seed, out["verdict"], level)
+        out["stability"] = st
+        if st is not None and st < STABLE:
+            out.update(verdict=H.INCONCLUSIVE, why=f"unstable: {out['verdict']} in only {st:.0%} of seed "
+                                                   f"resamples ({o.why})")
+    if out["verdict"] == H.INCONCLUSIVE:
+        n = H.interval_seeds_needed(claim.test, per_seed, level)
+        if n is not None:
+            out["plan"] = {"seeds": n, "runs": n, "cpu_min": round(n * cost_s / 60, 1) if cost_s else None}
 
 
 def holm(studies: list[dict], alpha_default: float = 0.05) -> None:

@@ -1,8 +1,9 @@
 """One claim at one profile: read its runs, compute its statistic, apply its rule.
 
 The study is the unit the `study` rule writes to `results/studies/<claim>.json` and the tables
-read. Every kind of statistic names its outputs (`output_names`), so a rule that reads a name the
-statistic does not produce is an error when the claims are loaded, not a silent `inconclusive`.
+read. Statistics are looked up by name (`claimbench.statistics`); every kind names its outputs
+(`output_names`), so a rule that reads a name the statistic does not produce is an error when the claims are
+loaded, not a silent `inconclusive`.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ import numpy as np
 
 from claimbench import stats
 from claimbench.config import parse_value
-from claimbench.evidence import RunEvidence, locate, metric_series, metric_value, provenance, read_run
+from claimbench.evidence import RunEvidence, locate, metric_value, provenance, read_run
+from claimbench.statistics import register_statistic, statistic
 from claimbench.verdicts import decide
 
 if TYPE_CHECKING:
@@ -26,31 +28,14 @@ if TYPE_CHECKING:
 Claim = Any  # a claimbench.claims.Claim, not imported: the claims loader imports this module (output_names)
 
 COMMON = {"estimate", "ci_lo", "ci_hi"}
-NO_ARM_VALUES = ("diverged_fraction", "trend", "from_file")  # kinds whose statistic reads no per-run value
 PER_ARM = ("mean", "sd", "n", "min", "max")  # what the statistic reports of each arm's values
 
 
 def output_names(stat: dict) -> set[str]:
     """Names a rule may read for this statistic (with the claim's arm names filled in)."""
-    kind = stat["kind"]
     arms = stat.get("arms") or ([stat["arm"]] if stat.get("arm") else [])
     per_arm = {f"{p}_{a}" for a in arms for p in (*PER_ARM, "diverged_frac", "diverged")}
-    if kind == "mean":
-        return COMMON | per_arm | {"sd", "n", "diverged_frac"}
-    if kind in ("difference", "ratio"):
-        return COMMON | per_arm | {"sd", "n_a", "n_b", "paired"}
-    if kind == "diverged_fraction":
-        return COMMON | per_arm | {"n", "k"}
-    if kind == "best_of_sweep":
-        return COMMON | per_arm | {"best", "argbest", "log2_argbest", "at_edge", "resolution"}
-    if kind == "optimum_shift":
-        return COMMON | {"resolution", "at_edge"} | {f"{p}_{a}" for a in arms for p in
-                                                    ("shift", "max_abs_shift", "best", "best_base")}
-    if kind == "trend":
-        return COMMON | {"rho_min", "rho_max", "n"}
-    if kind == "from_file":
-        return COMMON | set(stat.get("values", {}))
-    raise ValueError(kind)
+    return statistic(stat["kind"]).outputs(stat, per_arm)
 
 
 def _sets(spec: RunSpec) -> dict:
@@ -71,6 +56,8 @@ def run_study(claim: Claim, profile: str, runs_dir: str | Path, results_dir: str
     `link` names its place in the store (when there is one), so a table does not depend on where it was read.
     """
     stat, rule = claim.statistic, claim.rule
+    if (claim.placebo or {}).get("from_file"):  # the statistic's file carries the placebo's block too
+        stat = {**stat, "placebo_key": claim.placebo["from_file"]}
     arms = claim.arms(profile)
     base = {"claim": claim.id, "paper": claim.paper["id"], "profile": profile, "statistic": stat["kind"],
             "metric": stat.get("metric"), "values": {}, "estimate": None, "ci": None, "runs": {}, "missing": [],
@@ -89,7 +76,7 @@ def run_study(claim: Claim, profile: str, runs_dir: str | Path, results_dir: str
             ev = read_run(locate(rid, runs_dir, store))
             ev.sets = _sets(spec)
             ev.key = tuple(json.dumps(ev.sets.get(k)) for k in sorted(entry.get("sweep", {}))) + (ev.sets.get("seed"),)
-            if ev.usable and stat.get("metric") and stat["kind"] not in ("diverged_fraction", "from_file") \
+            if ev.usable and stat.get("metric") and statistic(stat["kind"]).needs_metric \
                     and _value(ev, stat) is None:
                 ev.status, ev.problem = "missing", f"no value for {stat['metric']}"
             if not ev.usable:
@@ -106,7 +93,8 @@ def run_study(claim: Claim, profile: str, runs_dir: str | Path, results_dir: str
                 "why": f"{n - len(missing)}/{n} runs present; missing: {', '.join(missing[:3])}"
                        + (" ..." if len(missing) > 3 else "")}
     # each run's metric value, read once: the statistic and the claim's test both use it
-    per_arm = arm_values(stat, evidence) if claim.test or claim.premises or stat["kind"] not in NO_ARM_VALUES else {}
+    per_arm = arm_values(stat, evidence) if claim.test or claim.premises or statistic(stat["kind"]).arm_values \
+        else {}
     try:
         values = compute(stat, evidence, claim.grid[profile], {"results": str(results_dir), "runs_dir": str(runs_dir),
                                                                "profile": profile}, per_arm)
@@ -151,61 +139,91 @@ def arm_values(stat: dict, evidence: dict[str, list[RunEvidence]]) -> dict[str, 
 def compute(stat: dict, evidence: dict[str, list[RunEvidence]], grid: dict, paths: dict,
             arm_vals: dict[str, dict] | None = None) -> dict:
     """The statistic's named values from the runs (all present); `arm_vals` as `arm_values` gives them."""
-    kind, level = stat["kind"], stat.get("level", 0.95)
-    direction = stat.get("direction", "lower")
+    st, level = statistic(stat["kind"]), stat.get("level", 0.95)
     out: dict = {}
     if arm_vals is None:
-        arm_vals = arm_values(stat, evidence) if kind not in NO_ARM_VALUES else {}
+        arm_vals = arm_values(stat, evidence) if st.arm_values else {}
     for arm, rows in evidence.items():
         div = [ev.status == "diverged" for ev in rows]
         out[f"diverged_{arm}"] = int(sum(div))
         out[f"diverged_frac_{arm}"] = sum(div) / len(div) if div else math.nan
-        if arm in arm_vals and kind not in NO_ARM_VALUES:
+        if arm in arm_vals and st.arm_values:
             s = stats.summarize(list(arm_vals[arm].values()), level)
             vals = [v for v in arm_vals[arm].values() if v is not None]
             out.update({f"mean_{arm}": s["mean"], f"sd_{arm}": s["sd"], f"n_{arm}": s["n"],
                         f"min_{arm}": min(vals, default=math.nan), f"max_{arm}": max(vals, default=math.nan)})
-    if kind == "mean":
-        arm = stat["arm"]
-        s = stats.summarize(list(arm_vals[arm].values()), level)
-        out.update(estimate=s["mean"], ci_lo=s["ci_lo"], ci_hi=s["ci_hi"], sd=s["sd"], n=s["n"],
-                   diverged_frac=out[f"diverged_frac_{arm}"])
-    elif kind in ("difference", "ratio"):
-        a, b = stat["arms"]
-        fn = stats.difference if kind == "difference" else stats.ratio
-        d = fn(arm_vals[a], arm_vals[b], level, **({"method": stat.get("method", "t")} if kind == "difference"
-                                                     else {}))
-        out.update(estimate=d["estimate"], ci_lo=d["ci_lo"], ci_hi=d["ci_hi"], sd=d["sd"], n_a=d["n_a"],
-                   n_b=d["n_b"], paired=d["paired"])
-    elif kind == "diverged_fraction":
-        first = stat["arms"][0]
-        d = stats.diverged_fraction([ev.status == "diverged" for ev in evidence[first]], level)
-        out.update(estimate=d["estimate"], ci_lo=d["ci_lo"], ci_hi=d["ci_hi"], n=d["n"], k=d["k"])
-    elif kind == "best_of_sweep":
-        arm, over = stat["arm"], stat["over"]
-        xs, ys = _curve(evidence[arm], stat, over)
-        b = stats.optimum_log2(xs, ys, direction, stat.get("refine", False))
-        out.update(estimate=b["best"], best=b["best"], argbest=b["opt"], log2_argbest=b["log2_opt"],
-                   at_edge=b["at_edge"], resolution=b["resolution"], ci_lo=b["best"], ci_hi=b["best"])
-    elif kind == "optimum_shift":
-        out.update(_optimum_shift(stat, evidence, grid, direction))
-    elif kind == "trend":
-        key = stat["metric"].split(":")[1] if stat["metric"].startswith("metrics:") else stat["metric"]
-        rhos = []
-        for ev in evidence[stat["arm"]]:
-            steps, vals = metric_series(ev, key)
-            rhos.append(stats.rank_correlation(steps, vals)["rho"])
-        s = stats.summarize(rhos, level)
-        out.update(estimate=s["mean"], ci_lo=s["ci_lo"], ci_hi=s["ci_hi"], n=len(rhos),
-                   rho_min=float(np.min(rhos)), rho_max=float(np.max(rhos)))
-    elif kind == "from_file":
-        data = json.loads(Path(stat["path"].format(**paths)).read_text())
-        out["estimate"] = _dig(data, stat["key"])
-        lo_k, hi_k = stat.get("ci_keys", [None, None])
-        out["ci_lo"] = _dig(data, lo_k) if lo_k else math.nan  # no interval given: none is invented
-        out["ci_hi"] = _dig(data, hi_k) if hi_k else math.nan
-        out.update({name: _dig(data, key) for name, key in stat.get("values", {}).items()})
+    out.update(st.compute(stat, evidence, grid, paths, arm_vals, out))
     return out
+
+
+# ---- the suite's statistics (a paper's own register from its package) ---------------------------------------
+
+@register_statistic("mean", outputs=lambda stat, per_arm: COMMON | per_arm | {"sd", "n", "diverged_frac"})
+def _mean(stat, evidence, grid, paths, arm_vals, out) -> dict:
+    arm = stat["arm"]
+    s = stats.summarize(list(arm_vals[arm].values()), stat.get("level", 0.95))
+    return dict(estimate=s["mean"], ci_lo=s["ci_lo"], ci_hi=s["ci_hi"], sd=s["sd"], n=s["n"],
+                diverged_frac=out[f"diverged_frac_{arm}"])
+
+
+def _two_arm(kind: str):
+    def fn(stat, evidence, grid, paths, arm_vals, out) -> dict:
+        a, b = stat["arms"]
+        level = stat.get("level", 0.95)
+        d = stats.difference(arm_vals[a], arm_vals[b], level, method=stat.get("method", "t")) \
+            if kind == "difference" else stats.ratio(arm_vals[a], arm_vals[b], level)
+        return dict(estimate=d["estimate"], ci_lo=d["ci_lo"], ci_hi=d["ci_hi"], sd=d["sd"], n_a=d["n_a"],
+                    n_b=d["n_b"], paired=d["paired"])
+    return fn
+
+
+for _kind in ("difference", "ratio"):
+    register_statistic(_kind, outputs=lambda stat, per_arm: COMMON | per_arm | {"sd", "n_a", "n_b", "paired"})(
+        _two_arm(_kind))
+
+
+@register_statistic("diverged_fraction", outputs=lambda stat, per_arm: COMMON | per_arm | {"n", "k"},
+                    arm_values=False, needs_metric=False)
+def _diverged_fraction(stat, evidence, grid, paths, arm_vals, out) -> dict:
+    first = stat["arms"][0]
+    d = stats.diverged_fraction([ev.status == "diverged" for ev in evidence[first]], stat.get("level", 0.95))
+    return dict(estimate=d["estimate"], ci_lo=d["ci_lo"], ci_hi=d["ci_hi"], n=d["n"], k=d["k"])
+
+
+@register_statistic("best_of_sweep", outputs=lambda stat, per_arm: COMMON | per_arm | {
+    "best", "argbest", "log2_argbest", "at_edge", "resolution"})
+def _best_of_sweep(stat, evidence, grid, paths, arm_vals, out) -> dict:
+    xs, ys = _curve(evidence[stat["arm"]], stat, stat["over"])
+    b = stats.optimum_log2(xs, ys, stat.get("direction", "lower"), stat.get("refine", False))
+    return dict(estimate=b["best"], best=b["best"], argbest=b["opt"], log2_argbest=b["log2_opt"],
+                at_edge=b["at_edge"], resolution=b["resolution"], ci_lo=b["best"], ci_hi=b["best"])
+
+
+@register_statistic("optimum_shift", outputs=lambda stat, per_arm: COMMON | {"resolution", "at_edge"} | {
+    f"{p}_{a}" for a in stat.get("arms", []) for p in ("shift", "max_abs_shift", "best", "best_base")})
+def _optimum_shift_stat(stat, evidence, grid, paths, arm_vals, out) -> dict:
+    return _optimum_shift(stat, evidence, grid, stat.get("direction", "lower"))
+
+
+@register_statistic("from_file", arm_values=False, needs_metric=False,
+                    outputs=lambda stat, per_arm: COMMON | set(stat.get("values", {}))
+                    | ({"per_seed"} if "per_seed" in stat else set()))
+def _from_file(stat, evidence, grid, paths, arm_vals, out) -> dict:
+    data = json.loads(Path(stat["path"].format(**paths)).read_text())
+    res = {"estimate": _dig(data, stat["key"])}
+    lo_k, hi_k = stat.get("ci_keys", [None, None])
+    res["ci_lo"] = _dig(data, lo_k) if lo_k else math.nan  # no interval given: none is invented
+    res["ci_hi"] = _dig(data, hi_k) if hi_k else math.nan
+    res.update({name: _dig(data, key) for name, key in stat.get("values", {}).items()})
+    if "per_seed" in stat:
+        res["per_seed"] = _dig(data, stat["per_seed"])
+    if "placebo_key" in stat:  # the same numbers, computed by the analysis stage on the claim's placebo runs
+        block = _block(data, stat["placebo_key"])
+        res.update({f"placebo_{k}": _dig(block, k) for k in ("estimate", "ci_lo", "ci_hi", "n", "hits", "chance")
+                    if k in block})
+        if "null" in block:  # a hit count's exact null distribution, as the statistic's own `null_hits`
+            res["placebo_null_hits"] = _dig(block, "null")
+    return res
 
 
 def _curve(rows: list[RunEvidence], stat: dict, over: str,
@@ -249,6 +267,15 @@ def _dig(data, key: str):
     for part in key.split("."):
         data = data[int(part)] if isinstance(data, list) else data[part]
     return [float(x) for x in data] if isinstance(data, list) else float(data)
+
+
+def _block(data, key: str) -> dict:
+    """The mapping at a dotted key (a KeyError when the analysis output lacks it)."""
+    for part in key.split("."):
+        data = data[int(part)] if isinstance(data, list) else data[part]
+    if not isinstance(data, dict):
+        raise TypeError(f"'{key}' is not a block of numbers")
+    return data
 
 
 def _interval_ok(lo, hi) -> bool:

@@ -228,8 +228,14 @@ def _judgement(c: Claim, s: dict) -> list[str]:
     out = [f"- Premise: {p['name']} (`{p['holds_if']}`)" for p in c.premises]
     if c.placebo:
         what = f"arms {' vs '.join(c.placebo['arms'])}" if "arms" in c.placebo else \
-            f"the seeds of {c.placebo['split']} split in two"
+            f"the seeds of {c.placebo['split']} split in two" if "split" in c.placebo else \
+            c.placebo.get("what", f"'{c.placebo['from_file']}' of the analysis output")
         out.append(f"- Placebo ({what}): {s.get('placebo') or '-'}")
+        pp = s.get("placebo_plan")
+        if pp:
+            out.append(f"- The placebo is not checked: splitting {pp['arm']}'s seeds in two halves of >= 2 needs "
+                       f">= {pp['seeds']} seeds of {pp['arm']}; it has {pp['have']} ({pp['seeds'] - pp['have']} "
+                       "more to run)")
     if s.get("p") is not None:
         out.append(f"- p = {s['p']:.3g}" + (f", Holm-adjusted within the paper {s['p_holm']:.3g}"
                                              if s.get("p_holm") is not None else ""))
@@ -238,8 +244,12 @@ def _judgement(c: Claim, s: dict) -> list[str]:
     plan = s.get("plan")
     if plan:
         cost = f", about {plan['cpu_min']} CPU-min" if plan.get("cpu_min") else ""
-        out.append(f"- To decide: about {plan['seeds']} seeds per arm at the paper's effect "
-                   f"({plan['runs']} runs{cost}; 80% power, the observed spread)")
+        if c.test and c.test["kind"] == "interval":
+            out.append(f"- To decide: about {plan['seeds']} seeds for the interval to clear the band's nearest edge "
+                       f"({plan['runs']} runs{cost}; 80% power, the observed mean and spread)")
+        else:
+            out.append(f"- To decide: about {plan['seeds']} seeds per arm at the paper's effect "
+                       f"({plan['runs']} runs{cost}; 80% power, the observed spread)")
     return out
 
 

@@ -5,6 +5,7 @@ stability and the claims loader's checks of a test block."""
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -104,6 +105,10 @@ def test_interval_needs_an_interval_and_n():
     assert H.interval(t, 1.0, 0.95, 1.05, 5).verdict == H.REPRODUCED
     assert H.interval(t, 0.5, 0.4, 0.6, 5).verdict == H.NOT_REPRODUCED
     assert H.interval({**t, "min_seeds": 3}, 1.0, 0.95, 1.05, 2).verdict == H.INCONCLUSIVE
+    # without min_seeds the suite's default holds: two seeds never decide, even with an interval inside the band
+    assert H.interval(t, 1.0, 0.95, 1.05, 2).verdict == H.INCONCLUSIVE
+    assert H.interval(t, 0.5, 0.4, 0.6, 2).verdict == H.INCONCLUSIVE
+    assert H.interval({**t, "min_seeds": 2}, 1.0, 0.95, 1.05, 2).verdict == H.REPRODUCED
 
 
 CLAIM = {
@@ -239,3 +244,78 @@ def test_every_registered_arm_test_is_not_reproduced_on_null_runs():
             j = judge(type(c)(**{**c.__dict__, "premises": []}), vals, {}, None)
             rep += j["verdict"] == H.REPRODUCED
         assert rep / 200 <= 0.05 + 3 * math.sqrt(0.05 * 0.95 / 200), c.id
+
+
+# ---- from_file claims: the analysis stage's placebo block, per-seed stability and the seed plan ----------
+
+FROM_FILE = {
+    "id": "toy.ff", "statement": "An analysis number lies in a band.", "source": "Fig. 1",
+    "paper_value": {"value": "positive", "unit": "x", "setting": "toy"},
+    "grid": {"smoke": {"a": {"workload": "gpt", "size": "smoke", "seeds": [0, 1, 2]}}},
+    "statistic": {"kind": "from_file", "path": "{results}/x.json", "key": "estimate", "ci_keys": ["ci_lo", "ci_hi"],
+                  "values": {"n": "n"}, "per_seed": "per_seed"},
+    "test": {"kind": "interval", "band": [0.01, ".inf"]},
+    "placebo": {"from_file": "placebo", "what": "the arm without the method"},
+}
+
+
+def _from_file_claim(tmp_path, **change):
+    doc = {"paper": {"id": "toy", "title": "A toy paper", "arxiv": "2501.00001"},
+           "claims": [{k: v for k, v in {**FROM_FILE, **change}.items() if v is not None}]}
+    text = yaml.safe_dump(doc, sort_keys=False).replace("'.inf'", ".inf")
+    (tmp_path / "toy.yaml").write_text(text)
+    return load_file(tmp_path / "toy.yaml")[0]
+
+
+def _file_values(tmp_path, claim, placebo: dict | None, per_seed=(0.2, 0.18, 0.16)) -> dict:
+    from claimbench.study import compute
+
+    doc = {"estimate": 0.18, "ci_lo": 0.16, "ci_hi": 0.2, "n": 3, "per_seed": list(per_seed)}
+    if placebo is not None:
+        doc["placebo"] = {**placebo, "runs": ["r0", "r1"]}
+    (tmp_path / "x.json").write_text(json.dumps(doc))
+    stat = {**claim.statistic, "placebo_key": claim.placebo["from_file"]} if claim.placebo else claim.statistic
+    return compute(stat, {}, {}, {"results": str(tmp_path)})
+
+
+def test_from_file_placebo_that_passes_makes_the_claim_uninformative(tmp_path):
+    c = _from_file_claim(tmp_path)
+    j = judge(c, {}, _file_values(tmp_path, c, {"estimate": 0.02, "ci_lo": -0.02, "ci_hi": 0.05, "n": 3}), None)
+    assert j["verdict"] == H.REPRODUCED and j["placebo"] == "passed" and j["stability"] >= 0.9
+    j = judge(c, {}, _file_values(tmp_path, c, {"estimate": 0.1, "ci_lo": 0.05, "ci_hi": 0.15, "n": 3}), None)
+    assert j["verdict"] == H.INCONCLUSIVE and j["placebo"] == "uninformative" and "placebo passes" in j["why"]
+
+
+def test_from_file_placebo_block_missing_is_not_a_pass(tmp_path):
+    c = _from_file_claim(tmp_path)
+    with pytest.raises(KeyError):
+        _file_values(tmp_path, c, None)
+
+
+def test_from_file_placebo_only_on_a_from_file_statistic(tmp_path):
+    with pytest.raises(ConfigError, match="placebo.from_file"):
+        _claim(tmp_path, premises=[], placebo={"from_file": "placebo"})
+
+
+def test_from_file_per_seed_values_give_stability_and_a_plan(tmp_path):
+    c = _from_file_claim(tmp_path, placebo=None)
+    # one seed far off: the interval verdict does not survive resampling the seeds
+    vals = _file_values(tmp_path, c, None, per_seed=(0.3, 0.25, -0.2))
+    vals.update(estimate=0.12, ci_lo=0.02, ci_hi=0.3)
+    j = judge(c, {}, vals, 60.0)
+    assert j["stability"] is not None and j["stability"] < 0.9 and j["verdict"] == H.INCONCLUSIVE
+    assert "unstable" in j["why"] and j["plan"]["seeds"] > 3 and j["plan"]["cpu_min"] == j["plan"]["seeds"]
+
+
+def test_interval_stability_redraws_single_seed_resamples():
+    """Three tight seeds: 1 draw in 9 repeats one seed (no interval); that is no evidence against the verdict."""
+    t = {"kind": "interval", "band": [0.01, math.inf]}
+    assert H.interval_stability(t, [0.2, 0.18, 0.16], H.REPRODUCED) == 1.0
+
+
+def test_split_placebo_says_how_many_seeds_it_needs(tmp_path):
+    c = _claim(tmp_path, premises=[], placebo={"split": "ref"})
+    three = {s: 1.0 + 0.1 * s for s in range(3)}
+    j = judge(c, {"m": three, "ref": three, "plain": three}, {}, None)
+    assert j["placebo"] == "unchecked (3 seeds; the split needs >= 4)"
+    assert j["placebo_plan"] == {"arm": "ref", "seeds": 4, "have": 3}

@@ -253,3 +253,25 @@ def test_summary_reads_the_store_and_keeps_diverged_runs(tmp_path):
     paired = setting["paired"][arm]["jump_train"]
     assert paired["n"] == 3 and math.isnan(paired["ci_lo"])
     assert main(["--runs-dir", str(runs), "--runs", "missing-run", "--out", str(tmp_path / "o2")]) == 2
+
+
+def test_trend_counts_a_diverged_run_as_a_miss(claims):
+    """A run that diverged after a rising J is a miss (no trend, rho 0), never dropped nor read off its partial
+    series: three rising seeds reproduce, two rising and one diverged do not."""
+    from claimbench.evidence import RunEvidence
+    from claimbench.study import compute
+
+    def run(i: int, status: str) -> RunEvidence:
+        ev = RunEvidence(run_id=f"r{i}", run_dir=Path("."), status=status)
+        order = list(range(10))
+        for k in range(i):  # seed i: i neighbouring pairs swapped, so the seeds' rhos differ (near 1)
+            order[3 * k], order[3 * k + 1] = order[3 * k + 1], order[3 * k]
+        ev._metrics = [{"step": s, "jreg/jump": 1.0 + 0.1 * order[s]} for s in range(10)]
+        return ev
+
+    c = claims["jreg.c3_amplification"]
+    ok = compute(c.statistic, {"base": [run(i, "ok") for i in range(3)]}, {}, {})
+    assert ok["misses"] == 0 and ok["n"] == 3 and _verdict(c, {}, ok) == "reproduced"
+    one = compute(c.statistic, {"base": [run(0, "ok"), run(1, "ok"), run(2, "diverged")]}, {}, {})
+    assert one["misses"] == 1 and one["n"] == 3 and one["per_seed"][2] == 0.0 and one["rho_min"] == 0.0
+    assert _verdict(c, {}, one) != "reproduced"

@@ -85,7 +85,7 @@ def test_c2_fpn_excess_with_its_placebo_number(tmp_path):
     s = analysis.analyse([_entry("projector")], tmp_path / "runs")
     c2 = s["C1_C2"]["c2"]
     assert c2["estimate"] == pytest.approx(0.1, abs=0.03) and c2["n"] == 3 and c2["ci_lo"] > 0.01
-    assert abs(c2["placebo_spn_over_vpn"]["estimate"]) < 0.03  # SPN in FPN's place: no excess
+    assert abs(c2["placebo"]["estimate"]) < 0.03  # SPN in FPN's place: no excess
     assert _judge_file("lrm.c2_projector_loss", analysis.claim_files(s), tmp_path)["verdict"] == "reproduced"
 
 

@@ -142,3 +142,15 @@ def test_cost_is_never_decided_without_a_speed_suite_interval():
 def test_scale_reads_inconclusive_with_one_seed():
     out = _gpt([2.84], [2.848], [9.0], "nowarmup.scale")
     assert out["verdict"] == "inconclusive"
+
+
+def test_malignant_collapse_placebo_from_the_analysis():
+    """The LR placebo (stable runs above vs below LR_crash) shows the same difference: the crash decides nothing."""
+    c = CLAIMS["nowarmup.malignant_collapse"]
+    real = {"estimate": 0.39, "ci_lo": 0.21, "ci_hi": 0.61, "n": 26}
+    calm = {"placebo_estimate": 0.05, "placebo_ci_lo": -0.1, "placebo_ci_hi": 0.2, "placebo_n": 19}
+    lr_too = {"placebo_estimate": 0.35, "placebo_ci_lo": 0.1, "placebo_ci_hi": 0.6, "placebo_n": 19}
+    j = judge(c, {}, {**real, **calm}, None)
+    assert j["verdict"] == "reproduced" and j["placebo"] == "passed"
+    j = judge(c, {}, {**real, **lr_too}, None)
+    assert j["verdict"] == "inconclusive" and j["placebo"] == "uninformative"

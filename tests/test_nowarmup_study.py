@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -218,3 +219,15 @@ def test_cost_reads_the_speed_suite_only(tmp_path):
 def test_malignant_writes_n():
     runs = [_run("nowarmup", 0.1, s, UNIGRAM) for s in range(3)] + [_run("warmup", 0.1, s, 1.0) for s in range(3)]
     assert malignant(runs, n_boot=10)["n"] == 6
+
+
+def test_malignant_placebo_splits_stable_runs_at_lr_crash():
+    def probed(lr: float, erank: float) -> RunInfo:
+        row = {"step": 100, "attn/entropy_min": 0.1, "attn/head_entropy/L0H0": 0.1, "attn/head_erank/L0H0": erank}
+        return RunInfo(Path(f"r{lr}-{erank}"), "warmup", lr, 0, None, "ok", None, UNIGRAM - 1, 16, [row],
+                       unigram=UNIGRAM)
+
+    runs = [probed(0.3, 1.0), probed(0.3, 1.1), probed(0.1, 1.2), probed(0.03, 8.0), probed(0.03, 9.0)]
+    out = malignant(runs, n_boot=200, lr_crash=0.1)
+    assert out["crashed_runs"] == 0 and out["placebo"]["n"] == 5 and out["placebo"]["estimate"] == 1.0
+    assert len(out["placebo"]["runs"]) == 5 and "placebo" not in malignant(runs, n_boot=10)

@@ -150,9 +150,14 @@ def test_c1_top2_planted_null_and_placebo():
     assert judge(c, {}, _hit_values(0, [2 / 7] * 3), None)["verdict"] == "not_reproduced"
     # the old fault: wide ties make a hit likely by chance; 3/3 then proves nothing
     assert judge(c, {}, _hit_values(3, [0.9] * 3), None)["verdict"] != "reproduced"
-    # a fixed pick that beats chance on the same cases: they cannot tell a law from a fixed choice
-    v = judge(c, {}, _hit_values(3, [2 / 7] * 3, fixed_p=0.02), None)
-    assert v["verdict"] == "out_of_scope" and "fixed pick" in v["why"]
+    # a fixed pick that beats chance on the same cases: they cannot tell a law from a fixed choice, so a law's
+    # 3/3 is uninformative (the placebo block of optlaws.json, tested the same way)
+    fixed = {"placebo_hits": 3, "placebo_chance": [2 / 7] * 3, "placebo_n": 3}
+    v = judge(c, {}, {**_hit_values(3, [2 / 7] * 3), **fixed}, None)
+    assert v["verdict"] == "inconclusive" and v["placebo"] == "uninformative" and "placebo passes" in v["why"]
+    fixed["placebo_hits"] = 1
+    v = judge(c, {}, {**_hit_values(3, [2 / 7] * 3), **fixed}, None)
+    assert v["verdict"] == "reproduced" and v["placebo"] == "passed"
     assert judge(c, {}, _hit_values(3, [2 / 7] * 3, tie=0.05), None)["verdict"] == "out_of_scope"
 
 
@@ -210,3 +215,36 @@ def test_no_claim_keeps_a_data_derived_threshold():
     text = (REPO / "benchmarks/claims/optlaws.yaml").read_text()
     for bad in ("seed_noise.tie", "tie_sigma", "random_rate", "wilson_low", " sd_", "(sd_"):
         assert bad not in text, bad
+
+
+def test_c2_null_respects_the_shared_rankings():
+    """15 cases over 3 peak LRs: a pick repeated over an LR's 5 cases hits all 5 or none. The exact permutation
+    null over the shared rankings is brute-forced here (every tied-best set of every LR), and it is far wider
+    than the Poisson-binomial that treats the 15 cases as independent."""
+    fams = ["constant", "cosine", "linear", "wsd", "wsd_exp", "two_stage", "inverse_sqrt"]
+    ties = {"0.001": ["constant", "wsd"], "0.003": ["wsd"], "0.01": ["wsd"]}
+    picks = {"0.001": "constant", "0.003": "constant", "0.01": "inverse_sqrt"}
+    cases = {f"{f}@{lr}": {"hit": picks[lr] in ties[lr], "picked": [picks[lr]], "tied_best": ties[lr],
+                           "chance": len(ties[lr]) / 7, "candidates": 7}
+             for f in S.OUT_OF_FAMILY for lr in ties}
+    out = S.summarize_cases(cases)
+    brute = np.zeros(16)
+    sets = {lr: list(itertools.combinations(fams, len(t))) for lr, t in ties.items()}
+    for combo in itertools.product(*sets.values()):
+        h = sum(5 * (picks[lr] in chosen) for lr, chosen in zip(sets, combo, strict=True))
+        brute[h] += 1 / math.prod(len(v) for v in sets.values())
+    assert out["hits"] == 5 and out["null"] == pytest.approx(list(brute))
+    assert out["p"] == pytest.approx(brute[5:].sum()) and out["p"] > 0.4 > 0.2 > out["p_independent"]
+    c = _claims()["optlaws.c2_out_of_family"]
+    v = judge(c, {}, {**_hit_values(5, out["chance"]), "null_hits": out["null"]}, None)
+    assert v["verdict"] == "inconclusive" and v["p"] == pytest.approx(out["p"])
+
+
+def test_c1_cases_are_independent_and_keep_the_exact_poisson_binomial():
+    cases = {"0.001": {"hit": True, "picked": ["a", "b"], "tied_best": ["a"], "chance": 2 / 7, "candidates": 7},
+             "0.003": {"hit": False, "picked": ["a", "b"], "tied_best": ["c", "d"], "chance": 1 - 10 / 21,
+                       "candidates": 7}}
+    out = S.summarize_cases(cases)
+    assert "null" not in out and out["p"] == pytest.approx(S.poisson_binomial_sf(1, [2 / 7, 1 - 10 / 21]))
+    assert S.shared_ranking_null(cases) == pytest.approx([(5 / 7) * (10 / 21), 1 - (5 / 7) * (10 / 21)
+                                                          - (2 / 7) * (11 / 21), (2 / 7) * (11 / 21)])

@@ -201,30 +201,49 @@ def low_entropy_heads(r: RunInfo) -> tuple[int, int]:
     return len(low), sum(row[f"attn/head_erank/{h}"] < LOW_RANK_FRAC * r.seq_len for h in low)
 
 
-def malignant(runs: list[RunInfo], n_boot: int = 2000, seed: int = 0) -> dict:
-    """Share of low-entropy heads that are also low-rank in crashed runs minus that share in stable runs;
-    percentile bootstrap over runs. Positive: low rank goes with the crash (malignant vs benign). Crashed: our
-    crash definition (crash_kind), read at the last probe before `diverged_at` (or the run's last probe)."""
-    crashed = [low_entropy_heads(r) for r in runs if crash_kind(r) is not None]
-    stable = [low_entropy_heads(r) for r in runs if crash_kind(r) is None and r.status == "ok"]
+def _share(xs: list[tuple[int, int]]) -> float:
+    n = sum(a for a, _ in xs)
+    return sum(b for _, b in xs) / n if n else math.nan
 
-    def share(xs):
-        n = sum(a for a, _ in xs)
-        return sum(b for _, b in xs) / n if n else math.nan
 
-    value = share(crashed) - share(stable)
+def _share_difference(first: list, second: list, n_boot: int, seed: int) -> tuple[float, float, float]:
+    """(share(first) - share(second), 95% percentile bootstrap interval over runs, each group resampled)."""
+    value = _share(first) - _share(second)
     rng = random.Random(seed)
     boots = []
-    for _ in range(n_boot if crashed and stable else 0):
-        d = share(rng.choices(crashed, k=len(crashed))) - share(rng.choices(stable, k=len(stable)))
+    for _ in range(n_boot if first and second else 0):
+        d = _share(rng.choices(first, k=len(first))) - _share(rng.choices(second, k=len(second)))
         if math.isfinite(d):
             boots.append(d)
     boots.sort()
     ci = (boots[int(0.025 * len(boots))], boots[int(0.975 * len(boots)) - 1]) if len(boots) > 20 else (math.nan,) * 2
-    return {"value": value, "ci_lo": ci[0], "ci_hi": ci[1],
-            "n": len(crashed) + len(stable), "crashed_runs": len(crashed), "stable_runs": len(stable),
-            "low_entropy_heads": {"crashed": sum(a for a, _ in crashed), "stable": sum(a for a, _ in stable)},
-            "thresholds": {"entropy_nats": LOW_ENTROPY, "erank_frac_of_seq": LOW_RANK_FRAC}}
+    return value, ci[0], ci[1]
+
+
+def malignant(runs: list[RunInfo], n_boot: int = 2000, seed: int = 0, lr_crash: float | None = None) -> dict:
+    """Share of low-entropy heads that are also low-rank in crashed runs minus that share in stable runs;
+    percentile bootstrap over runs. Positive: low rank goes with the crash (malignant vs benign). Crashed: our
+    crash definition (crash_kind), read at the last probe before `diverged_at` (or the run's last probe).
+
+    Placebo (`placebo`): the same difference between stable runs at the pre-registered LR_crash or above and
+    stable runs below it. No run of either group crashed, so a difference there is the LR's, not the crash's."""
+    crashed = [low_entropy_heads(r) for r in runs if crash_kind(r) is not None]
+    stable_runs = [r for r in runs if crash_kind(r) is None and r.status == "ok"]
+    stable = [low_entropy_heads(r) for r in stable_runs]
+    value, lo, hi = _share_difference(crashed, stable, n_boot, seed)
+    out = {"value": value, "ci_lo": lo, "ci_hi": hi,
+           "n": len(crashed) + len(stable), "crashed_runs": len(crashed), "stable_runs": len(stable),
+           "low_entropy_heads": {"crashed": sum(a for a, _ in crashed), "stable": sum(a for a, _ in stable)},
+           "thresholds": {"entropy_nats": LOW_ENTROPY, "erank_frac_of_seq": LOW_RANK_FRAC}}
+    if lr_crash is not None:
+        high = [r for r in stable_runs if r.lr >= lr_crash]
+        low = [r for r in stable_runs if r.lr < lr_crash]
+        pv, plo, phi = _share_difference([low_entropy_heads(r) for r in high], [low_entropy_heads(r) for r in low],
+                                         n_boot, seed)
+        out["placebo"] = {"estimate": pv, "ci_lo": plo, "ci_hi": phi, "n": len(high) + len(low),
+                          "what": f"stable runs at lr >= {lr_crash:g} (LR_crash) minus stable runs below it",
+                          "runs": sorted(r.path.name for r in high + low)}
+    return out
 
 
 def tau_band(tau_runs: list[RunInfo], warmup_runs: list[RunInfo], margin: float = MARGIN) -> dict:
@@ -472,7 +491,7 @@ def main(argv: list[str] | None = None) -> None:
     crash["prereg"] = prereg_crash(both, lr0_crash)
     growth = sigma_growth(both, lr0_crash)
     table = arms_table(arms)
-    mal = malignant(list({r.path: r for r in sweep + arms}.values()))  # sweep and arms share runs
+    mal = malignant(list({r.path: r for r in sweep + arms}.values()), lr_crash=lr0_crash)  # sweep, arms share runs
     lr0 = min((r.lr for r in taus), default=None)
     taus += [r for r in arms if r.arm == "adamw2" and r.lr == lr0 and r.path not in {t.path for t in taus}]
     band = tau_band(taus, [r for r in arms if r.arm == "warmup" and r.lr == lr0])

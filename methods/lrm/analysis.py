@@ -289,12 +289,16 @@ def projector(runs: list[Run]) -> dict:
     def dd(arm: str, ref: str = "VPN") -> Callable[[list], float]:
         return lambda ss: float(np.mean([excess(per_seed[s], arm) - excess(per_seed[s], ref) for s in ss]))
 
-    c2 = {**bootstrap(seeds, dd("FPN")), "placebo_spn_over_vpn": bootstrap(seeds, dd("SPN")),
+    # per seed values (the engine's stability and seed plan) and the placebo block (the engine's placebo test):
+    # SPN in FPN's place, both learn the norm's scale, so an excess there is no FPN effect
+    c2 = {**bootstrap(seeds, dd("FPN")), "per_seed": [dd("FPN")([s]) for s in seeds],
+          "placebo": {**bootstrap(seeds, dd("SPN")), "what": "SPN in FPN's place (SPN minus VPN)",
+                      "runs": sorted(p["run_id"] for p in pts if p["arm"] in ("SPN", "VPN"))},
           "excess": {a: float(np.mean([excess(per_seed[s], a) for s in seeds])) if seeds else NAN
                      for a in PROJECTOR.values()},
           "abm_slope": abm["estimate"], **eq, **counts,
           "note": "per seed [mean loss at the extreme S - loss at S=1] of FPN minus the same of VPN; bootstrap over "
-                  "seeds; placebo_spn_over_vpn: SPN in FPN's place (both learn the norm's scale)"}
+                  "seeds; placebo: SPN in FPN's place (both learn the norm's scale)"}
     return {"points": pts, "c1": c1, "c2": c2}
 
 
@@ -546,7 +550,7 @@ def summary_md(s: dict) -> str:
               f"| C1-C3, C7 | steps x lr x wd (relaxation times) | C1 {fmt(c1['lr_wd_steps'])}, C3 "
               f"{fmt(s['C3']['lr_wd_steps'])}, C7 {fmt(s['C7']['lr_wd_steps'])} |",
               f"| C2 | FPN excess loss at extreme S over VPN's | {iv(c2)} |",
-              f"| C2 | placebo: SPN over VPN | {iv(c2['placebo_spn_over_vpn'])} |",
+              f"| C2 | placebo: SPN over VPN | {iv(c2['placebo'])} |",
               f"| C3 | rise loss(S max) - loss(S=1): no multipliers; scalar multipliers | "
               f"{fmt(s['C3']['no_mult_rise'])}; {iv(s['C3'])} |",
               f"| C6 | no-WD minus WD \\|log10 Mq/Mk\\| | {iv(s['C6'])} |",

@@ -11,8 +11,9 @@ bootstrap draws), never computed from the runs:
   (predicted, from the planned schedule, so a diverged run has one too);
 - tie band: schedules whose actual final losses are within `study.tie_nats` of the best are all "best";
   a case's chance is the exact probability that a uniformly random pick of k of its candidates hits that set,
-  1 - C(n - m, k) / C(n, k) (n candidates, m tied-best); hits over cases are scored against the exact
-  Poisson-binomial chance distribution (claimbench.hypotheses);
+  1 - C(n - m, k) / C(n, k) (n candidates, m tied-best); hits over independent cases (one per peak LR) are scored
+  against the exact Poisson-binomial chance distribution (claimbench.hypotheses), hits over cases that share a
+  peak LR's ranking against the exact permutation null over those rankings (`shared_ranking_null`);
 - Top-2 (C1): a case is a peak LR; fit on the other peak LRs, hit if a tied-best schedule is among the two
   predicted best; a failed fit is a miss;
 - out-of-family (C2): leave one family out of the fit (5 settings) and, at every peak LR, hit if the
@@ -198,15 +199,55 @@ def _ranked(pred: dict[str, float], k: int) -> list[str]:
     return sorted(pred, key=lambda s: (not math.isfinite(pred[s]), pred[s], s))[:k]
 
 
+def ranking_of(case_key: str) -> str:
+    """The peak LR whose actual ranking a case reads (`fam@lr`, `i@lr` or `lr`): cases with one share it."""
+    return case_key.rsplit("@", 1)[-1]
+
+
+def shared_ranking_null(cases: dict[str, dict]) -> list[float]:
+    """Exact null distribution of the hit count, P(hits = h) for h = 0..n, when the cases of one peak LR share its
+    actual ranking: under the null the picks say nothing about which schedules are best, so the tied-best set of a
+    peak LR is a uniformly random set of its size among the candidates, one set for all of that LR's cases.
+
+    Exact enumeration with ties: only which picked schedules fall in that set matters, so each subset A of the
+    schedules picked at that LR is weighted by the C(n - |picked|, m - |A|) ways to fill the rest of the set."""
+    groups: dict[str, list[dict]] = {}
+    for key, c in cases.items():
+        if c is not None:
+            groups.setdefault(ranking_of(key), []).append(c)
+    dist = np.array([1.0])
+    for cs in groups.values():
+        n, m = cs[0]["candidates"], len(cs[0]["tied_best"])
+        if any((c["candidates"], len(c["tied_best"])) != (n, m) for c in cs):
+            raise ValueError("cases of one peak LR must share its ranking")
+        picked = sorted({s for c in cs for s in c["picked"]})
+        local = np.zeros(len(cs) + 1)
+        for size in range(min(m, len(picked)) + 1):
+            ways = math.comb(n - len(picked), m - size)
+            for inside in itertools.combinations(picked, size):
+                local[sum(any(s in inside for s in c["picked"]) for c in cs)] += ways
+        dist = np.convolve(dist, local / math.comb(n, m))
+    return [float(x) for x in dist]
+
+
 def summarize_cases(cases: dict[str, dict]) -> dict:
-    """hits, n, chance (one probability per case), expected chance hits and the exact one-sided p."""
+    """hits, n, chance (one probability per case), expected chance hits and the exact one-sided p.
+
+    Cases of one peak LR are not independent (they share its ranking): p and `null` then come from the exact
+    permutation null over the shared rankings (`shared_ranking_null`), and the Poisson-binomial p, which assumes
+    independent cases, is kept beside it as `p_independent`. With one case per peak LR the two nulls are the same
+    and the Poisson-binomial is used."""
     scored = [c for c in cases.values() if c is not None]
     hits = int(sum(c["hit"] for c in scored))
     chance = [float(c["chance"]) for c in scored]
-    return {"cases": cases, "hits": hits, "n": len(scored), "chance": chance, "chance_hits": float(sum(chance)),
-            "p": poisson_binomial_sf(hits, chance) if scored else None,
-            "hit_rate": hits / len(scored) if scored else None,
-            "failed_fits": sum(1 for c in scored if c.get("failed"))}
+    out = {"cases": cases, "hits": hits, "n": len(scored), "chance": chance, "chance_hits": float(sum(chance)),
+           "p": poisson_binomial_sf(hits, chance) if scored else None,
+           "hit_rate": hits / len(scored) if scored else None,
+           "failed_fits": sum(1 for c in scored if c.get("failed"))}
+    if scored and len({ranking_of(k) for k, c in cases.items() if c is not None}) < len(scored):
+        null = shared_ranking_null(cases)
+        out.update(null=null, p_independent=out["p"], p=float(sum(null[hits:])))
+    return out
 
 
 def _groups(base: list[Run]) -> dict[float, dict[str, float]]:
