@@ -117,12 +117,20 @@ class MultiPower(Law):
         start = [*x0, RELEASE["start"]["C"], RELEASE["start"]["beta"], RELEASE["start"]["gamma"]]
         x, info = adamw_early_stop(objective, start, [RELEASE["lr"][k] for k in NAMES], RELEASE["max_steps"],
                                    RELEASE["patience"], RELEASE["grad_norm_thr"], RELEASE["loss_thr"])
-        L0, A, alpha, B, C, beta, gamma = (float(v) for v in x)
-        p = {"L0": L0, "A": A * raw_s1 ** (-alpha), "alpha": alpha, "B": B * raw_lr,
-             "C": C * raw_lr ** (1 - gamma) * units.steps, "beta": beta, "gamma": gamma}
         info["raw_params"] = dict(zip(NAMES, map(float, x), strict=True))
         info["warm_start"] = dict(zip(NAMES[:4], map(float, x0), strict=True))
-        return cls(p, units, info)
+        return cls.from_raw(x, units, info)
+
+    @classmethod
+    def from_raw(cls, raw: dict[str, float] | list[float], units: Units, info: dict | None = None) -> MultiPower:
+        """The law with parameters in raw units (LR as logged, steps as counted; the release's and the
+        paper's tables), e.g. [L0, A, alpha, B, C, beta, gamma], held in the normalised `units`."""
+        r = dict(zip(NAMES, raw, strict=True)) if not isinstance(raw, dict) else raw
+        L0, A, alpha, B, C, beta, gamma = (float(r[k]) for k in NAMES)
+        s1u = units.lr * units.steps
+        p = {"L0": L0, "A": A * s1u ** (-alpha), "alpha": alpha, "B": B * units.lr,
+             "C": C * units.lr ** (1 - gamma) * units.steps, "beta": beta, "gamma": gamma}
+        return cls(p, units, dict(info or {}))
 
     def _predict(self, schedule: Curve) -> np.ndarray:
         p = self.params
