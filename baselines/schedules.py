@@ -163,3 +163,70 @@ def from_train_config(train) -> Schedule:
         return wsd(train.steps, train.warmup_steps, train.min_lr_ratio, train.decay_frac)
     return {"cosine": cosine, "constant": constant, "linear": linear}[s](
         train.steps, train.warmup_steps, train.min_lr_ratio)
+
+
+# Named schedules of published loss curves. The Multi-Power Law release (Luo et al. 2025) names each
+# curve after its schedule and logs the LR of step s (the LR the next update uses) beside the loss after
+# s updates; these functions give that LR as a multiple of the peak, for every step from 0, so that a
+# curve's per-step LR can be rebuilt exactly instead of interpolated from the rows it logged. Their
+# conventions differ from the trainer's above and are kept separate on purpose: the warmup is a linear
+# ramp from 0 at step 0 to the peak at step warmup-1, and decays reach the end LR at step `total`.
+NAMED_WARMUP = 2160  # the release's warmup steps (its logs start after it)
+NAMED_END_RATIO = 0.1  # cosine and WSD end at 3e-5 from a 3e-4 peak
+NAMED_SECOND_UNIT = 1e-5  # wsdcon_X: the second stage's LR is X x 1e-5 (absolute, not a ratio)
+NAMED_TWO_STAGE = (8000, 16000)  # wsdcon: switch step and length
+NAMED_FORMS = ("cosine_T", "constant_T", "wsd_D_T (exponential decay from D to T)", "wsdld_D_T (linear decay)",
+               "wsdcon_X (peak until 8000, then X x 1e-5 until 16000)")
+
+
+def ramp_from_zero(step: int, warmup: int) -> float:
+    """The published curves' warmup: 0 at step 0, 1 at step warmup-1 (numpy's linspace(0, 1, warmup))."""
+    return min(1.0, step / (warmup - 1)) if warmup > 1 else 1.0
+
+
+def parse_named(name: str) -> tuple[str, tuple[int, ...]] | None:
+    """('cosine', (24000,)) for 'cosine_24000'; None when the name is not one of NAMED_FORMS."""
+    kind, _, rest = name.partition("_")
+    parts = rest.split("_") if rest else []
+    if not parts or not all(p.isdigit() for p in parts):
+        return None
+    nums = tuple(int(p) for p in parts)
+    arity = {"cosine": 1, "constant": 1, "wsdcon": 1, "wsd": 2, "wsdld": 2}.get(kind)
+    if arity != len(nums) or (arity == 2 and not nums[0] < nums[1]) or nums[-1] <= 0:
+        return None
+    return kind, nums
+
+
+def named(name: str, peak_lr: float, warmup: int = NAMED_WARMUP,
+          end_ratio: float = NAMED_END_RATIO) -> tuple[Schedule, int]:
+    """(schedule, total steps) of a published curve's name, e.g. named('wsdcon_9', 3e-4)[0](8000) == 0.3."""
+    parsed = parse_named(name)
+    if parsed is None:
+        raise ValueError(f"unknown schedule name {name!r}; known forms: {', '.join(NAMED_FORMS)}")
+    kind, nums = parsed
+    if kind == "wsdcon":
+        switch, total = NAMED_TWO_STAGE
+        second = nums[0] * NAMED_SECOND_UNIT / peak_lr
+        decay_start = switch
+    elif kind == "cosine" or kind == "constant":
+        total, decay_start = nums[0], warmup
+    else:
+        decay_start, total = nums
+    if not 0 <= warmup <= decay_start < total:
+        raise ValueError(f"schedule {name!r}: warmup {warmup} does not end before its decay starts "
+                         f"(step {decay_start} of {total})")
+
+    def f(step: int) -> float:
+        if step < warmup:
+            return ramp_from_zero(step, warmup)
+        p = (step - decay_start) / (total - decay_start)  # < 0 before the decay starts
+        if kind == "constant" or p < 0:
+            return 1.0
+        if kind == "cosine":
+            return end_ratio + (1 - end_ratio) * 0.5 * (1 + math.cos(math.pi * p))
+        if kind == "wsdcon":
+            return second
+        if kind == "wsd":
+            return end_ratio ** p
+        return 1 - (1 - end_ratio) * p  # wsdld
+    return f, total

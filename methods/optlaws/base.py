@@ -56,13 +56,19 @@ class Law(ABC):
     label: ClassVar[str]
     n_params: ClassVar[int]
     exact: ClassVar[bool] = True  # the published functional form (False: the suite's reconstruction)
+    # fitting procedures by name -> the classmethod that runs it; the first is the default
+    FITS: ClassVar[dict[str, str]] = {"converged": "_fit"}
     params: dict[str, float]
     units: Units
     info: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def fit(cls, curves: list[Curve], seed: int = 0) -> Law:
-        """Fit on curves with losses; raises FitError (with the reason) when it cannot."""
+    def fit(cls, curves: list[Curve], seed: int = 0, fit: str | None = None) -> Law:
+        """Fit on curves with losses by the procedure named `fit` (default: the first of FITS).
+
+        Raises FitError (with the reason) when it cannot, ValueError for a fit name the law does not know.
+        """
+        fit = check_fit(cls, fit)
         if not curves:
             raise FitError(f"{cls.name}: no curves to fit")
         for c in curves:
@@ -73,7 +79,12 @@ class Law(ABC):
             src = ", ".join((c.source or c.name) + (f": rows {c.meta['rows'][0]}-{c.meta['rows'][1]}"
                                                      if "rows" in c.meta else "") for c in curves)
             raise FitError(f"{cls.name}: {n} points in {src}: fewer than the law's {cls.n_params} parameters + 1")
-        law = cls._fit(curves, Units.of(curves), seed)
+        law = getattr(cls, cls.FITS[fit])(curves, Units.of(curves), seed)
+        law.info = {"fit": fit, **law.info}
+        guessed = {c.name: c.meta["lr_source"] for c in curves
+                   if not c.meta.get("lr_source", "exact").startswith("exact")}
+        if guessed:  # say where the per-step LR was interpolated rather than rebuilt
+            law.info["lr_interpolated"] = guessed
         if not np.all(np.isfinite(law.predict(curves[0]))):  # checked here once, for every law
             raise FitError(f"{cls.name}: fitted parameters give non-finite predictions")
         return law
@@ -99,6 +110,15 @@ class Law(ABC):
     def to_json(self) -> dict[str, Any]:
         return {"law": self.name, "label": self.label, "params": self.params,
                 "units": {"lr": self.units.lr, "steps": self.units.steps}, "info": self.info}
+
+
+def check_fit(law: type[Law], fit: str | None) -> str:
+    """The fit procedure's name (the law's default for None); ValueError naming it if the law has no such fit."""
+    if fit is None:
+        return next(iter(law.FITS))
+    if fit not in law.FITS:
+        raise ValueError(f"{law.name}: unknown fit option {fit!r}; known: {', '.join(law.FITS)}")
+    return fit
 
 
 def huber(r: Any, delta: float) -> Any:

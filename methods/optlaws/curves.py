@@ -2,9 +2,12 @@
 
 A curve is a per-step LR array (the LR of update 0, 1, ..., T-1) plus the loss at logged step counts.
 The laws need the LR at every step (their sums run over steps), while logs hold it only every few
-steps: a CSV's LR is interpolated linearly between logged steps and, before the first one, ramps
-linearly from 0 (the warmup the published curves leave out); a run's LR is rebuilt exactly from its
-config with baselines.schedules, the module the trainer itself uses.
+steps. `per_step_lrs` is the one place that decides how they are rebuilt, always from the formulas in
+baselines.schedules: a run's LR exactly from its config (the module the trainer itself uses); a CSV's
+exactly from its schedule's name (the file name, e.g. cosine_24000 or wsdcon_9, or one the caller
+passes), including the warmup the published curves do not log, once the rebuilt LR agrees with every
+logged row. Otherwise the logged LR is interpolated linearly between logged steps and ramps linearly from
+0 before the first one; `Curve.meta["lr_source"]` says which was done and why.
 """
 
 from __future__ import annotations
@@ -17,6 +20,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from baselines.schedules import NAMED_WARMUP, named, parse_named
+
+LOGGED = "logged"  # read_csv(schedule=LOGGED): interpolate the logged LR column even if the name is known
+LR_RTOL = 1e-6  # a rebuilt LR must equal every logged LR to this relative tolerance
 
 
 class CurveError(ValueError):
@@ -53,7 +61,24 @@ def schedule(name: str, lrs: np.ndarray | list[float], steps: np.ndarray | list[
     """A schedule to predict: per-step LRs, evaluated at `steps` (default: every step 1..T)."""
     lrs = np.asarray(lrs, dtype=float)
     st = np.arange(1, len(lrs) + 1) if steps is None else np.asarray(steps, dtype=int)
-    return Curve(name, lrs, st)
+    return Curve(name, lrs, st, meta={"lr_source": "given per step"})
+
+
+def named_lrs(name: str, peak_lr: float, warmup: int = NAMED_WARMUP) -> np.ndarray:
+    """The per-step LRs of a published curve's schedule name (baselines.schedules.named), warmup included.
+
+    Raises ValueError (one line, naming it) for a name that is not a known form.
+    """
+    f, total = named(name, peak_lr, warmup)
+    return np.array([peak_lr * f(i) for i in range(total)])
+
+
+def named_schedule(name: str, peak_lr: float, warmup: int = NAMED_WARMUP,
+                   steps: np.ndarray | list[int] | None = None) -> Curve:
+    """A named schedule to predict, e.g. named_schedule('wsd_20000_24000', 3e-4)."""
+    c = schedule(name, named_lrs(name, peak_lr, warmup), steps)
+    c.meta["lr_source"] = f"exact: schedule {name}"
+    return c
 
 
 def lrs_from_logged(steps: np.ndarray, lrs: np.ndarray) -> np.ndarray:
@@ -64,8 +89,53 @@ def lrs_from_logged(steps: np.ndarray, lrs: np.ndarray) -> np.ndarray:
     return np.interp(grid, xs, ys)
 
 
-def read_csv(path: str | Path) -> Curve:
-    """One `step,lr,loss` CSV; the file name (without .csv) is the schedule's id."""
+def per_step_lrs(name: str, steps: np.ndarray, logged: np.ndarray, schedule: str | np.ndarray | None = None,
+                 warmup: int = NAMED_WARMUP, where: str = "") -> tuple[np.ndarray, str]:
+    """(per-step LRs, how they were obtained) for a curve that logged `logged` LRs at `steps`.
+
+    `schedule`: None -- rebuild exactly from `name` when it is a known schedule name and the rebuilt LR
+    matches every logged row, else interpolate and say why; a name -- rebuild from it, and raise
+    CurveError if it is unknown or disagrees with the log; LOGGED -- interpolate; an array -- the LRs of
+    every step, checked against the log the same way. The peak LR of a named schedule is the largest
+    logged LR; the warmup is `warmup` steps (the published curves log none of it).
+    """
+    where = where or name
+    if isinstance(schedule, str) and schedule == LOGGED:
+        return lrs_from_logged(steps, logged), "interpolated from the logged lr column (asked for)"
+    if schedule is None and parse_named(name) is None:
+        return lrs_from_logged(steps, logged), \
+            f"interpolated from the logged lr column ('{name}' names no known schedule)"
+    label = "the LRs given" if schedule is not None and not isinstance(schedule, str) else \
+        f"schedule {schedule if schedule is not None else name}"
+    try:
+        if schedule is None or isinstance(schedule, str):
+            lrs = named_lrs(schedule or name, float(logged.max()), warmup)
+        else:
+            lrs = np.asarray(schedule, dtype=float)
+    except ValueError as e:
+        raise CurveError(f"{where}: {e}") from None
+    bad = _disagreement(lrs, steps, logged)
+    if bad is None:
+        return lrs, f"exact: {label}"
+    if schedule is None:
+        return lrs_from_logged(steps, logged), f"interpolated from the logged lr column ({label} {bad})"
+    raise CurveError(f"{where}: {label} {bad}")
+
+
+def _disagreement(lrs: np.ndarray, steps: np.ndarray, logged: np.ndarray) -> str | None:
+    """None if `lrs` covers every logged step and equals the logged LR there; else what is wrong."""
+    if len(lrs) < int(steps[-1]):
+        return f"has {len(lrs)} steps but the curve is logged up to step {int(steps[-1])}"
+    at = lrs[np.minimum(steps, len(lrs) - 1)]
+    off = np.abs(at - logged) > LR_RTOL * np.maximum(np.abs(logged), 1e-300)
+    if off.any():
+        i = int(np.argmax(off))
+        return f"disagrees with the logged lr at step {int(steps[i])} ({at[i]:.6g} vs {logged[i]:.6g})"
+    return None
+
+
+def read_csv(path: str | Path, schedule: str | np.ndarray | None = None, warmup: int = NAMED_WARMUP) -> Curve:
+    """One `step,lr,loss` CSV; the file name (without .csv) is the schedule's id (see `per_step_lrs`)."""
     path = Path(path)
     try:
         text = path.read_bytes().decode("utf-8")
@@ -110,15 +180,20 @@ def read_csv(path: str | Path) -> Curve:
         raise CurveError(f"{path}: row {len(rows) + 1}: only {len(rows)} data row(s); a curve needs at least 2")
     a = np.array(rows)
     steps = a[:, 0].astype(int)
-    return Curve(path.stem, lrs_from_logged(steps, a[:, 1]), steps, a[:, 2], source=str(path),
-                 meta={"rows": [linenos[0], linenos[-1]]})
+    lrs, how = per_step_lrs(path.stem, steps, a[:, 1], schedule, warmup, where=str(path))
+    return Curve(path.stem, lrs, steps, a[:, 2], source=str(path),
+                 meta={"rows": [linenos[0], linenos[-1]], "lr_source": how})
 
 
-def read_csv_dir(directory: str | Path) -> dict[str, Curve]:
+def read_csv_dir(directory: str | Path, schedules: str | None = None, warmup: int = NAMED_WARMUP) -> dict[str, Curve]:
+    """Every *.csv of a directory; `schedules=LOGGED` interpolates every logged LR column (see `per_step_lrs`)."""
+    if schedules not in (None, LOGGED):
+        raise CurveError(f"schedules={schedules!r}: expected None (exact where the file name is a schedule) or "
+                         f"{LOGGED!r}")
     d = Path(directory)
     if not d.is_dir():
         raise CurveError(f"{d}: not a directory of step,lr,loss CSVs")
-    curves = {p.stem: read_csv(p) for p in sorted(d.glob("*.csv"))}
+    curves = {p.stem: read_csv(p, schedules, warmup) for p in sorted(d.glob("*.csv"))}
     if not curves:
         raise CurveError(f"{d}: no *.csv files")
     return curves
@@ -163,8 +238,9 @@ def read_run(run_dir: str | Path) -> Curve:
         raise CurveError(f"{path}: row {len(steps) + 1}: only {len(steps)} finite row(s); a curve needs at least 2")
     st = np.array(steps)
     per_step = _lrs_from_config(run_dir)  # the whole planned schedule, also for a run that stopped early
+    how = "exact: the run's config.yaml"
     if per_step is None:
-        per_step = lrs_from_logged(st, np.array(lrs))
+        per_step, how = lrs_from_logged(st, np.array(lrs)), "interpolated from the logged lr (no config.yaml)"
     result = run_dir / "result.json"
     try:
         meta = json.loads(result.read_bytes()) if result.is_file() else {}
@@ -172,7 +248,7 @@ def read_run(run_dir: str | Path) -> Curve:
         raise CurveError(f"{result}: row 0: not JSON") from None
     if not isinstance(meta, dict):
         raise CurveError(f"{result}: row 0: not a JSON object")
-    return Curve(run_dir.name, per_step, st, np.array(losses), source=str(path), meta=meta)
+    return Curve(run_dir.name, per_step, st, np.array(losses), source=str(path), meta={**meta, "lr_source": how})
 
 
 def _number(v, none_ok: bool = False) -> bool:

@@ -76,3 +76,48 @@ def _multistart(fun, starts, bounds, name, short_iter, long_iter, keep, count) -
 
 def jitter(rng: np.random.Generator, base: np.ndarray, scale: np.ndarray, n: int) -> list[np.ndarray]:
     return [base + scale * rng.standard_normal(len(base)) for _ in range(n)]
+
+
+def adamw_early_stop(objective: Callable[[list[torch.Tensor]], torch.Tensor], x0: Sequence[float],
+                     lrs: Sequence[float], max_steps: int, patience: int, grad_norm_thr: float,
+                     loss_thr: float = 0.0) -> tuple[np.ndarray, dict]:
+    """torch AdamW (its defaults otherwise, weight decay 0.01 included) stopped early, as the MPL release fits.
+
+    Parameter i starts at x0[i] and moves with learning rate lrs[i]. Each step evaluates the objective,
+    steps, then stops when the objective has not improved by more than `loss_thr` for `patience` steps
+    (after step `patience`) or when the gradient norm falls below `grad_norm_thr`. The result is the
+    parameters recorded after the step whose objective was the lowest (recorded after the optimiser step,
+    as the release records them).
+    """
+    params = [torch.tensor(float(v), dtype=torch.float64, requires_grad=True) for v in x0]
+    groups: dict[float, list[torch.Tensor]] = {}
+    for p, lr in zip(params, lrs, strict=True):
+        groups.setdefault(float(lr), []).append(p)
+    opt = torch.optim.AdamW([{"params": ps, "lr": lr} for lr, ps in groups.items()])
+    best, best_x = float("inf"), np.asarray(x0, dtype=float)
+    lowest, stale, stop = float("inf"), 0, "step limit"
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        for step in range(max_steps):
+            opt.zero_grad()
+            val = objective(params)
+            val.backward()
+            opt.step()
+            v = float(val.detach())
+            if v < lowest - loss_thr:
+                lowest, stale = v, 0
+            else:
+                stale += 1
+            if step > patience and stale >= patience:
+                stop = f"no improvement for {patience} steps"
+                break
+            gnorm = float(torch.stack([p.grad for p in params]).norm())
+            if gnorm < grad_norm_thr:
+                stop = f"gradient norm {gnorm:.2e} < {grad_norm_thr:.0e}"
+                break
+            if v < best:
+                best, best_x = v, np.array([float(p.detach()) for p in params])
+    finally:
+        torch.set_num_threads(threads)
+    return best_x, {"objective": best, "steps": step + 1, "stopped": stop}

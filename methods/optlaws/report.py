@@ -121,3 +121,83 @@ def markdown(res: dict, figures: list[Path], json_path: Path, md_path: Path | No
               "- C8 scaling limit: `laws.<law>.exact` (premise) and `.scaling_limit.r2` (a diagnostic only).",
               "- C4 (cross-scale), C5 (stages), C7 (warmup x peak LR): not run at smoke (gpu profile).", ""]
     return "\n".join(lines)
+
+
+# --- The Multi-Power Law against its authors' released fitter, on their published curves -----------------
+# The release fits on three curves and predicts six; each procedure below is scored by the relative error of
+# its predicted final loss (the last logged point) on the six.
+MPL_FIT = ("cosine_24000", "constant_24000", "wsdcon_9")
+MPL_HELD = ("constant_72000", "cosine_72000", "wsd_20000_24000", "wsdld_20000_24000", "wsdcon_3", "wsdcon_18")
+# (label, how the per-step LR is obtained: None = rebuilt from the curve's name, "logged" = interpolated, fit)
+MPL_PROCEDURES = (
+    ("ours, converged fit, interpolated LR", "logged", "converged"),
+    ("ours, converged fit, exact schedules", None, "converged"),
+    ("ours, release procedure, interpolated LR", "logged", "release"),
+    ("ours, release procedure, exact schedules", None, "release"),
+)
+# Measured by running the authors' released code (thu-yao-01-luo/MultiPowerLaw, MIT) unchanged: its
+# fitter on its own split (warm start, then early-stopped AdamW), then its own predictor at the last logged
+# step of each held-out curve. Raw units: LR as logged, steps as counted. Size -> parameters
+# [L0, A, alpha, B, C, beta, gamma] and the relative final-loss errors of the MPL_HELD curves, in order.
+MPL_RELEASE_REFERENCE: dict[str, dict] = {
+    "25": {"params": [3.0404542, 0.52468717, 0.50786803, 363.78869, 2.065614, 0.58279107, 0.6414237],
+           "rel": [9.0992e-04, 6.1022e-04, 2.9470e-03, 3.1068e-03, 1.0647e-03, 3.9287e-04]},
+    "100": {"params": [2.6514477, 0.60115154, 0.45295808, 437.94636, 2.1324567, 0.59785207, 0.65523655],
+           "rel": [2.8296e-03, 5.0342e-04, 5.2126e-03, 5.7161e-03, 3.0958e-03, 6.1261e-04]},
+    "400": {"params": [2.3747388, 0.65420965, 0.4287859, 523.42534, 2.0246256, 0.59350434, 0.63472414],
+           "rel": [2.9865e-03, 1.1758e-03, 7.9915e-03, 8.7484e-03, 3.1174e-03, 1.3409e-05]},
+}
+
+
+def mpl_final_errors(curves: dict, fit: str, fit_names=MPL_FIT, held=MPL_HELD, seed: int = 0) -> dict:
+    """Fit the Multi-Power Law on `fit_names` with procedure `fit`; relative final-loss error on `held`."""
+    from methods.optlaws.base import get_law
+    law = get_law("multipower").fit([curves[n] for n in fit_names], seed=seed, fit=fit)
+    return _errors(law, curves, held)
+
+
+def _errors(law, curves: dict, held) -> dict:
+    rel = {n: abs(law.final_loss(curves[n]) - float(curves[n].loss[-1])) / float(curves[n].loss[-1]) for n in held}
+    return {"rel": rel, "mean": float(sum(rel.values()) / len(rel)), "max": float(max(rel.values())),
+            "params": dict(law.params), "info": {k: v for k, v in law.info.items() if k != "lr_interpolated"}}
+
+
+def mpl_release_comparison(dirs: dict[str, Path], fit_names=MPL_FIT, held=MPL_HELD) -> dict:
+    """Every procedure of MPL_PROCEDURES on each size's curves (size -> directory of step,lr,loss CSVs).
+
+    Where MPL_RELEASE_REFERENCE has the size, two more rows: the release's own errors (recorded) and the
+    release's fitted parameters run through our predictor on exact schedules (a check of the predictor).
+    """
+    from methods.optlaws.base import Units
+    from methods.optlaws.curves import read_csv_dir
+    from methods.optlaws.multipower import MultiPower
+    out: dict = {}
+    for size, d in dirs.items():
+        rows = {}
+        read = {mode: read_csv_dir(d, mode) for mode in {m for _, m, _ in MPL_PROCEDURES}}
+        for label, mode, fit in MPL_PROCEDURES:
+            rows[label] = mpl_final_errors(read[mode], fit, fit_names, held)
+        ref = MPL_RELEASE_REFERENCE.get(size)
+        if ref:
+            exact = read[None]
+            law = MultiPower.from_raw(ref["params"], Units.of([exact[n] for n in fit_names]))
+            rows["release's parameters, our predictor, exact schedules"] = _errors(law, exact, held)
+            rel = {n: r for n, r in zip(MPL_HELD, ref["rel"], strict=True) if n in held}
+            rows["release's own fitter and predictor (recorded)"] = {
+                "rel": rel, "mean": sum(rel.values()) / len(rel), "max": max(rel.values()), "params": ref["params"]}
+        out[size] = rows
+    return out
+
+
+def mpl_comparison_markdown(res: dict) -> str:
+    sizes = list(res)
+    labels = list(dict.fromkeys(lab for s in sizes for lab in res[s]))
+    head = "| procedure | " + " | ".join(f"{s}M mean | {s}M max" for s in sizes) + " |"
+    lines = [head, "|---" * (1 + 2 * len(sizes)) + "|"]
+    for lab in labels:
+        cells = []
+        for s in sizes:
+            r = res[s].get(lab)
+            cells += ["-", "-"] if r is None else [f"{100 * r['mean']:.3f}%", f"{100 * r['max']:.3f}%"]
+        lines.append(f"| {lab} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)

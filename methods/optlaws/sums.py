@@ -4,7 +4,9 @@ Both the Multi-Power Law and the annealing law sum, over every earlier step k wi
 (eta_{k-1} - eta_k > 0), a kernel of the area S_k(t) = sum_{tau=k}^{t-1} eta_tau (MPL) or of the lag t - k
 (MTL). Summing over all steps is O(T) per evaluated point; drops are binned into at most `max_blocks`
 blocks (each at its drop-weighted step), which keeps a 72k-step curve to a few hundred terms and keeps
-a jump (two-stage schedule) exact. LR increases (warmup) are not drops and are ignored.
+a jump (two-stage schedule) exact. With `rises=True` an LR increase (warmup) counts as a negative drop,
+as in the Multi-Power Law's sum over every step; rises and drops are binned separately. Otherwise rises
+are ignored.
 """
 
 from __future__ import annotations
@@ -29,29 +31,36 @@ class Sums:
     after: np.ndarray  # (n, m) 1.0 where the block is before the evaluated step
 
 
-def prepare(curve: Curve, units: Units, max_blocks: int = 256) -> Sums:
+def prepare(curve: Curve, units: Units, max_blocks: int = 256, rises: bool = False) -> Sums:
     u = curve.lrs / units.lr
     steps = curve.steps.astype(int)
     if steps[-1] > len(u):
         raise ValueError(f"{curve.name}: evaluated at step {steps[-1]} but its schedule has {len(u)} steps")
     cum = np.concatenate([[0.0], np.cumsum(u)]) / units.steps
     s1 = np.maximum(cum[steps], 1e-12)
-    d = np.clip(u[:-1] - u[1:], 0.0, None)  # d[k-1]: drop entering step k
-    ks = np.nonzero(d > 0)[0] + 1
-    if len(ks) > max_blocks:
-        bins = np.minimum((ks - 1) * max_blocks // max(1, len(u) - 1), max_blocks - 1)
-        w = d[ks - 1]
-        tot = np.bincount(bins, weights=w, minlength=max_blocks)
-        pos = np.bincount(bins, weights=w * ks, minlength=max_blocks)
-        keep = tot > 0
-        drop, kstar = tot[keep], np.rint(pos[keep] / tot[keep]).astype(int)
-    else:
-        drop, kstar = d[ks - 1], ks
+    d = u[:-1] - u[1:]  # d[k-1]: drop entering step k (negative: a rise)
+    drop, kstar = _blocks(np.clip(d, 0.0, None), max_blocks)
+    if rises:
+        up, kup = _blocks(np.clip(-d, 0.0, None), max_blocks)
+        drop, kstar = np.concatenate([drop, -up]), np.concatenate([kstar, kup])
     eta = np.maximum(u[np.minimum(kstar, len(u) - 1)], ETA_FLOOR) if len(kstar) else np.zeros(0)
     after = (kstar[None, :] < steps[:, None]).astype(float)
     area = np.maximum(cum[steps][:, None] - cum[kstar][None, :], 0.0) * after
     lag = np.maximum(steps[:, None] - kstar[None, :], 0) * after
     return Sums(s1, drop, eta, area, lag, after)
+
+
+def _blocks(d: np.ndarray, max_blocks: int) -> tuple[np.ndarray, np.ndarray]:
+    """(size, step) of the non-zero entries of d (d[k-1] enters step k), binned into at most max_blocks."""
+    ks = np.nonzero(d > 0)[0] + 1
+    if len(ks) <= max_blocks:
+        return d[ks - 1], ks
+    bins = np.minimum((ks - 1) * max_blocks // max(1, len(d)), max_blocks - 1)
+    w = d[ks - 1]
+    tot = np.bincount(bins, weights=w, minlength=max_blocks)
+    pos = np.bincount(bins, weights=w * ks, minlength=max_blocks)
+    keep = tot > 0
+    return tot[keep], np.rint(pos[keep] / tot[keep]).astype(int)
 
 
 def stack(sums: list[Sums]) -> Sums:
