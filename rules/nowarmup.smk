@@ -93,9 +93,9 @@ rule nowarmup_study:
         cost=f"{NOWARMUP_OUT}/cost.json",
     params:
         py=PY,
-        # read if there (not an input: the speed suite is run by hand, benchmarks/speed/speed.py); cost.json carries
-        # its AdamW^2 overhead for nowarmup.cost, which no run's wall clock decides
-        speed="results/speed.json",
+        # read if there (not an input: the speed suite is run by hand, benchmarks/speed/speed.py --out); cost.json
+        # carries a copy of its AdamW^2 overhead (nowarmup.cost reads the suite's file itself), never a run's clock
+        speed=f"{RESULTS}/speed/{config['profile']}.json",
         out=lambda w, output: str(Path(output.summary).parent),
         figures=f"{RESULTS}/figures/nowarmup",
     log:

@@ -141,3 +141,59 @@ def test_ratio_interval_small_and_degenerate_samples():
     s = overhead_summary(iv, "cpu")
     assert s["overhead"] == pytest.approx(iv["ratio"] - 1) and s["ci_lo"] == pytest.approx(iv["ci_lo"] - 1)
     assert s["n"] == 3 and s["clock"] == "cpu"
+
+
+# ---------------------------------------------------------------- claims that read the speed suite's output
+SPEED_CLAIMS = ("nowarmup.cost", "lrm.throughput", "flerm.overhead")
+
+
+def test_overhead_claims_read_the_speed_suite_json(tmp_path):
+    """Without results/speed/<profile>.json the claims are not_run (not an error); with it each reads its
+    method's overhead, interval and n there (the runs from the committed evidence store) and its fixed band
+    decides. The file here is synthetic: no timing."""
+    import warnings
+
+    from claimbench.claims import load_all
+    from claimbench.study import run_study
+
+    claims = {c.id: c for c in load_all()}
+    store = REPO / "results" / "evidence" / "smoke"
+    study = lambda cid: run_study(claims[cid], "smoke", tmp_path / "runs", tmp_path, store=store)  # noqa: E731
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for cid in SPEED_CLAIMS:
+            out = study(cid)
+            assert out["verdict"] == "not_run" and "speed/smoke.json" in out["why"], (cid, out["why"])
+    (tmp_path / "speed").mkdir()
+    inside = {"adamw2": (0.04, 0.02, 0.06), "lrm": (0.015, 0.01, 0.02), "flerm": (0.01, 0.005, 0.015)}
+    for verdict, ov in (("reproduced", inside), ("not_reproduced", {m: (0.2, 0.15, 0.25) for m in inside})):
+        doc = {"overheads": {m: {"overhead": e, "ci_lo": lo, "ci_hi": hi, "n": 12} for m, (e, lo, hi) in ov.items()}}
+        (tmp_path / "speed" / "smoke.json").write_text(json.dumps(doc))
+        for cid in SPEED_CLAIMS:
+            out = study(cid)
+            assert out["verdict"] == verdict and out["values"]["n"] == 12, (cid, out["why"])
+    doc["overheads"] = {m: {"overhead": 0.01, "ci_lo": 0.01, "ci_hi": 0.01, "n": 1} for m in inside}  # no interval
+    (tmp_path / "speed" / "smoke.json").write_text(json.dumps(doc))
+    for cid in SPEED_CLAIMS:
+        assert study(cid)["verdict"] == "out_of_scope", cid
+
+
+def test_speed_suite_quick_writes_json_only_when_asked(tmp_path, capsys):
+    """--quick over one method: without --out nothing is written; with it the JSON (overheads with interval and
+    n, via a temporary file and a rename) and the markdown. Timings are not checked."""
+    from benchmarks.speed import speed
+    from claimbench.testing import micro_data_dir
+
+    argv = ["--quick", "--only", "methods", "--methods", "zloss", "--methods-block", "1", "--methods-rounds", "4",
+            "--gpt-data", str(micro_data_dir())]
+    before = sorted(p.name for p in (REPO / "results").iterdir())
+    assert speed.main(argv) == 0
+    assert "| zloss |" in capsys.readouterr().out
+    assert sorted(p.name for p in (REPO / "results").iterdir()) == before
+    assert speed.main([*argv, "--out", str(tmp_path / "speed" / "smoke")]) == 0
+    res = json.loads((tmp_path / "speed" / "smoke.json").read_text())
+    z = res["overheads"]["zloss"]
+    assert z["n"] == 4 and z["clock"] == "cpu" and z["ci_lo"] <= z["overhead"] <= z["ci_hi"]
+    assert len(res["methods"][0]["interval_cpu"]["ratios"]) == 4
+    assert "CPU: mean [95% CI]" in (tmp_path / "speed" / "smoke.md").read_text()
+    assert sorted(p.name for p in (tmp_path / "speed").iterdir()) == ["smoke.json", "smoke.md"]  # no temp left
