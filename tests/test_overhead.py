@@ -174,8 +174,8 @@ def test_overhead_claims_read_the_speed_suite_json(tmp_path):
             assert out["verdict"] == verdict and out["values"]["n"] == 12, (cid, out["why"])
     doc["overheads"] = {m: {"overhead": 0.01, "ci_lo": 0.01, "ci_hi": 0.01, "n": 1} for m in inside}  # no interval
     (tmp_path / "speed" / "smoke.json").write_text(json.dumps(doc))
-    for cid in SPEED_CLAIMS:
-        assert study(cid)["verdict"] == "out_of_scope", cid
+    for cid in SPEED_CLAIMS:  # nowarmup.cost's premise names the speed suite's interval; the others decide nothing
+        assert study(cid)["verdict"] == ("out_of_scope" if cid == "nowarmup.cost" else "inconclusive"), cid
 
 
 def test_speed_suite_quick_writes_json_only_when_asked(tmp_path, capsys):
