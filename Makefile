@@ -47,7 +47,7 @@ lint: setup
 	$(BIN)/snakemake --lint
 
 bench: setup
-	$(BIN)/python benchmarks/speed/speed.py
+	$(BIN)/python benchmarks/speed/speed.py --out results/speed/smoke
 
 ## the GPU check (benchmarks/speed/gpu_check.sh: env report, speed suite on CUDA, a short GPU grid) into
 ## build/gpu-check; no setup here: on the GPU machine it installs from build/wheels (gpu_wheels.sh) over its torch.

@@ -193,6 +193,8 @@ CASES = {
                                 dict(estimate=1.3, ci_lo=1.0, ci_hi=1.7, n=3, placebo_ratio_lo=1.1)),
     "flerm.c14_estimator": (dict(estimate=0.2, ci_lo=0.1, ci_hi=0.3, n=500),
                             dict(estimate=1.0, ci_lo=0.9, ci_hi=1.1, n=500)),
+    "flerm.overhead": (dict(estimate=0.015, ci_lo=0.01, ci_hi=0.02, n=6),
+                       dict(estimate=0.08, ci_lo=0.06, ci_hi=0.1, n=6)),
 }
 
 

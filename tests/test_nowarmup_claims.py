@@ -130,8 +130,10 @@ def test_malignant_collapse_band():
 
 def test_cost_is_never_decided_without_a_speed_suite_interval():
     c = CLAIMS["nowarmup.cost"]
-    assert c.statistic["kind"] == "from_file" and "cost.json" in c.statistic["path"]  # not tokens/s of runs
-    # the speed suite's median, no interval: out of scope, naming the speed suite
+    # the speed suite's output (results/speed/<profile>.json), not tokens/s of runs
+    assert c.statistic["kind"] == "from_file" and c.statistic["path"] == "{results}/speed/{profile}.json"
+    assert c.statistic["key"] == "overheads.adamw2.overhead" and c.statistic["values"] == {"n": "overheads.adamw2.n"}
+    # a point estimate without an interval: out of scope, naming the speed suite
     out = judge(c, {}, {"estimate": 0.039, "ci_lo": math.nan, "ci_hi": math.nan, "n": math.nan}, None)
     assert out["verdict"] == OUT_OF_SCOPE and "speed suite" in out["why"]
     # with an interval it would decide

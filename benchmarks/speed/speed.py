@@ -1,19 +1,25 @@
-"""The speed suite: harness vs plain PyTorch throughput, method overheads and MFU, into results/speed.{md,json}.
+"""The speed suite: harness vs plain PyTorch throughput, method overheads and MFU, with intervals.
 
 1. Throughput: every workload (GPT `smoke` and `gpu` = GPT-2 124M, ViT, Swin, ResMLP at `smoke`) trained by the
    claimbench Trainer vs a plain nanoGPT-style loop over the same model (for ViT/Swin the bare timm model the
    workload builds), optimizer, LR schedule and batches (batch, forward, loss, backward, clip, step; a host sync
    every 10 steps as nanoGPT's logging does). Both arms build a fresh model per repeat (build time not timed),
-   are run alternately (A B A B ...) in one process, and their medians compared, because CPU timings drift by
-   tens of percent between repeats. Wall and process-CPU clocks are both reported: on a loaded machine the CPU
-   clock of a 1-thread run is the robust one.
+   are run alternately (A B A B ...) in one process, and each repeat pair's ratio taken, because CPU timings
+   drift by tens of percent between repeats: the ratio is the mean over pairs with a 95% interval
+   (`ratio_interval`). Wall and process-CPU clocks are both reported: on a loaded machine the CPU clock of a
+   1-thread run is the robust one.
 2. Method overheads: the per-step time of each method plugin over the same run without it (bench_lrm's trainers
-   and interleaved step blocks, the methods' metrics at the log interval as in a real run); FLeRM's, whose cost is
-   a fixed warm-up rather than a per-step one, from bench_flerm (extrapolated to a 2,000-step run).
+   and interleaved step blocks, the order of the two swapped every round, the methods' metrics at the log
+   interval as in a real run): one ratio per round, their mean with a 95% interval; FLeRM's, whose cost is a
+   fixed warm-up rather than a per-step one, from bench_flerm's rounds (extrapolated to a 2,000-step run).
 3. MFU per workload from claimbench.flops: FLOPs counted from the model, against the measured matmul peak on a CPU
    and the datasheet peak on a known GPU.
 
-    python benchmarks/speed/speed.py [--quick] [--threads 1] [--note "measured under load"]
+    python benchmarks/speed/speed.py [--quick] [--threads 1] [--note "measured under load"] [--out results/speed/smoke]
+
+Nothing is written unless `--out PREFIX` is given: then PREFIX.json (machine-readable; `overheads` holds each
+method's overhead with its interval and n, which the claims nowarmup.cost, lrm.throughput and flerm.overhead
+read from results/speed/smoke.json) and PREFIX.md, each via a temporary file and a rename.
     python benchmarks/speed/speed.py --device cuda --dtype bfloat16 --compile   # on a GPU
 
 Selections (benchmarks/speed/gpu_check.sh uses them): `--cases gpt:gpu vit:gpu` (workload:size[:batch]), `--steps`
@@ -26,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import shlex
@@ -33,11 +40,13 @@ import statistics
 import sys
 import tempfile
 import time
+import warnings
 from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -54,6 +63,40 @@ TARGET = 0.95  # harness / plain throughput on this CPU, every workload
 DATA = {"gpt": "data/shakespeare", "vit": "data/fashion-mnist", "swin": "data/fashion-mnist",
         "mlp": "data/fashion-mnist"}
 GPU_MICRO_BATCH = 12  # nanoGPT's GPT-2 124M micro-batch (12 x 1024 tokens) on a GPU
+LEVEL = 0.95  # the intervals' confidence level
+
+
+def ratio_interval(ref: list[float], new: list[float], level: float = LEVEL, seed: int = 0) -> dict:
+    """new/ref from paired repeats (the same repeat of both arms, adjacent in time): one ratio per pair, their
+    mean with a BCa bootstrap interval (scipy.stats.bootstrap, fixed seed: the same timings give the same
+    interval) and a t interval beside it. The bootstrap is the one reported (`ci_lo`, `ci_hi`) when it is
+    defined; with fewer than 4 pairs, or ratios all equal, the t interval is. Costs are per unit of work (time
+    per step), so ratio - 1 is the overhead."""
+    from scipy import stats as st
+
+    r = np.asarray(new, dtype=float) / np.asarray(ref, dtype=float)
+    n, mean = len(r), float(np.mean(r)) if len(r) else math.nan
+    out = {"ratio": mean, "median": float(np.median(r)) if n else math.nan, "n": n, "level": level,
+           "ratios": [float(x) for x in r]}
+    sd = float(np.std(r, ddof=1)) if n > 1 else math.nan
+    half = float(st.t.ppf(0.5 + level / 2, n - 1)) * sd / math.sqrt(n) if n > 1 else math.nan
+    out.update(t_lo=mean - half, t_hi=mean + half)
+    lo, hi, how = out["t_lo"], out["t_hi"], "t"
+    if n >= 4 and sd > 0:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ci = st.bootstrap((r,), np.mean, confidence_level=level, n_resamples=9999, method="BCa",
+                              random_state=np.random.default_rng(seed)).confidence_interval
+        if math.isfinite(ci.low) and math.isfinite(ci.high):
+            lo, hi, how = float(ci.low), float(ci.high), "bootstrap BCa"
+    out.update(ci_lo=lo, ci_hi=hi, interval=how)
+    return out
+
+
+def overhead_summary(iv: dict, clock: str, **extra) -> dict:
+    """An interval on a ratio as an overhead (ratio - 1): what the claims read."""
+    return {"overhead": iv["ratio"] - 1, "ci_lo": iv["ci_lo"] - 1, "ci_hi": iv["ci_hi"] - 1, "n": iv["n"],
+            "level": iv["level"], "interval": iv["interval"], "clock": clock, **extra}
 
 
 @dataclass(frozen=True)
@@ -187,12 +230,17 @@ def compare(case: Case, run_sets: tuple[str, ...], compile_: bool) -> dict:
             runs[arm]["wall"].append(units / wall)
             runs[arm]["cpu"].append(units / cpu)
     med = {a: {c: statistics.median(v) for c, v in r.items()} for a, r in runs.items()}
+    # units/s of plain over harness = harness time over plain time per unit: its interval, inverted, is the ratio's
+    iv = {c: ratio_interval(runs["harness"][c], runs["plain"][c]) for c in ("wall", "cpu")}
+    inv = {c: {"ratio": 1 / v["ratio"], "ci_lo": 1 / v["ci_hi"], "ci_hi": 1 / v["ci_lo"], "n": v["n"],
+               "interval": v["interval"]} for c, v in iv.items()}
     return {"workload": case.workload, "size": case.size, "params": n_params, "batch": batch_size, "unit": unit,
             "units_per_sample": units_per_sample,
             "steps": case.steps, "repeats": case.repeats, "sets": list(case.sets),
             "plain_per_s": med["plain"]["wall"], "harness_per_s": med["harness"]["wall"],
             "ratio_wall": med["harness"]["wall"] / med["plain"]["wall"],
             "ratio_cpu": med["harness"]["cpu"] / med["plain"]["cpu"],
+            "ratio_wall_interval": inv["wall"], "ratio_cpu_interval": inv["cpu"],
             "runs_per_s": runs, "train_flops_per_unit": flops, "vocab": vocab, "data": case.data}
 
 
@@ -227,15 +275,19 @@ def method_overheads(run_sets: tuple[str, ...], threads: int, block: int, rounds
             for t in arms.values():
                 time_block(t, 2, 0)  # warm-up
             times: dict[str, list[tuple[float, float]]] = {a: [] for a in arms}
-            for _ in range(rounds):
-                for a, t in arms.items():
-                    times[a].append(time_block(t, block, 10))
+            order = list(arms)
+            for r in range(rounds):  # the order swapped every round: drift within a round favours neither arm
+                for a in (order if r % 2 == 0 else order[::-1]):
+                    times[a].append(time_block(arms[a], block, 10))
             med = {a: [statistics.median(x[i] for x in v) for i in (0, 1)] for a, v in times.items()}
+            iv = {clock: ratio_interval([x[i] for x in times["baseline"]], [x[i] for x in times[name]])
+                  for i, clock in enumerate(("wall", "cpu"))}
             block_size = arms[name].run.workload.opts.block_size
             rows.append({"method": name, "setting": f"{setting}, batch {batch} x {block_size} tokens",
                          "steps": block * rounds, "base_step_s": med["baseline"][0],
                          "step_s": med[name][0], "overhead_wall": med[name][0] / med["baseline"][0] - 1,
-                         "overhead_cpu": med[name][1] / med["baseline"][1] - 1})
+                         "overhead_cpu": med[name][1] / med["baseline"][1] - 1,
+                         "interval_wall": iv["wall"], "interval_cpu": iv["cpu"], "block": block, "rounds": rounds})
             del arms
     return rows
 
@@ -246,14 +298,23 @@ def flerm_overhead(quick: bool, size: str = "smoke", data_dir: str = "", run_set
     with tempfile.TemporaryDirectory() as d:
         out = Path(d) / "flerm.json"
         argv = ["--workload", "gpt", "--steps", str(steps or (20 if quick else 60)),
-                "--rounds", str(rounds or (2 if quick else 3)), "--out", str(out), "--size", size]
+                "--rounds", str(rounds or (2 if quick else 6)), "--out", str(out), "--size", size]
         argv += ["--data-dir", data_dir] if data_dir else []
         argv += [x for s in run_sets if not s.startswith("train.threads=") for x in ("--set", s)]
         bench_flerm.main(argv)
         res = json.loads(out.read_text())
     where = "CPU, 1 thread" if not run_sets or "train.device=cpu" in run_sets else ", ".join(
         s.split("=", 1)[1] for s in run_sets if s.startswith(("train.device=", "train.dtype=")))
-    return {"method": "flerm", "setting": f"{where}: GPT {res['model']}, {res['steps']} steps x "
+    # per round: (B - A) / (A * target / steps), i.e. (B/A - 1) * steps / target, and with the periodic passes
+    iv = ratio_interval(res["all_s"]["A_plain"], res["all_s"]["B_once"])
+    scale = res["steps"] / res["target_steps"]
+    periodic_extra = (res["overhead_periodic_pct"] - res["overhead_once_pct"]) / 100
+    once = {"overhead": (iv["ratio"] - 1) * scale, "ci_lo": (iv["ci_lo"] - 1) * scale,
+            "ci_hi": (iv["ci_hi"] - 1) * scale, "n": iv["n"], "level": iv["level"], "interval": iv["interval"],
+            "clock": "wall"}
+    return {"method": "flerm", "interval_once": once, "ratio_interval": iv,
+            "periodic_extra": periodic_extra, "target_steps": res["target_steps"],
+            "setting": f"{where}: GPT {res['model']}, {res['steps']} steps x "
             f"{res['rounds']} "
             f"rounds, extrapolated to {res['target_steps']} steps", "overhead_once": res["overhead_once_pct"] / 100,
             "overhead_periodic": res["overhead_periodic_pct"] / 100, "warmup_s": res["warmup_s"],
@@ -280,6 +341,15 @@ def fmt_rate(v: float) -> str:
     return f"{v:,.0f}" if v >= 100 else f"{v:.1f}"
 
 
+def fmt_iv(iv: dict | None, pct: bool = False) -> str:
+    """'x [lo, hi] (n=...)' of a ratio interval (pct: as the overhead, ratio - 1, in percent)."""
+    if not iv:
+        return "-"
+    key = "ratio" if "ratio" in iv else "overhead"
+    f = (lambda v: f"{v - 1:+.1%}") if pct else (lambda v: f"{v:.3f}")  # noqa: E731
+    return f"{f(iv[key])} [{f(iv['ci_lo'])}, {f(iv['ci_hi'])}] (n={iv['n']})"
+
+
 def render(res: dict) -> str:
     m = res["meta"]
     lines = [
@@ -294,12 +364,13 @@ def render(res: dict) -> str:
         lines.append(f"- note: {m['note']}")
     lines += [
         "", f"Target on this CPU: harness/plain throughput >= {TARGET} for every workload. Ratios are medians of "
-        "alternating repeats in one process; the CPU-clock ratio (process CPU time, robust to other users' load "
-        "at 1 thread) is the one to read on a shared machine, the wall-clock one on an idle machine.", "",
+        "alternating repeats in one process (the interval: the mean over repeat pairs, 95%); the CPU-clock ratio "
+        "(process CPU time, robust to other users' load at 1 thread) is the one to read on a shared machine, the "
+        "wall-clock one on an idle machine.", "",
         "## Throughput: claimbench Trainer vs a plain PyTorch loop", "",
         "| workload | params | batch | steps x repeats | plain /s | harness /s | ratio (wall) | ratio (CPU) | "
-        f">= {TARGET} | train FLOPs/unit | MFU (wall) | MFU (CPU clock) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+        f"CPU ratio, mean [95% CI] | >= {TARGET} | train FLOPs/unit | MFU (wall) | MFU (CPU clock) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in res["throughput"]:
         ok = "yes" if min(r["ratio_cpu"], r["ratio_wall"]) >= TARGET else (
             "yes (CPU clock)" if r["ratio_cpu"] >= TARGET else "**no**")
@@ -307,7 +378,8 @@ def render(res: dict) -> str:
         lines.append(
             f"| {r['workload']} {r['size']} | {r['params'] / 1e6:.2f}M | {batch} | {r['steps']} x {r['repeats']} "
             f"| {fmt_rate(r['plain_per_s'])} {r['unit']} | {fmt_rate(r['harness_per_s'])} {r['unit']} "
-            f"| {r['ratio_wall']:.3f} | {r['ratio_cpu']:.3f} | {ok} | {r['train_flops_per_unit']:.3g} "
+            f"| {r['ratio_wall']:.3f} | {r['ratio_cpu']:.3f} | {fmt_iv(r.get('ratio_cpu_interval'))} | {ok} "
+            f"| {r['train_flops_per_unit']:.3g} "
             f"| {r['mfu']:.1%} | {format(r['mfu_cpu_clock'], '.1%') if 'mfu_cpu_clock' in r else '-'} |")
     lines += ["", "MFU = train FLOPs/unit x harness units/s / peak; the CPU-clock column counts units per "
               "process-CPU second x threads (what the run would do with the cores to itself), the wall one what it "
@@ -332,18 +404,39 @@ def render(res: dict) -> str:
                   "claimbench/flops.py): **not measured here** (no GPU on this machine).", ""]
     lines += ["## Method plugins: per-step overhead over the same run without them", "",
               "| method | setting | steps per arm | baseline ms/step | method ms/step | overhead (wall) | "
-              "overhead (CPU) |", "|---|---|---|---|---|---|---|"]
-    lines.insert(-2, "Method and baseline are two trainers of the same config stepped in adjacent blocks, the methods' "
-                 "metrics computed every 10 steps as in a run; medians of per-step times.\n")
+              "overhead (CPU) | wall: mean [95% CI] (pairs) | CPU: mean [95% CI] (pairs) |",
+              "|---|---|---|---|---|---|---|---|---|"]
+    lines.insert(-2, "Method and baseline are two trainers of the same config stepped in adjacent blocks (their order "
+                 "swapped every round), the methods' metrics computed every 10 steps as in a run; the overhead "
+                 "columns are medians of per-step times, the intervals the mean of the per-round ratios with a 95% "
+                 "bootstrap (BCa) interval, a t interval under 4 rounds.\n")
     for r in res["methods"]:
         lines.append(f"| {r['method']} | {r['setting']} | {r['steps']} | {1e3 * r['base_step_s']:.1f} "
-                     f"| {1e3 * r['step_s']:.1f} | {r['overhead_wall']:+.1%} | {r['overhead_cpu']:+.1%} |")
+                     f"| {1e3 * r['step_s']:.1f} | {r['overhead_wall']:+.1%} | {r['overhead_cpu']:+.1%} "
+                     f"| {fmt_iv(r.get('interval_wall'), pct=True)} | {fmt_iv(r.get('interval_cpu'), pct=True)} |")
     f = res.get("flerm")
     if f:
         lines += ["", f"FLeRM's cost is a fixed EMA warm-up at step 0 ({f['warmup_s']:.2f} s here), not a per-step "
                   f"one: {f['setting']}: {f['overhead_once']:+.1%} applied once, {f['overhead_periodic']:+.1%} "
                   "re-applied every 100 steps (wall clock, from benchmarks/speed/bench_flerm.py)."]
+        o = f.get("interval_once")
+        if o:
+            lines[-1] += (f" Applied once, the mean over rounds: {o['overhead']:+.2%} [{o['ci_lo']:+.2%}, "
+                          f"{o['ci_hi']:+.2%}] (95%, n={o['n']}, {o['interval']}).")
     return "\n".join(lines) + "\n"
+
+
+def overheads(res: dict, device: torch.device) -> dict:
+    """Each method's overhead with its interval and n, flat, for the claims: on a CPU the process-CPU clock
+    (1 thread: the wall clock of an idle machine, and robust to other users' load), on a GPU the wall clock.
+    FLeRM's is its one-off warm-up over a `target_steps` run."""
+    clock = "cpu" if device.type == "cpu" else "wall"
+    out = {r["method"]: overhead_summary(r[f"interval_{clock}"], clock, setting=r["setting"])
+           for r in res.get("methods", []) if f"interval_{clock}" in r}
+    f = res.get("flerm")
+    if f and "interval_once" in f:
+        out["flerm"] = {**f["interval_once"], "setting": f["setting"]}
+    return out
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -367,14 +460,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--methods-size", default="smoke", help="GPT size of the method overheads (gpu: 124M shape)")
     p.add_argument("--methods-batch", type=int, help="sequences per step of the method overheads "
                    f"(default 16 at smoke, {GPU_MICRO_BATCH} at other sizes)")
-    p.add_argument("--methods-block", type=int, help="steps per timed block (default 5, --quick 3)")
-    p.add_argument("--methods-rounds", type=int, help="alternating rounds (default 6, --quick 3)")
+    p.add_argument("--methods-block", type=int, help="steps per timed block (default 5, --quick 2)")
+    p.add_argument("--methods-rounds", type=int, help="alternating rounds, one ratio each (default 12, --quick 4)")
     p.add_argument("--flerm-size", default="smoke", choices=["smoke", "gpu"],
                    help="bench_flerm's scaled GPT (gpu: 12L x d768, context 1024, batch 12)")
     p.add_argument("--flerm-steps", type=int, help="steps per arm of bench_flerm (default 60, --quick 20)")
-    p.add_argument("--flerm-rounds", type=int, help="rounds of bench_flerm (default 3, --quick 2)")
+    p.add_argument("--flerm-rounds", type=int, help="rounds of bench_flerm (default 6, --quick 2)")
     p.add_argument("--note", default="", help="a line for the header, e.g. 'measured under load'")
-    p.add_argument("--out", default=str(REPO / "results/speed"), help="writes OUT.md and OUT.json")
+    p.add_argument("--out", help="writes OUT.json and OUT.md (e.g. results/speed/smoke, which the claims read); "
+                   "without it nothing is written")
     return p
 
 
@@ -405,8 +499,8 @@ def main(argv: list[str] | None = None) -> int:
     if "methods" in a.only:
         print("[speed] method overheads", flush=True)
         batch = a.methods_batch or (16 if a.methods_size == "smoke" else GPU_MICRO_BATCH)
-        res["methods"] = method_overheads(run_sets, a.threads, a.methods_block or (3 if a.quick else 5),
-                                          a.methods_rounds or (3 if a.quick else 6), a.methods_size, batch,
+        res["methods"] = method_overheads(run_sets, a.threads, a.methods_block or (2 if a.quick else 5),
+                                          a.methods_rounds or (4 if a.quick else 12), a.methods_size, batch,
                                           a.methods, a.gpt_data)
     if "flerm" in a.only:
         print("[speed] flerm", flush=True)
@@ -419,9 +513,12 @@ def main(argv: list[str] | None = None) -> int:
                                          else ["python", "benchmarks/speed/speed.py", *argv]),
                    "note": a.note, "quick": a.quick, "suite_s": time.perf_counter() - t_start,
                    "load_start": load_start, "load_end": os.getloadavg()[0]}
-    res = {"meta": res.pop("meta"), **res}
-    atomic_write_json(f"{a.out}.json", res)
-    atomic_write_text(f"{a.out}.md", render(res))
+    res = {"meta": res.pop("meta"), "overheads": overheads(res, device), **res}
+    if a.out:
+        prefix = a.out[:-len(".json")] if a.out.endswith(".json") else a.out
+        Path(prefix).parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(f"{prefix}.json", res)
+        atomic_write_text(f"{prefix}.md", render(res))
     print(render(res))
     return 0
 

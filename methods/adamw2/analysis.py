@@ -349,12 +349,18 @@ def sigma_growth(runs: list[RunInfo], lr: float | None) -> dict:
 
 def cost_from_speed(path: str | None) -> dict:
     """The speed suite's step-time overhead of AdamW^2 (benchmarks/speed/speed.py: method and baseline stepped in
-    interleaved blocks in one process), if its output is there. It reports medians without an interval, so the
-    interval stays NaN and nowarmup.cost decides nothing from it; run wall clocks are never used."""
+    interleaved blocks in one process), if its output is there: with its interval and n from the suite's
+    `overheads` (an older output without them: the median, interval NaN); run wall clocks are never used."""
     out = {"estimate": math.nan, "ci_lo": math.nan, "ci_hi": math.nan, "n": math.nan, "source": path}
     if not path or not Path(path).is_file():
         return {**out, "reason": "no speed-suite output"}
-    rows = [r for r in json.loads(Path(path).read_text()).get("methods", []) if r.get("method") == "adamw2"]
+    data = json.loads(Path(path).read_text())
+    iv = data.get("overheads", {}).get("adamw2")
+    if iv:
+        return {**out, "estimate": iv["overhead"], "ci_lo": iv["ci_lo"], "ci_hi": iv["ci_hi"], "n": iv["n"],
+                "clock": iv.get("clock"), "setting": iv.get("setting"),
+                "reason": f"mean of per-round ratios, {iv.get('interval')} interval"}
+    rows = [r for r in data.get("methods", []) if r.get("method") == "adamw2"]
     if not rows:
         return {**out, "reason": "the speed-suite output has no adamw2 row"}
     r = rows[0]

@@ -55,9 +55,9 @@ def dag(paper: Paper, d: Dag) -> Plan:
         input={s: result_files(d, by_study[s]) for s in STUDIES},
         output={"summary": f"{out}/summary.md", **{k: f"{out}/{k}.json" for k in OUTPUTS}},
         params={
-            # read if there (not an input: the speed suite is run by hand, benchmarks/speed/speed.py); cost.json
-            # carries its AdamW^2 overhead for nowarmup.cost, which no run's wall clock decides
-            "speed": "results/speed.json",
+            # read if there (not an input: the speed suite is run by hand, benchmarks/speed/speed.py --out); cost.json
+            # carries a copy of its AdamW^2 overhead (nowarmup.cost reads the suite's file itself), never a run's clock
+            "speed": f"{d.results}/speed/{d.profile}.json",
             "out": lambda w, output: str(Path(output.summary).parent),
             "figures": f"{d.results}/figures/nowarmup"},
         log=f"{d.results}/logs/nowarmup_study.log",

@@ -39,7 +39,8 @@ class JREGOptions(BaseModel):
     jump_form: Literal[tuple(JUMP_FORMS)] = Field(DEFAULT_JUMP_FORM, description="form of the logged jreg/jump")
     jump_k: int = Field(DEFAULT_JUMP_K, ge=1, description="'last k layers' of the logged jump strength")
     early_exit: bool = Field(True, description="log jreg/early_exit_ce: CE of final norm + head applied to "
-                                               "h_l, l = ceil(L/2)..L-1, on fixed held-out windows (log steps only)")
+                                               "h_l, l = ceil(L/2)..L-1, on fixed held-out windows (eval steps "
+                                               "and the last step only)")
     early_exit_batch: int = Field(8, ge=1, description="held-out windows for the early-exit CE")
 
     @field_validator("weights")
@@ -146,16 +147,24 @@ class JREG(Method):
         row.update({f"jreg/dist/{i}": d for i, d in enumerate(prof["distances"], start=1)})
         if self.last_penalty is not None:
             row["jreg/penalty"] = self.last_penalty.item()
-        if self.options.early_exit:
+        if self.options.early_exit and self._eval_due(step):
             row.update(self.early_exit_ce(model))
         return row
+
+    def _eval_due(self, step: int) -> bool:
+        """Whether logged step `step` (1-based) is one the trainer evaluates at, or the last: the early-exit CE is
+        a held-out evaluation (a forward of its own), so it runs at the eval cadence, not at every log row. It
+        draws no randomness, so the training numbers do not depend on when it runs; the claims read its value at
+        the last step."""
+        cfg = self.ctx.cfg
+        return step >= cfg.train.steps or (cfg.eval.every > 0 and step % cfg.eval.every == 0)
 
     @torch.no_grad()
     def early_exit_ce(self, model: torch.nn.Module) -> dict[str, float]:
         """Claim C8 (balanced middle layers): the model's own final norm and head read out h_l early.
 
         Workloads with a `readout` and a `heldout_batch` (GPT); {} elsewhere. One extra forward of
-        `early_exit_batch` examples per log step, never per training step."""
+        `early_exit_batch` windows per eval step (and at the last step), never per training step."""
         wl, layers = self.ctx.workload, range(math.ceil(self.n / 2), self.n)
         if not {"readout", "heldout_batch"} <= wl.capabilities() or not layers:
             return {}
