@@ -124,6 +124,16 @@ def load(path: str | Path) -> Matrix:
     return m
 
 
+def restrict(m: Matrix, workloads: list[str]) -> Matrix:
+    """The matrix on these workloads only (in place)."""
+    for w in workloads:
+        if w not in m.workloads:
+            raise ConfigError(f"workload '{w}' is not in the matrix ({', '.join(m.workloads)}; {m.path})")
+    m.workloads = {w: m.workloads[w] for w in workloads}
+    m.interaction_workloads = [w for w in m.interaction_workloads if w in workloads]
+    return m
+
+
 def baseline_row() -> Row:
     return Row(BASELINE, ())
 

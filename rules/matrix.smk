@@ -1,13 +1,16 @@
 # The method matrix and the interaction table (claimbench/matrix.py; tables: claimbench/matrix_table.py).
 # Off unless a matrix config is given: `snakemake --profile config/smoke matrix --config
 # matrix=config/matrix.smoke.yaml` (what `claimbench compare` runs). Optional config: `matrix_rows=[name,...]`
-# (those rows, the baseline and each combination's parts only), `matrix_interactions=false`.
+# (those rows, the baseline and each combination's parts only), `matrix_workloads=[name,...]`,
+# `matrix_interactions=false`.
 # The seed runs of an entry are known once its LR sweep has finished, so a fresh matrix needs two invocations
 # (`claimbench compare` repeats until nothing is pending); runs already in runs/ or the evidence store are reused.
 if config.get("matrix"):
     from claimbench import matrix as _mx
 
     _MX = _mx.load(config["matrix"])
+    if config.get("matrix_workloads"):
+        _mx.restrict(_MX, list(config["matrix_workloads"]))
     for _name, _spec in (_MX.raw.get("data") or {}).items():
         DATA.setdefault(_name, _spec)
     _MX_ONLY = list(config.get("matrix_rows") or []) or None

@@ -61,7 +61,8 @@ def _snakemake(args, m, row, runs_dir: Path, store: Path, results_dir: Path) -> 
             else snakemake_args(m.profile))
     inter = any(r.name == row.name for r in m.interactions)
     cmd = [sys.executable, "-m", "snakemake", "matrix", *base, "--config", f"matrix={m.path}",
-           f"matrix_rows=[{row.name}]", f"matrix_interactions={str(inter).lower()}", f"runs_dir={runs_dir}",
+           f"matrix_rows=[{row.name}]", f"matrix_interactions={str(inter).lower()}",
+           f"matrix_workloads=[{','.join(m.workloads)}]", f"runs_dir={runs_dir}",
            f"results_dir={results_dir}", f"evidence_dir={store}", *args.snakemake_args]
     print("$ " + " ".join(map(str, cmd[2:])), flush=True)
     return subprocess.run(cmd, cwd=REPO).returncode
@@ -75,12 +76,10 @@ def cmd_compare(args) -> int:
     workloads = [w.strip() for w in args.workloads.split(",")] if args.workloads else None
     row, runnable = check_input(m, args.method, workloads)
     runs_dir, results_dir, store = _paths(args, m.profile)
-    if workloads:  # the matrix restricted to the asked workloads
-        m.workloads = {w: m.workloads[w] for w in workloads}
-        m.interaction_workloads = [w for w in m.interaction_workloads if w in workloads]
+    matrix.restrict(m, runnable)  # the baselines of workloads the method cannot take are not needed
     inter = any(r.name == row.name for r in m.interactions)
     rows = matrix.all_rows(m, [] if inter else [row.name])
-    skipped = [wl for wl in m.workloads if wl not in runnable]
+    skipped = [wl for wl in (workloads or matrix.load(args.matrix).workloads) if wl not in runnable]
     if skipped:
         print(f"{row.name}: not on {', '.join(f'{wl} ({matrix.refusal(row, wl)})' for wl in skipped)}")
     for attempt in range(3):
