@@ -40,7 +40,8 @@ def check_input(m, name: str, workloads: list[str] | None):
         if cls.workloads is not None and not cls.workloads:
             raise ConfigError(f"method '{mname}' declares no workload (workloads = {{}}): nothing to compare on "
                               f"({', '.join(m.workloads)})")
-    wanted = workloads or list(m.workloads)
+    inter = any(r.name == row.name for r in m.interactions)
+    wanted = workloads or (list(m.interaction_workloads) if inter else list(m.workloads))
     for wl in wanted:
         if wl not in m.workloads:
             raise ConfigError(f"workload '{wl}' is not in the matrix ({', '.join(m.workloads)}; {m.path})")
@@ -79,9 +80,10 @@ def cmd_compare(args) -> int:
     matrix.restrict(m, runnable)  # the baselines of workloads the method cannot take are not needed
     inter = any(r.name == row.name for r in m.interactions)
     rows = matrix.all_rows(m, [] if inter else [row.name])
-    skipped = [wl for wl in (workloads or matrix.load(args.matrix).workloads) if wl not in runnable]
+    skipped = {wl: matrix.refusal(row, wl) for wl in matrix.load(args.matrix).workloads}
+    skipped = {wl: why for wl, why in skipped.items() if why}
     if skipped:
-        print(f"{row.name}: not on {', '.join(f'{wl} ({matrix.refusal(row, wl)})' for wl in skipped)}")
+        print(f"{row.name}: not on {', '.join(f'{wl} ({why})' for wl, why in skipped.items())}")
     for attempt in range(3):
         p = matrix.plan(m, rows, runs_dir, store, interactions=inter, only=[row.name])
         print(matrix.format_plan(m, p, runs_dir, store), flush=True)
