@@ -38,6 +38,7 @@ class Row:
     recipe: str | None = None  # None: the workload config's recipe
     paper: str | None = None  # the paper whose claims page it links to (results/<paper>.md)
     parts: tuple = ()  # interaction rows: the rows each part is alone (compared against as well)
+    note: str = ""  # shown under the interaction table (what the row does and does not test)
 
     @property
     def method_names(self) -> list[str]:
@@ -80,13 +81,15 @@ class Matrix:
 def _row(spec: dict, where: str) -> Row:
     if not isinstance(spec, dict) or "name" not in spec:
         raise ConfigError(f"{where}: a row is a mapping with `name` (and `methods`, `recipe`, `paper`)")
-    unknown = set(spec) - {"name", "methods", "recipe", "paper", "parts"}
+    unknown = set(spec) - {"name", "methods", "recipe", "paper", "parts", "note"}
     if unknown:
-        raise ConfigError(f"{where}: unknown key '{sorted(unknown)[0]}' (keys: name, methods, recipe, paper, parts)")
+        raise ConfigError(f"{where}: unknown key '{sorted(unknown)[0]}' (keys: name, methods, recipe, paper, parts, "
+                          "note)")
     methods = tuple(spec.get("methods") or ())
     if not methods and not spec.get("recipe"):
         raise ConfigError(f"{where} '{spec['name']}': give `methods` or a `recipe`")
-    return Row(spec["name"], methods, spec.get("recipe"), spec.get("paper"), tuple(spec.get("parts") or ()))
+    return Row(spec["name"], methods, spec.get("recipe"), spec.get("paper"), tuple(spec.get("parts") or ()),
+               str(spec.get("note") or ""))
 
 
 def load(path: str | Path) -> Matrix:

@@ -246,6 +246,9 @@ def interactions_md(m: Matrix, built: dict, speed: dict | None) -> str:
                 txt.append(f"{p}: {_mark(cells[p], w.direction)}" if p else "-")
             lines.append(f"| {r.name} | " + " | ".join(txt) + f" | {speed_overhead(r.method_names, speed)} |")
         lines.append("")
+    notes = [f"- `{r.name}`: {r.note}" for r in m.interactions if r.note]
+    if notes:
+        lines += ["Notes:", "", *notes, ""]
     return "\n".join(lines)
 
 
