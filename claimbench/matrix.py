@@ -150,9 +150,16 @@ def all_rows(m: Matrix, extra: list[str] = ()) -> list[Row]:
     """The config's rows, then a default row for each extra method name not already there."""
     rows = list(m.rows)
     for name in extra:
-        if not any(r.name == name for r in rows):
+        if not any(r.name == name for r in [*rows, *m.interactions]):
             rows.append(method_row(m, name))
     return rows
+
+
+def table_rows(m: Matrix, extra: list[str] = ()) -> list[Row]:
+    """The config's rows (+ extra), then every registered method that has none and is not skipped: an installed
+    plugin gets its row (shown `not run` until compared)."""
+    covered = {n for r in m.rows for n in r.method_names} | set(m.skip)
+    return all_rows(m, [*extra, *(n for n in registry.names("method") if n not in covered)])
 
 
 def refusal(row: Row, workload: str) -> str | None:

@@ -14,7 +14,7 @@ if config.get("matrix"):
     for _name, _spec in (_MX.raw.get("data") or {}).items():
         DATA.setdefault(_name, _spec)
     _MX_ONLY = list(config.get("matrix_rows") or []) or None
-    _MX_ROWS = _mx.all_rows(_MX, _MX_ONLY or [])
+    _MX_ROWS = _mx.all_rows(_MX, _MX_ONLY) if _MX_ONLY else _mx.table_rows(_MX)
     _MX_STORE = config.get("evidence_dir") or f"results/evidence/{config['profile']}"
     _MX_PLAN = _mx.plan(_MX, _MX_ROWS, RUNS_DIR, _MX_STORE,
                         interactions=bool(config.get("matrix_interactions", True)), only=_MX_ONLY)

@@ -12,7 +12,8 @@ import pytest
 import yaml
 
 from claimbench import matrix, matrix_table, registry
-from claimbench.commands.compare import check_input, table_rows
+from claimbench.commands.compare import check_input
+from claimbench.matrix import table_rows
 from claimbench.config import ConfigError
 from claimbench.plugin import Method
 

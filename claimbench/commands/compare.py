@@ -56,14 +56,16 @@ def check_input(m, name: str, workloads: list[str] | None):
 
 
 def _snakemake(args, m, row, runs_dir: Path, store: Path, results_dir: Path) -> int:
+    """Train what the plan lists through the DAG (rules/matrix.smk); row None: the whole matrix."""
     from claimbench.commands.reproduce import snakemake_args
 
     base = (["--configfile", args.configfile, "--cores", str(args.cores or 2)] if args.configfile
             else snakemake_args(m.profile))
-    inter = any(r.name == row.name for r in m.interactions)
-    cmd = [sys.executable, "-m", "snakemake", "matrix", *base, "--config", f"matrix={m.path}",
-           f"matrix_rows=[{row.name}]", f"matrix_interactions={str(inter).lower()}",
-           f"matrix_workloads=[{','.join(m.workloads)}]", f"runs_dir={runs_dir}",
+    inter = row is None or any(r.name == row.name for r in m.interactions)
+    only = [f"matrix_rows=[{row.name}]"] if row is not None else []
+    cmd = [sys.executable, "-m", "snakemake", "matrix", *base, "--config", f"matrix={m.path}", *only,
+           f"matrix_interactions={str(inter).lower()}", f"matrix_workloads=[{','.join(m.workloads)}]",
+           f"runs_dir={runs_dir}",
            f"results_dir={results_dir}", f"evidence_dir={store}", *args.snakemake_args]
     print("$ " + " ".join(map(str, cmd[2:])), flush=True)
     return subprocess.run(cmd, cwd=REPO).returncode
@@ -75,17 +77,25 @@ def cmd_compare(args) -> int:
 
     m = matrix.load(args.matrix)
     workloads = [w.strip() for w in args.workloads.split(",")] if args.workloads else None
-    row, runnable = check_input(m, args.method, workloads)
+    if args.all == bool(args.method):
+        raise ConfigError("compare: give a method (or a combination's row name) or --all, not both")
     runs_dir, results_dir, store = _paths(args, m.profile)
-    matrix.restrict(m, runnable)  # the baselines of workloads the method cannot take are not needed
-    inter = any(r.name == row.name for r in m.interactions)
-    rows = matrix.all_rows(m, [] if inter else [row.name])
-    skipped = {wl: matrix.refusal(row, wl) for wl in matrix.load(args.matrix).workloads}
-    skipped = {wl: why for wl, why in skipped.items() if why}
-    if skipped:
-        print(f"{row.name}: not on {', '.join(f'{wl} ({why})' for wl, why in skipped.items())}")
+    if args.all:
+        row, inter, only = None, True, None
+        if workloads:
+            matrix.restrict(m, workloads)
+        rows = matrix.table_rows(m)
+    else:
+        row, runnable = check_input(m, args.method, workloads)
+        matrix.restrict(m, runnable)  # the baselines of workloads the method cannot take are not needed
+        inter = any(r.name == row.name for r in m.interactions)
+        rows, only = matrix.all_rows(m, [] if inter else [row.name]), [row.name]
+        skipped = {wl: matrix.refusal(row, wl) for wl in matrix.load(args.matrix).workloads}
+        skipped = {wl: why for wl, why in skipped.items() if why}
+        if skipped:
+            print(f"{row.name}: not on {', '.join(f'{wl} ({why})' for wl, why in skipped.items())}")
     for attempt in range(3):
-        p = matrix.plan(m, rows, runs_dir, store, interactions=inter, only=[row.name])
+        p = matrix.plan(m, rows, runs_dir, store, interactions=inter, only=only)
         print(matrix.format_plan(m, p, runs_dir, store), flush=True)
         if args.dry_run or (not p.missing and not p.pending):
             break
@@ -101,28 +111,22 @@ def cmd_compare(args) -> int:
     if done and not args.no_evidence:
         archive(done, store)
     full = matrix.load(args.matrix)  # the table shows every workload, whatever this compare ran
-    written = matrix_table.write(full, table_rows(full, [] if inter else [row.name]), runs_dir, store, results_dir)
-    built = matrix_table.build(full, [row] if not inter else [], runs_dir, store)
-    if not inter:
+    extra = [row.name] if row is not None and not inter else []
+    written = matrix_table.write(full, matrix.table_rows(full, extra), runs_dir, store, results_dir)
+    if row is not None and not inter:
+        built = matrix_table.build(full, [row], runs_dir, store)
         cells = built["matrix"][row.name]
         print(f"{row.name}: " + "; ".join(f"{wl} {c.text()}" for wl, c in cells.items()))
     print("wrote " + ", ".join(str(p) for p in written))
     return 0
 
 
-def table_rows(m, extra: list[str] = ()):
-    """The matrix's rows, then every registered method that has none (shown as `not run` until compared)."""
-    from claimbench import matrix, registry
-
-    covered = {n for r in m.rows for n in r.method_names} | set(m.skip)
-    others = [n for n in registry.names("method") if n not in covered]
-    return matrix.all_rows(m, [*extra, *others])
-
-
 def register(sub) -> None:
     p = sub.add_parser("compare", help="one method's row of the method matrix: plan, train (reusing baselines), "
                                        "results/methods.md")
-    p.add_argument("method", help="a registered method (or a combination's row name from the matrix config)")
+    p.add_argument("method", nargs="?", help="a registered method (or a combination's row name from the matrix "
+                                             "config)")
+    p.add_argument("--all", action="store_true", help="the whole matrix and the interaction table")
     p.add_argument("--matrix", default=DEFAULT_MATRIX, help=f"matrix config (default {DEFAULT_MATRIX})")
     p.add_argument("--workloads", help="comma-separated workloads (default: every one the method declares)")
     p.add_argument("--configfile", help="a profile config instead of config/<profile>.yaml (runs, results, data)")
@@ -156,4 +160,4 @@ def matrix_tables(path: str | Path, runs_dir: Path, results_dir: Path, store: Pa
     from claimbench import matrix, matrix_table
 
     m = matrix.load(path)
-    return matrix_table.write(m, table_rows(m), runs_dir, store, results_dir, figures)
+    return matrix_table.write(m, matrix.table_rows(m), runs_dir, store, results_dir, figures)
