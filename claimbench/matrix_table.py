@@ -162,6 +162,15 @@ def _link(row: Row, results_dir: Path) -> str:
     return row.name
 
 
+def _shown(path: Path) -> str:
+    from claimbench.matrix import REPO
+
+    try:
+        return Path(path).resolve().relative_to(REPO).as_posix()
+    except ValueError:
+        return Path(path).name
+
+
 def _fmt_lr(x: float | None) -> str:
     return "-" if x is None else f"{x:.3g}"
 
@@ -169,9 +178,10 @@ def _fmt_lr(x: float | None) -> str:
 def methods_md(m: Matrix, rows: list[Row], built: dict, results_dir: Path, speed: dict | None,
                figure: str | None) -> str:
     wls = list(m.workloads)
+    mults = ", x".join(f"{k:g}" for k in m.lr_mults)
     lines = ["# The method matrix", "",
-             f"Every method alone against the baseline, at the matrix sizes of `{m.path.as_posix()}`. Each entry (the "
-             f"baseline's too) gets the same tuning budget: the LR swept over x{', x'.join(f'{k:g}' for k in m.lr_mults)}"
+             f"Every method alone against the baseline, at the matrix sizes of `{_shown(m.path)}`. Each entry (the "
+             f"baseline's too) gets the same tuning budget: the LR swept over x{mults}"
              f" the workload's base LR at seed {m.sweep_seed}, the best by the validation metric, then seeds "
              f"{', '.join(map(str, m.seeds))} at that LR. A cell is method minus baseline in the final validation "
              f"metric, with the verdict engine's {m.level:.0%} interval (paired by seed); a diverged seed is a miss "
