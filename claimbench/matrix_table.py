@@ -17,12 +17,12 @@ from pathlib import Path
 from claimbench import hypotheses, registry
 from claimbench.matrix import BASELINE, EntryState, Matrix, Row, baseline_row, refusal, state
 
-NA, NOT_RUN, PENDING, ALL_DIVERGED, OK = "n/a", "not run", "pending", "diverged", "ok"
+NA, NOT_RUN, PENDING, ALL_DIVERGED, FAILED, OK = "n/a", "not run", "pending", "diverged", "failed", "ok"
 
 
 @dataclass
 class Cell:
-    kind: str  # n/a | not run | pending | diverged | ok
+    kind: str  # n/a | not run | pending | diverged | failed | ok
     note: str = ""  # n/a: the reason; ok: misses, e.g. "1/3 diverged"
     estimate: float = math.nan  # method - baseline, in the metric's units
     lo: float = math.nan
@@ -43,6 +43,8 @@ class Cell:
     def text(self, digits: int = 3) -> str:
         if self.kind == NA:
             return f"n/a: {self.note}"
+        if self.kind == FAILED:
+            return f"failed: {self.note}"
         if self.kind != OK:
             return {NOT_RUN: "not run", PENDING: "pending (LR sweep)",
                     ALL_DIVERGED: "diverged at every LR of the sweep"}[self.kind]
@@ -85,6 +87,9 @@ def compare(m: Matrix, a: EntryState, b: EntryState) -> Cell:
     va, miss_a = arm_values(m, a)
     vb, _ = arm_values(m, b)
     if len(va) < len(m.seeds) or len(vb) < len(m.seeds):
+        failed = [ev.run_id for st in (a, b) for ev in st.seeds.values() if ev.status == "failed"]
+        if failed:  # a failed run (an error, not a divergence) has no value: say which, never guess one
+            return Cell(FAILED, note=f"{len(failed)} failed run(s), e.g. {failed[0]}", lr=a.lr)
         return Cell(PENDING, lr=a.lr)
     w = m.workloads[a.workload]
     alpha = (1 - m.level) / 2

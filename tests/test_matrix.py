@@ -149,6 +149,15 @@ def test_diverged_seed_is_a_miss(planted):
     assert c.kind == "ok" and c.misses == 1 and "1/3 diverged" in c.text() and not c.significant
 
 
+def test_failed_seed_is_named_not_pending(planted):
+    m, runs = planted
+    st = matrix.state(m, m.row("lrm"), "mlp", runs, None)
+    spec = matrix.seed_runs(m, m.row("lrm"), "mlp", st.lr)[1]
+    _write(runs, spec.run_id, "failed", error="boom")
+    c = matrix_table.build(m, m.rows, runs, None)["matrix"]["lrm"]["mlp"]
+    assert c.kind == "failed" and spec.run_id in c.text()
+
+
 def test_missing_runs_pending_and_not_run(tmp_path):
     m = matrix.load(_config(tmp_path))
     runs = tmp_path / "runs"
