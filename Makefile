@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.claimbench-setup
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: setup reproduce plan test test-slow tables lint bench gpu-check clean-runs
+.PHONY: setup reproduce plan test test-slow tables compare lint bench gpu-check clean-runs
 # `make reproduce PAPERS=lrm,flerm` selects papers (default: all five)
 PAPERS ?=
 PAPERS_ARG := $(if $(PAPERS),--papers $(PAPERS))
@@ -40,6 +40,13 @@ test-slow: setup
 ## every table and figure from runs/ where present, else from the committed evidence store (no training)
 tables: setup
 	$(BIN)/claimbench tables
+
+## one method's row of the method matrix (config/matrix.smoke.yaml): plan, train through the DAG reusing every
+## baseline run already present, results/methods.md. `make compare METHOD=lrm+muon` runs an interaction row
+METHOD ?=
+compare: setup
+	@test -n "$(METHOD)" || { echo "make compare: give METHOD=<registered method>" >&2; exit 2; }
+	$(BIN)/claimbench compare $(METHOD)
 
 lint: setup
 	$(BIN)/ruff check .

@@ -90,9 +90,21 @@ def cmd_tables(args) -> int:
         profile, results_dir, claims, studies = _studies(args)
         figs = [] if args.no_figures else write_figures(studies, claims, results_dir)
         written = write_tables(studies, claims, results_dir, profile)
+        written += _matrix_tables(args, profile, results_dir, figures=not args.no_figures)
     print(f"{results_dir / 'claims.md'}: {len(studies)} claims ({verdict_counts(studies)}); "
           f"{len(written)} tables, {len(figs)} figures in {time.perf_counter() - t0:.1f} s")
     return 0
+
+
+def _matrix_tables(args, profile: str, results_dir: Path, figures: bool) -> list[Path]:
+    """results/methods.md and interactions.md when the profile has a method matrix (config/matrix.<profile>.yaml)."""
+    path = REPO / "config" / f"matrix.{profile}.yaml"
+    if getattr(args, "claim", None) or not path.is_file():
+        return []
+    from claimbench.commands.compare import matrix_tables
+
+    _, runs_dir, _, store = _paths(args)
+    return matrix_tables(path, runs_dir, results_dir, store, figures)
 
 
 def cmd_figures(args) -> int:
