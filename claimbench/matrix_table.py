@@ -110,17 +110,14 @@ def _plain_diff(a: dict, b: dict) -> float:
 
 
 def speed_overhead(names: list[str], speed: dict | None) -> str:
-    """The speed suite's per-step CPU overhead of this method (or combination), else 'not measured'."""
-    if not speed:
+    """The speed suite's per-step overhead of this method (or combination) with its interval, else 'not measured'
+    (the suite's `overheads` block: benchmarks/speed/speed.py --out results/speed/<profile>)."""
+    rec = ((speed or {}).get("overheads") or {}).get("+".join(names))
+    if not isinstance(rec, dict) or not isinstance(rec.get("overhead"), (int, float)):
         return "not measured"
-    key = "+".join(names)
-    for rec in speed.get("methods") or []:
-        if rec.get("method") == key and isinstance(rec.get("overhead_cpu"), (int, float)):
-            return f"{rec['overhead_cpu']:+.1%} per step ({rec.get('setting', '')})"
-    fl = speed.get("flerm") or {}
-    if key == "flerm" and isinstance(fl.get("overhead_once"), (int, float)):
-        return f"{fl['overhead_once']:+.1%} (one-off warm-up, {fl.get('setting', '')})"
-    return "not measured"
+    once = " one-off warm-up," if names == ["flerm"] else ""
+    return (f"{rec['overhead']:+.1%} [{rec['ci_lo']:+.1%}, {rec['ci_hi']:+.1%}] ({rec.get('clock', '')},{once} "
+            f"n={rec.get('n')})")
 
 
 def build(m: Matrix, rows: list[Row], runs_dir: Path, store: Path | None) -> dict:
@@ -153,8 +150,8 @@ def build(m: Matrix, rows: list[Row], runs_dir: Path, store: Path | None) -> dic
     return {"matrix": matrix, "baseline": baseline, "interactions": inter}
 
 
-def _read_speed(results_dir: Path) -> dict | None:
-    path = results_dir / "speed.json"
+def _read_speed(results_dir: Path, profile: str) -> dict | None:
+    path = results_dir / "speed" / f"{profile}.json"
     try:
         return json.loads(path.read_text())
     except (OSError, ValueError):
@@ -302,7 +299,7 @@ def heatmap(m: Matrix, rows: list[Row], built: dict, path: Path) -> Path:
 def write(m: Matrix, rows: list[Row], runs_dir: Path, store: Path | None, results_dir: Path,
           figures: bool = True) -> list[Path]:
     built = build(m, rows, Path(runs_dir), Path(store) if store else None)
-    speed = _read_speed(results_dir)
+    speed = _read_speed(results_dir, m.profile)
     results_dir.mkdir(parents=True, exist_ok=True)
     out = []
     fig = None

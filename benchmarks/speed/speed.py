@@ -251,6 +251,16 @@ METHODS = {
     "jreg": ("Llama 6L x d128, lam 0.1 (final layer)", ("model.arch=llama", "model.n_layer=6"),
              [{"name": "jreg", "lam": 0.1}]),
     "zloss": ("GPT-2 4L x d128, coef 1e-4", (), [{"name": "zloss"}]),
+    # the method matrix's other rows and the interaction table's combinations (results/methods.md,
+    # results/interactions.md read these by name)
+    "mup": ("GPT-2 4L x d128, muP multipliers", (), [{"name": "mup"}]),
+    "sigma_reparam": ("GPT-2 4L x d128", (), [{"name": "sigma_reparam"}]),
+    "lrm+jreg": ("Llama 6L x d128, jreg lam 0.1", ("model.arch=llama", "model.n_layer=6"),
+                 [{"name": "lrm"}, {"name": "jreg", "lam": 0.1}]),
+    "lrm+adamw2": ("Llama 4L x d128, AdamW without warmup", ("model.arch=llama", "recipe=adamw_nowarmup"),
+                   [{"name": "lrm"}, "adamw2"]),
+    "adamw2+jreg": ("GPT-2 6L x d128, AdamW without warmup, jreg lam 0.1",
+                    ("recipe=adamw_nowarmup", "model.n_layer=6"), ["adamw2", {"name": "jreg", "lam": 0.1}]),
 }
 
 
