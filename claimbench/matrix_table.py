@@ -312,3 +312,11 @@ def write(m: Matrix, rows: list[Row], runs_dir: Path, store: Path | None, result
         (results_dir / "interactions.md").write_text(interactions_md(m, built, speed))
         out.append(results_dir / "interactions.md")
     return out
+
+
+def matrix_tables(path: str | Path, runs_dir: Path, results_dir: Path, store: Path, figures: bool = True):
+    """The matrix's tables from its config file (what `claimbench tables` and `claimbench matrix-table` call)."""
+    from claimbench.matrix import load, table_rows
+
+    m = load(path)
+    return write(m, table_rows(m), runs_dir, store, results_dir, figures)

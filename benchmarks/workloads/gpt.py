@@ -94,12 +94,6 @@ class GPTWorkload(Workload):
         self.train_stream = TokenStream(self.data_opts.dir, "train", self.opts.block_size)
         self.val_stream = TokenStream(self.data_opts.dir, "val", self.opts.block_size)
 
-    def tokenizer(self):
-        """The prepared data's tokenizer (`tokenizers.Tokenizer`): what lm-eval encodes text with."""
-        from benchmarks.data.text import load_tokenizer
-
-        return load_tokenizer(self.data_opts.dir)
-
     def model_config(self) -> GPTConfig:
         return GPTConfig(vocab_size=int(self.meta["vocab_size"]), **self.opts.model_dump())
 
@@ -166,6 +160,7 @@ class GPTWorkload(Workload):
         return self.val_stream.batch(stable_key(EVAL_KEY, 0), n)
 
     def tokenizer(self):
+        """The prepared data's tokenizer (`tokenizers.Tokenizer`): what lm-eval encodes text with."""
         return load_tokenizer(self.data_opts.dir)
 
     def context_length(self) -> int:

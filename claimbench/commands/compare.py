@@ -151,13 +151,8 @@ def register(sub) -> None:
 
 
 def cmd_matrix_table(args) -> int:
+    from claimbench.matrix_table import matrix_tables
+
     written = matrix_tables(args.matrix, *_paths(args, args.profile), figures=not args.no_figures)
     print("wrote " + ", ".join(str(p) for p in written))
     return 0
-
-
-def matrix_tables(path: str | Path, runs_dir: Path, results_dir: Path, store: Path, figures: bool = True):
-    from claimbench import matrix, matrix_table
-
-    m = matrix.load(path)
-    return matrix_table.write(m, matrix.table_rows(m), runs_dir, store, results_dir, figures)

@@ -101,7 +101,7 @@ def _matrix_tables(args, profile: str, results_dir: Path, figures: bool) -> list
     path = REPO / "config" / f"matrix.{profile}.yaml"
     if getattr(args, "claim", None) or not path.is_file():
         return []
-    from claimbench.commands.compare import matrix_tables
+    from claimbench.matrix_table import matrix_tables
 
     _, runs_dir, _, store = _paths(args)
     return matrix_tables(path, runs_dir, results_dir, store, figures)
