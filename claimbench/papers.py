@@ -183,9 +183,7 @@ def method_modules() -> list[str]:
 def in_repo(paper_id: str, **kw) -> Paper:
     """The manifest of a paper kept in this repository: claims in benchmarks/claims/<id>.yaml, grids in
     config/papers/<id>.<profile>.yaml."""
-    from claimbench.claims import REPO
-
-    return Paper(id=paper_id, root=REPO, claims=f"benchmarks/claims/{paper_id}.yaml",
+    return Paper(id=paper_id, root=Path(__file__).resolve().parents[1], claims=f"benchmarks/claims/{paper_id}.yaml",
                  grids=f"config/papers/{paper_id}.{{profile}}.yaml", **kw)
 
 
