@@ -20,6 +20,8 @@ from claimbench.io import read_jsonl
 from claimbench.testing import micro_data_dir
 from claimbench.train import execute, prepare
 
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
 FIXTURE = Path(__file__).parent / "fixtures" / "bit_identity.json"
 # metrics that measure time or the machine, not the run's numerics
 VOLATILE = ("time", "wall", "throughput", "per_s", "cpu_s", "peak_flops", "mfu", "mem", "elapsed", "eta")
@@ -50,12 +52,18 @@ CASES: dict[str, dict] = {
 }
 # Swin's max attention logit now includes its relative-position bias (before: left out, a lower bound)
 CHANGED = {"swin_attn_probe": {"attn/max_logit"}}
+# diagnostics now logged only at eval steps and the last step (a cheaper cadence that leaves training unchanged):
+# where logged they must equal the reference, and the last row must have them
+THINNED = {"gpt_jreg": "jreg/early_exit"}
 
 
-def overrides(case: dict) -> list[str]:
+def overrides(case: dict, relative: bool = False) -> list[str]:
+    """The case's settings; `relative`: data.dir relative to the checkout, so its config_hash does not depend on
+    where the repository was cloned (the fixture's hashes are of these)."""
     case = dict(case)
     wl = case["workload"]
-    base = {"size": "micro", "data.dir": str(micro_data_dir() if wl == "gpt" else micro_image_dir()),
+    data = micro_data_dir() if wl == "gpt" else micro_image_dir()
+    base = {"size": "micro", "data.dir": str(data.relative_to(REPO_ROOT) if relative else data),
             "train.steps": 3, "train.batch_size": 4, "train.warmup_steps": 0, "log.every": 1, "eval.every": 0,
             "eval.batches": 1, "ckpt.every": 0, "seed": 0}
     base.update(case)
@@ -73,7 +81,7 @@ def record(name: str, out: Path) -> dict:
     assert execute(prepare(cfg, out)) == 0
     result = json.loads((out / "result.json").read_text())
     rows = read_jsonl(out / "metrics.jsonl")
-    return {"config_hash": cfg.hash(), "result": _numbers(result), "metrics": [_numbers(r) for r in rows]}
+    return {"config_hash": load_config(None, overrides(CASES[name], relative=True), base={}).hash(), "result": _numbers(result), "metrics": [_numbers(r) for r in rows]}
 
 
 def _same(a, b) -> bool:
@@ -88,11 +96,13 @@ def test_bit_identical(name: str, tmp_path: Path) -> None:
     for key, want in ref["result"].items():
         assert _same(got["result"].get(key), want), (name, key, got["result"].get(key), want)
     assert len(got["metrics"]) == len(ref["metrics"])
-    skip = CHANGED.get(name, set())
+    skip, thinned = CHANGED.get(name, set()), THINNED.get(name)
+    last = len(ref["metrics"]) - 1
     for i, (g, w) in enumerate(zip(got["metrics"], ref["metrics"], strict=True)):
         for key, want in w.items():
-            if key not in skip:
-                assert _same(g.get(key), want), (name, i, key, g.get(key), want)
+            if key in skip or (thinned and key.startswith(thinned) and key not in g and i != last):
+                continue
+            assert _same(g.get(key), want), (name, i, key, g.get(key), want)
 
 
 if __name__ == "__main__":  # regenerate the fixture
