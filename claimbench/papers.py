@@ -119,7 +119,12 @@ class Paper:
     def grid_path(self, profile: str) -> Path | None:
         """Where the paper's grid file at this profile is (it may not exist); None when it names none."""
         rel = self.grids.format(profile=profile) if isinstance(self.grids, str) else self.grids.get(profile)
-        return self.path(rel) if rel else None
+        if not rel:
+            return None
+        p = self.path(rel)
+        # relative to the working directory where it lies below it (the DAG's), so the analysis outputs that
+        # record their grid do not depend on where the repository was cloned
+        return p.relative_to(Path.cwd()) if p.is_relative_to(Path.cwd()) else p
 
     def grid_file(self, profile: str) -> Path | None:
         """The paper's grid file at this profile, None when it has none (or the file is missing)."""

@@ -2,6 +2,11 @@
 # Snakefile asked each paper for its plan once the run list was complete), plus a target rule per alias
 # (e.g. `snakemake lrm`). Nothing here names a paper.
 
+# Snakemake evaluates a `shell:` expression twice: when the rule is defined (the command it prints) and again
+# inside the job's function, after this loop has ended, where `_stage` is the last stage. The job's function has
+# its rule's name as the local `rule`, so the command is looked up by name there.
+STAGE_SHELL = {s.name: s.shell for _plan in PLANS.values() for s in _plan.stages}
+
 for _stage in [s for _plan in PLANS.values() for s in _plan.stages]:
 
     rule:
@@ -22,7 +27,7 @@ for _stage in [s for _plan in PLANS.values() for s in _plan.stages]:
             _stage.log,
         threads: _stage.threads
         shell:
-            _stage.shell
+            STAGE_SHELL[locals()["rule"]] if "rule" in locals() else _stage.shell
 
 
 for _alias, _files in sorted({k: v for _plan in PLANS.values() for k, v in _plan.aliases.items()}.items()):

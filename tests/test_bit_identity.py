@@ -81,7 +81,8 @@ def record(name: str, out: Path) -> dict:
     assert execute(prepare(cfg, out)) == 0
     result = json.loads((out / "result.json").read_text())
     rows = read_jsonl(out / "metrics.jsonl")
-    return {"config_hash": load_config(None, overrides(CASES[name], relative=True), base={}).hash(), "result": _numbers(result), "metrics": [_numbers(r) for r in rows]}
+    config_hash = load_config(None, overrides(CASES[name], relative=True), base={}).hash()
+    return {"config_hash": config_hash, "result": _numbers(result), "metrics": [_numbers(r) for r in rows]}
 
 
 def _same(a, b) -> bool:
