@@ -137,7 +137,9 @@ class Workload:
         names = {id(p): n for n, p in model.named_parameters()}
         out = {}
         for view in self.attention_layers(model):
-            if view.fused:
+            # a weight another method reparametrised (LRM's multipliers) is no parameter any more: it has no
+            # row segments to give, and its parameter keeps the role table's role
+            if view.fused and id(view.q.module.weight) in names:
                 w = view.q.module.weight
                 out[names[id(w)]] = tuple((s.start, s.end, r) for s, r in
                                           ((view.q, "attn_q"), (view.k, "attn_k"), (view.v, "attn_v")))

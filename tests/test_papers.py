@@ -100,6 +100,8 @@ def test_a_paper_from_outside_gets_a_verdict(toy):
     row = claims[claims["claim"] == "toy.lower_lr_trains_slower"].iloc[0]
     assert row["verdict"] in {"reproduced", "not_reproduced", "inconclusive"}, row.to_dict()
     assert (work / "results" / "toy.md").is_file()
+    # the second stage ran its own command (a stage loop once ran the last stage's command for every stage)
+    assert (work / "results" / "analysis" / "toy" / "summary.md").read_text().startswith("# toy\n\ngap ")
     after = subprocess.run(status, cwd=REPO, capture_output=True, text=True).stdout
     assert after == before  # nothing of the repository was written (runs, results, evidence all under WORK)
 

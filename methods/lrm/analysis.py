@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 import yaml
+from scipy import stats as scipy_stats
 
 from claimbench.evidence import locate, read_run
 from claimbench.grid import RunSpec, expand
@@ -143,6 +144,18 @@ def bootstrap(units: list, stat: Callable[[list], float], strata: Callable[[Any]
     return out
 
 
+def seed_mean(values: list[float], fallback: dict[str, Any]) -> dict[str, Any]:
+    """A mean of per-seed values with its Student-t interval. With 3-5 seeds a percentile bootstrap cannot reach
+    beyond the range of the seeds (it under-covers badly); the t interval is the standard small-sample one. A miss
+    (non-finite value) keeps the bootstrap's result (`fallback`), whose draws carry it."""
+    v = np.asarray(values, float)
+    if len(v) < MIN_SEEDS or not np.isfinite(v).all():
+        return fallback
+    lo, hi = scipy_stats.t.interval(LEVEL, len(v) - 1, loc=float(v.mean()), scale=float(scipy_stats.sem(v)))
+    return {**fallback, "estimate": float(v.mean()), "ci_lo": float(lo), "ci_hi": float(hi), "n": len(v),
+            "interval": "t over seeds"}
+
+
 def _safe(stat: Callable[[list], float], units: list) -> float:
     try:
         with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
@@ -202,8 +215,9 @@ def _best(cells: dict[float, dict[int, float]], seeds: list[int]) -> tuple[float
 
 def perf(runs: list[Run]) -> dict:
     """C10 (loss) and C5 context: each arm at its best LR of the shared grid (mean over seeds); the LRM gain
-    (LRM - baseline at their own best LRs) with a bootstrap over seeds that re-picks each arm's best LR in every
-    resample; whether an arm's optimum sits on the grid's edge (the claims' premise)."""
+    (LRM - baseline at their own best LRs) with a t interval over the seeds' paired differences at those LRs (a
+    bootstrap that re-picks the LRs where a seed missed); whether an arm's optimum sits on the grid's edge (the
+    claims' premise)."""
     by: dict[str, dict[float, dict[int, float]]] = defaultdict(lambda: defaultdict(dict))
     rs_by: dict[str, list[Run]] = defaultdict(list)
     for r in runs:
@@ -225,6 +239,9 @@ def perf(runs: list[Run]) -> dict:
             return {"estimate": NAN, "ci_lo": NAN, "ci_hi": NAN, "n": 0, "edge_lrm": NAN, "edge_base": NAN}
         seeds = sorted(set.intersection(*({*c} for a in (vec, base) for c in by[a].values())))
         b = bootstrap(seeds, lambda ss: _best(by[vec], ss)[0] - _best(by[base], ss)[0])
+        lv, lb = arms[vec]["best_lr"], arms[base]["best_lr"]
+        if lv is not None and lb is not None:  # paired by seed at each arm's best LR (the estimate's own LRs)
+            b = seed_mean([by[vec][lv][s] - by[base][lb][s] for s in seeds], b)
         return {**b, "edge_lrm": int(arms[vec]["edge_optimum"]), "edge_base": int(arms[base]["edge_optimum"]),
                 "best_lr_lrm": arms[vec]["best_lr"], "best_lr_base": arms[base]["best_lr"],
                 "lrs": sorted(by[vec]), "runs": sorted(arms[vec]["runs"] + arms[base]["runs"])}
@@ -291,13 +308,15 @@ def projector(runs: list[Run]) -> dict:
 
     # per seed values (the engine's stability and seed plan) and the placebo block (the engine's placebo test):
     # SPN in FPN's place, both learn the norm's scale, so an excess there is no FPN effect
-    c2 = {**bootstrap(seeds, dd("FPN")), "per_seed": [dd("FPN")([s]) for s in seeds],
-          "placebo": {**bootstrap(seeds, dd("SPN")), "what": "SPN in FPN's place (SPN minus VPN)",
+    c2 = {**seed_mean([dd("FPN")([s]) for s in seeds], bootstrap(seeds, dd("FPN"))),
+          "per_seed": [dd("FPN")([s]) for s in seeds],
+          "placebo": {**seed_mean([dd("SPN")([s]) for s in seeds], bootstrap(seeds, dd("SPN"))),
+                      "what": "SPN in FPN's place (SPN minus VPN)",
                       "runs": sorted(p["run_id"] for p in pts if p["arm"] in ("SPN", "VPN"))},
           "excess": {a: float(np.mean([excess(per_seed[s], a) for s in seeds])) if seeds else NAN
                      for a in PROJECTOR.values()},
           "abm_slope": abm["estimate"], **eq, **counts,
-          "note": "per seed [mean loss at the extreme S - loss at S=1] of FPN minus the same of VPN; bootstrap over "
+          "note": "per seed [mean loss at the extreme S - loss at S=1] of FPN minus the same of VPN; t interval over "
                   "seeds; placebo: SPN in FPN's place (both learn the norm's scale)"}
     return {"points": pts, "c1": c1, "c2": c2}
 
@@ -397,7 +416,8 @@ LEVELS = ("NONE", "LR", "LRWD", "FULL")
 def levels(runs: list[Run]) -> dict:
     """C10 tuning ablation (Fig. 7): per muP level (NONE: no mup method, all multipliers 1), the val loss of the
     baseline and of +LRM over seeds and the LRM gain (LRM - baseline, paired by seed); the worst level's gain
-    (the largest mean gain) with a bootstrap over seeds (all levels resampled together, the worst re-picked);
+    (the largest mean gain) with a t interval over the seeds' paired gains at that level (a bootstrap that
+    re-picks the worst level where a seed missed);
     each tuned level's baseline against NONE's (does tuning help?). A diverged run is a +inf loss."""
     from claimbench import stats
 
@@ -427,6 +447,9 @@ def levels(runs: list[Run]) -> dict:
         return max(float(np.mean([by[lv]["lrm"][s] - by[lv]["base"][s] for s in ss])) for lv in LEVELS)
 
     b = bootstrap(seeds, worst) if complete else {"estimate": NAN, "ci_lo": NAN, "ci_hi": NAN, "n": 0}
+    if complete and seeds:  # paired by seed at the worst level (the estimate's own level)
+        lv = max(LEVELS, key=lambda x: float(np.mean([by[x]["lrm"][s] - by[x]["base"][s] for s in seeds])))
+        b = seed_mean([by[lv]["lrm"][s] - by[lv]["base"][s] for s in seeds], b)
     out.update(worst_gain=b["estimate"], worst_ci_lo=b["ci_lo"], worst_ci_hi=b["ci_hi"], n=b["n"],
                **_counts(runs))
     none = (out["levels"].get("NONE") or {}).get("base", {}).get("mean")
