@@ -169,6 +169,16 @@ def refusal(row: Row, workload: str) -> str | None:
         if cls.workloads is not None and workload not in cls.workloads:
             declared = ", ".join(sorted(cls.workloads)) or "none"
             return f"'{cls.name}' declares workloads {declared}, not {workload}"
+    have = frozenset(getattr(registry.get("workload", workload), "provides", frozenset()))
+    for cls, ref in zip(classes, row.methods, strict=True):
+        opts = {} if isinstance(ref, str) else dict(ref.get("options") or {k: v for k, v in ref.items() if k != "name"})
+        try:
+            need = cls.requires(cls.Options(**opts))
+        except (TypeError, ValueError):  # options the run itself would refuse: its own error says which
+            need = frozenset(cls.needs)
+        missing = sorted(need - have)
+        if missing:
+            return f"'{cls.name}' needs capability '{missing[0]}', which {workload} does not provide"
     from claimbench.plugin import composition_error
 
     recipe = registry.get("recipe", row.recipe) if row.recipe else None

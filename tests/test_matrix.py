@@ -185,6 +185,10 @@ def test_refusals_from_declarations(tmp_path):
     m = matrix.load(_config(tmp_path))
     assert matrix.refusal(matrix.Row("x", ("lora",)), "mlp") == "'lora' declares workloads gpt, not mlp"
     assert "cannot run together" in matrix.refusal(matrix.Row("x", ("lrm", "sigma_reparam")), "gpt")
+    # a capability the workload lacks (jreg needs the model's depth; Swin does not provide it), as training would say
+    why = matrix.refusal(matrix.Row("x", ("jreg",)), "swin")
+    assert why == "'jreg' needs capability 'depth', which swin does not provide"
+    assert matrix.refusal(matrix.Row("x", ("jreg",)), "vit") is None
     with pytest.raises(ConfigError, match="method 'lora' cannot run on workload 'mlp'"):
         check_input(m, "lora", ["mlp"])
     row, wls = check_input(m, "lora", None)
