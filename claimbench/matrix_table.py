@@ -109,9 +109,11 @@ def _plain_diff(a: dict, b: dict) -> float:
     return statistics.mean(fa) - statistics.mean(fb) if fa and fb and len(fa) == len(a) else math.nan
 
 
-def speed_overhead(names: list[str], speed: dict | None) -> str:
+def speed_overhead(names: list[str], speed: dict | None, recipe: str | None = None) -> str:
     """The speed suite's per-step overhead of this method (or combination) with its interval, else 'not measured'
     (the suite's `overheads` block: benchmarks/speed/speed.py --out results/speed/<profile>)."""
+    if recipe:  # the speed suite times methods over AdamW, not another optimizer
+        return "not measured"
     rec = ((speed or {}).get("overheads") or {}).get("+".join(names))
     if not isinstance(rec, dict) or not isinstance(rec.get("overhead"), (int, float)):
         return "not measured"
@@ -213,7 +215,10 @@ def methods_md(m: Matrix, rows: list[Row], built: dict, results_dir: Path, speed
                 parts.append(f"{_fmt_lr(c.lr)}, " + (f"x{c.cpu_ratio:.2f}" if c.cpu_ratio else "-"))
             else:
                 parts.append(c.kind)
-        lines.append(f"| {r.name} | " + " | ".join(parts) + f" | {speed_overhead(r.method_names, speed)} |")
+        lines.append(f"| {r.name} | " + " | ".join(parts) + f" | {speed_overhead(r.method_names, speed, r.recipe)} |")
+    notes = [f"- `{r.name}`: {r.note}" for r in rows if r.note]
+    if notes:
+        lines += ["", "What a row does and does not test:", "", *notes]
     skipped = {n: why for n, why in m.skip.items() if n in registry.names("method")}
     if skipped:
         lines += ["", "Registered methods without a row: " + "; ".join(f"`{n}`: {why}" for n, why in skipped.items())
@@ -256,7 +261,7 @@ def interactions_md(m: Matrix, built: dict, speed: dict | None) -> str:
             txt = [_mark(cells[BASELINE], w.direction)]
             for p in parts[:2]:
                 txt.append(f"{p}: {_mark(cells[p], w.direction)}" if p else "-")
-            lines.append(f"| {r.name} | " + " | ".join(txt) + f" | {speed_overhead(r.method_names, speed)} |")
+            lines.append(f"| {r.name} | " + " | ".join(txt) + f" | {speed_overhead(r.method_names, speed, r.recipe)} |")
         lines.append("")
     notes = [f"- `{r.name}`: {r.note}" for r in m.interactions if r.note]
     if notes:
