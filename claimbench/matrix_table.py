@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import statistics
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -149,7 +150,20 @@ def build(m: Matrix, rows: list[Row], runs_dir: Path, store: Path | None) -> dic
         for wl in m.interaction_workloads:
             refs = {BASELINE: base, **{p: m.row(p) or Row(p, (p,)) for p in r.parts}}
             inter[r.name][wl] = {name: cell(r, wl, ref) for name, ref in refs.items()}
-    return {"matrix": matrix, "baseline": baseline, "interactions": inter}
+    return {"matrix": matrix, "baseline": baseline, "interactions": inter, "code": _code(states.values())}
+
+
+def _code(states) -> str:
+    """The code versions of the runs behind the tables (one line, as the claims tables say theirs)."""
+    runs = {ev.run_id: ev for st in states for ev in [*st.sweep.values(), *st.seeds.values()]
+            if ev.usable or ev.status == "failed"}  # seed 0 is a sweep run too: counted once
+    shas = Counter(ev.result.get("git_sha") or "unknown" for ev in runs.values())
+    if not shas:
+        return "Runs: none yet."
+    n = sum(shas.values())
+    if len(shas) == 1:
+        return f"Runs: {n}, all from code version `{next(iter(shas))[:12]}`."
+    return f"Runs: {n}, **mixed code versions**: " + ", ".join(f"`{k[:12]}` ({v})" for k, v in shas.most_common()) + "."
 
 
 def _read_speed(results_dir: Path, profile: str) -> dict | None:
@@ -190,7 +204,7 @@ def methods_md(m: Matrix, rows: list[Row], built: dict, results_dir: Path, speed
              f"{', '.join(map(str, m.seeds))} at that LR. A cell is method minus baseline in the final validation "
              f"metric, with the verdict engine's {m.level:.0%} interval (paired by seed); a diverged seed is a miss "
              "(infinite loss, chance accuracy) and leaves the cell without an interval. Built by `claimbench "
-             "tables` from runs/ else the evidence store.", ""]
+             "tables` from runs/ else the evidence store.", "", built["code"], ""]
     metric = {wl: f"{w.metric} ({'lower' if w.direction == 'lower' else 'higher'} is better)"
               for wl, w in m.workloads.items()}
     lines += ["| | " + " | ".join(f"{wl} ({m.workloads[wl].size}, {m.workloads[wl].steps} steps)" for wl in wls) + " |",
@@ -249,7 +263,8 @@ def interactions_md(m: Matrix, built: dict, speed: dict | None) -> str:
     lines = ["# Interactions: two methods in one run", "",
              "Each combination against the baseline and against each of its methods alone, at the matrix's sizes, "
              "seeds and LR rule (each arm's LR chosen by its own sweep). Cells as in methods.md: combination minus "
-             "reference in the final validation metric, with its interval; **bold** where it excludes zero.", ""]
+             "reference in the final validation metric, with its interval; **bold** where it excludes zero.", "",
+             built["code"], ""]
     for wl in m.interaction_workloads:
         w = m.workloads[wl]
         lines += [f"## {wl} ({w.size}, {w.steps} steps; {w.metric}, {w.direction} is better)", "",

@@ -275,3 +275,19 @@ def test_compare_toy_method_end_to_end(tmp_path):
                          "--configfile", str(tmp_path / "profile.yaml"), "--dry-run"],
                         cwd=REPO, capture_output=True, text=True, env=env, timeout=300)
     assert "10 present" in r2.stdout and "0 to train" in r2.stdout, r2.stdout + r2.stderr
+
+
+def test_tables_name_the_code_version_of_their_runs():
+    """One version is named; several are flagged as mixed (as the claims tables do)."""
+    from types import SimpleNamespace
+
+    from claimbench.evidence import RunEvidence
+    from claimbench.matrix_table import _code
+
+    def ev(rid, sha):
+        return RunEvidence(rid, Path(rid), "ok", {"status": "ok", "git_sha": sha})
+
+    one = SimpleNamespace(sweep={1: ev("a", "f" * 40)}, seeds={0: ev("a", "f" * 40), 1: ev("b", "f" * 40)})
+    assert _code([one]) == "Runs: 2, all from code version `ffffffffffff`."
+    two = SimpleNamespace(sweep={1: ev("c", "e" * 40)}, seeds={})
+    assert "mixed code versions" in _code([one, two])

@@ -347,3 +347,16 @@ def test_law_study_reads_the_evidence_store_with_store(tmp_path, monkeypatch, ca
     seen.clear()
     assert main([*args, "--store", str(tmp_path / "nope")]) == 2
     assert "--store" in capsys.readouterr().err and not seen
+
+
+def test_cli_unknown_fit_procedure_is_one_line_exit_2(tmp_path, capsys):
+    """`law fit --procedure` names the law's fitting procedure (multipower: converged | release); a wrong one is
+    refused in one line before anything is written."""
+    d = tmp_path / "curves"
+    d.mkdir()
+    _csv(d, "step,lr,loss\n" + "".join(f"{i * 10},0.1,{3 - i * 0.01}\n" for i in range(1, 20)), "a.csv")
+    out = tmp_path / "o.json"
+    rc = main(["law", "fit", "--curves", str(d), "--law", "multipower", "--fit", "a", "--predict", "a",
+               "--procedure", "nosuch", "--out", str(out)])
+    err = capsys.readouterr().err
+    assert rc == 2 and "--procedure" in err and "nosuch" in err and not out.exists()

@@ -75,9 +75,11 @@ def _fit(args, curves: dict):
         raise ConfigError(str(e.args[0])) from None
     fit = _pick(curves, _ids(args.fit), "fit")
     try:
-        return law_cls.fit(fit, seed=args.seed), None
+        return law_cls.fit(fit, seed=args.seed, fit=args.procedure), None
     except FitError as e:
         return None, str(e)
+    except ValueError as e:  # a procedure the law does not have: one line naming it
+        raise ConfigError(f"--procedure: {e}") from None
 
 
 def _write(path: str, obj: dict) -> None:
@@ -169,6 +171,8 @@ def _source(p: argparse.ArgumentParser) -> None:
     p.add_argument("--law", required=True, help="optlaws (reconstructed) | multipower | annealing")
     p.add_argument("--fit", required=True, help="comma-separated ids of the fitting curves")
     p.add_argument("--seed", type=int, default=0, help="seeds the jittered starting points")
+    p.add_argument("--procedure", help="the law's fitting procedure (default its first; multipower: converged | "
+                   "release, the MPL authors' early-stopped fit)")
     p.add_argument("--out", required=True, help="output JSON")
 
 
