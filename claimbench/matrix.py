@@ -14,7 +14,6 @@ results exist: `claimbench compare` runs Snakemake until nothing is pending (twi
 
 from __future__ import annotations
 
-import json
 import math
 import statistics
 from dataclasses import dataclass, field
@@ -164,6 +163,8 @@ def table_rows(m: Matrix, extra: list[str] = ()) -> list[Row]:
 
 def refusal(row: Row, workload: str) -> str | None:
     """Why this row cannot run on this workload (from what its methods declare), or None."""
+    from claimbench.plugin import composition_error, lacking
+
     classes = [registry.get("method", n) for n in row.method_names]
     for cls in classes:
         if cls.workloads is not None and workload not in cls.workloads:
@@ -173,14 +174,11 @@ def refusal(row: Row, workload: str) -> str | None:
     for cls, ref in zip(classes, row.methods, strict=True):
         opts = {} if isinstance(ref, str) else dict(ref.get("options") or {k: v for k, v in ref.items() if k != "name"})
         try:
-            need = cls.requires(cls.Options(**opts))
+            missing = lacking(cls, cls.Options(**opts), have)
         except (TypeError, ValueError):  # options the run itself would refuse: its own error says which
-            need = frozenset(cls.needs)
-        missing = sorted(need - have)
+            missing = sorted(frozenset(cls.needs) - have)
         if missing:
             return f"'{cls.name}' needs capability '{missing[0]}', which {workload} does not provide"
-    from claimbench.plugin import composition_error
-
     recipe = registry.get("recipe", row.recipe) if row.recipe else None
     return composition_error(classes, recipe)
 
@@ -307,22 +305,21 @@ def plan(m: Matrix, rows: list[Row], runs_dir: str | Path, store: str | Path | N
     return Plan(runs, missing, pending, states)
 
 
-def recorded_cpu(run_dirs: list[Path]) -> dict[str, float]:
+def recorded_cpu(states: list[EntryState]) -> dict[str, float]:
+    """run id -> the cpu_s its result.json records, from the evidence the plan's states already read."""
     out = {}
-    for d in run_dirs:
-        try:
-            cpu = json.loads((d / "result.json").read_text()).get("cpu_s")
-        except (OSError, ValueError, AttributeError):
-            continue
-        if isinstance(cpu, (int, float)) and cpu > 0:
-            out[d.name] = float(cpu)
+    for st in states:
+        for ev in [*st.sweep.values(), *st.seeds.values()]:
+            cpu = ev.result.get("cpu_s")
+            if isinstance(cpu, (int, float)) and cpu > 0:
+                out[ev.run_id] = float(cpu)
     return out
 
 
-def estimate_cpu(m: Matrix, p: Plan, runs_dir: Path, store: Path | None) -> tuple[float, float]:
+def estimate_cpu(m: Matrix, p: Plan) -> tuple[float, float]:
     """(CPU-s of the missing runs, of the pending ones): a run's recorded cpu_s where another run of the same row
     and workload is recorded, else the workload's recorded baseline, else the config's pilot figure."""
-    rec = recorded_cpu([locate(rid, runs_dir, store) for rid in p.runs])
+    rec = recorded_cpu(p.states)
     by_key: dict[tuple, list[float]] = {}
     for st in p.states:
         ids = [s.run_id for s in sweep_runs(m, st.row, st.workload).values()]
@@ -350,7 +347,7 @@ def estimate_cpu(m: Matrix, p: Plan, runs_dir: Path, store: Path | None) -> tupl
 
 
 def format_plan(m: Matrix, p: Plan, runs_dir: Path, store: Path | None) -> str:
-    cpu_missing, cpu_pending = estimate_cpu(m, p, runs_dir, store)
+    cpu_missing, cpu_pending = estimate_cpu(m, p)
     present = len(p.runs) - len(p.missing)
     return (f"plan: {len(p.states)} entries, {len(p.runs)} runs known ({present} present in runs/ or the evidence "
             f"store, {len(p.missing)} to train: ~{cpu_missing / 60:.1f} CPU-min) + {p.pending} seed runs once "

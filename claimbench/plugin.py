@@ -283,6 +283,11 @@ class Method:
         return frozenset(cls.replaces) | (frozenset({"optimizer"}) if cls.overrides("make_optimizer") else frozenset())
 
 
+def lacking(method: type[Method], options: BaseModel, have: frozenset[str]) -> list[str]:
+    """The capabilities a run of `method` with `options` needs that `have` lacks, sorted."""
+    return sorted(method.requires(options) - have)
+
+
 def capability_error(i: int, method: type[Method], options: BaseModel, workload: Workload) -> str | None:
     """The one-line reason workload cannot serve methods[i] (a capability it needs and the workload lacks)."""
     need = method.requires(options)
@@ -291,7 +296,7 @@ def capability_error(i: int, method: type[Method], options: BaseModel, workload:
         return (f"methods[{i}] '{method.name}' needs unknown capability '{unknown[0]}' "
                 f"(capabilities: {', '.join(sorted(CAPABILITIES))})")
     have = workload.capabilities()
-    missing = sorted(need - have)
+    missing = lacking(method, options, have)
     if missing:
         return (f"methods[{i}] '{method.name}' needs capability '{missing[0]}', which workload '{workload.name}' "
                 f"does not provide (it provides: {', '.join(sorted(have)) or 'none'})")

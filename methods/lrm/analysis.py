@@ -308,8 +308,8 @@ def projector(runs: list[Run]) -> dict:
 
     # per seed values (the engine's stability and seed plan) and the placebo block (the engine's placebo test):
     # SPN in FPN's place, both learn the norm's scale, so an excess there is no FPN effect
-    c2 = {**seed_mean([dd("FPN")([s]) for s in seeds], bootstrap(seeds, dd("FPN"))),
-          "per_seed": [dd("FPN")([s]) for s in seeds],
+    fpn = [dd("FPN")([s]) for s in seeds]
+    c2 = {**seed_mean(fpn, bootstrap(seeds, dd("FPN"))), "per_seed": fpn,
           "placebo": {**seed_mean([dd("SPN")([s]) for s in seeds], bootstrap(seeds, dd("SPN"))),
                       "what": "SPN in FPN's place (SPN minus VPN)",
                       "runs": sorted(p["run_id"] for p in pts if p["arm"] in ("SPN", "VPN"))},
