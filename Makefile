@@ -6,9 +6,11 @@ STAMP  := $(VENV)/.claimbench-setup
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
 .PHONY: setup reproduce plan test test-slow tables compare lint bench gpu-check clean-runs
-# `make reproduce PAPERS=lrm,flerm` selects papers (default: all five)
+# `make reproduce PAPERS=lrm,flerm` selects papers (default: all five); `TIER=cpu` the cpu tier (config/cpu.yaml:
+# the smoke tier plus the claims that need more seeds or steps, its own tables in results/cpu/)
 PAPERS ?=
-PAPERS_ARG := $(if $(PAPERS),--papers $(PAPERS))
+TIER ?= smoke
+PAPERS_ARG := $(if $(PAPERS),--papers $(PAPERS)) --profile $(TIER)
 
 ## the environment (once) and the offline data packages (idempotent, checksummed, quick when present)
 setup: $(STAMP)
@@ -37,9 +39,11 @@ test: setup
 test-slow: setup
 	$(BIN)/pytest -m slow; rc=$$?; [ $$rc -eq 5 ] && rc=0; exit $$rc
 
-## every table and figure from runs/ where present, else from the committed evidence store (no training)
+## every table and figure from runs/ where present, else from the committed evidence store (no training); the cpu
+## tier's too once it has tables (results/cpu/claims.md)
 tables: setup
 	$(BIN)/claimbench tables
+	if [ -f results/cpu/claims.md ]; then $(BIN)/claimbench tables --profile cpu; fi
 
 ## one method's row of the method matrix (config/matrix.smoke.yaml): plan, train through the DAG reusing every
 ## baseline run already present, results/methods.md. `make compare METHOD=lrm+muon` runs an interaction row

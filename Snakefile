@@ -10,7 +10,7 @@ from pathlib import Path
 
 import yaml
 
-from claimbench import launch, papers
+from claimbench import launch, papers, tiers
 from claimbench.claims import select_grid
 from claimbench.grid import expand
 
@@ -24,7 +24,9 @@ RESULTS = config["results_dir"]
 # (a .d file may also add the `data` sets its grid reads)
 GRID = list(config.get("grid", []))
 DATA = dict(config["data"])
-for extra in sorted((REPO / "config" / f"{config['profile']}.d").glob("*.yaml")):
+# (a tier, config/<tier>.yaml with `extends: BASE`, reads BASE's .d files first: claimbench/tiers.py)
+for extra in [f for t in tiers.chain(config["profile"], REPO / "config")
+              for f in sorted((REPO / "config" / f"{t}.d").glob("*.yaml"))]:
     extra_cfg = yaml.safe_load(extra.read_text()) or {}
     GRID += extra_cfg.get("grid", [])
     DATA.update(extra_cfg.get("data", {}))

@@ -24,7 +24,7 @@ from claimbench.verdicts import names_in
 
 REPO = Path(__file__).resolve().parents[1]
 CLAIMS_DIR = REPO / "benchmarks" / "claims"
-PROFILES = ("smoke", "gpu", "paper")
+PROFILES = ("smoke", "cpu", "gpu", "paper")
 
 
 @dataclass
@@ -46,7 +46,13 @@ class Claim:
     def entries(self, profile: str) -> dict[str, dict]:
         """Arm name -> grid entry (config defaulted to benchmarks/configs/<workload>.yaml)."""
         return {arm: {"config": f"benchmarks/configs/{e['workload']}.yaml", **e, "name": f"{self.id}:{arm}"}
-                for arm, e in (self.grid.get(profile) or {}).items()}
+                for arm, e in self.grid_at(profile).items()}
+
+    def grid_at(self, profile: str) -> dict[str, dict]:
+        """The arms as written for this profile; a tier without its own reads those of the profile it extends."""
+        from claimbench.tiers import chain
+
+        return next((self.grid[t] for t in reversed(chain(profile)) if self.grid.get(t)), {})
 
     def arms(self, profile: str) -> dict[str, dict[str, RunSpec]]:
         """Arm name -> its runs (ids as the Snakefile's, so runs shared with other claims are shared)."""

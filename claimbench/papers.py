@@ -28,8 +28,6 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from claimbench.grid import RunSpec, expand
 
 ENTRY_POINT_GROUP = "claimbench.papers"
@@ -118,10 +116,15 @@ class Paper:
 
     def grid_path(self, profile: str) -> Path | None:
         """Where the paper's grid file at this profile is (it may not exist); None when it names none."""
-        rel = self.grids.format(profile=profile) if isinstance(self.grids, str) else self.grids.get(profile)
-        if not rel:
+        from claimbench.tiers import chain
+
+        rels = [self.grids.format(profile=t) if isinstance(self.grids, str) else self.grids.get(t)
+                for t in reversed(chain(profile))]
+        rels = [r for r in rels if r]
+        if not rels:
             return None
-        p = self.path(rel)
+        # a tier without its own grid file trains the grid of the profile it extends
+        p = next((self.path(r) for r in rels if self.path(r).is_file()), self.path(rels[0]))
         # relative to the working directory where it lies below it (the DAG's), so the analysis outputs that
         # record their grid do not depend on where the repository was cloned
         return p.relative_to(Path.cwd()) if p.is_relative_to(Path.cwd()) else p
@@ -132,8 +135,10 @@ class Paper:
         return p if p is not None and p.is_file() else None
 
     def grid_config(self, profile: str) -> dict:
+        from claimbench.tiers import load_grid
+
         p = self.grid_file(profile)
-        return (yaml.safe_load(p.read_text()) or {}) if p else {}
+        return load_grid(p) if p else {}
 
     def add_runs(self, dag: Dag) -> None:
         """Called for a selected paper: its grid's data sets and runs. A run it lists replaces one already listed

@@ -20,6 +20,7 @@ from claimbench import stats
 from claimbench.config import parse_value
 from claimbench.evidence import RunEvidence, locate, metric_value, provenance, read_run
 from claimbench.statistics import register_statistic, statistic
+from claimbench.tiers import paths
 from claimbench.verdicts import decide
 
 if TYPE_CHECKING:
@@ -70,7 +71,7 @@ def run_study(claim: Claim, profile: str, runs_dir: str | Path, results_dir: str
     evidence: dict[str, list[RunEvidence]] = {}
     missing = []
     for arm, specs in arms.items():
-        entry = claim.grid[profile][arm]
+        entry = claim.grid_at(profile)[arm]
         rows = []
         for rid, spec in specs.items():
             ev = read_run(locate(rid, runs_dir, store))
@@ -96,8 +97,7 @@ def run_study(claim: Claim, profile: str, runs_dir: str | Path, results_dir: str
     per_arm = arm_values(stat, evidence) if claim.test or claim.premises or statistic(stat["kind"]).arm_values \
         else {}
     try:
-        values = compute(stat, evidence, claim.grid[profile], {"results": str(results_dir), "runs_dir": str(runs_dir),
-                                                               "profile": profile}, per_arm)
+        values = compute(stat, evidence, claim.grid_at(profile), paths(profile, results_dir, runs_dir), per_arm)
     except FileNotFoundError as e:
         return {**base, "verdict": "not_run", "why": f"analysis output missing: {e.filename}"}
     except (KeyError, TypeError, ValueError) as e:  # an analysis file without the key the claim reads

@@ -128,6 +128,16 @@ def verdict_counts(studies: list[dict]) -> str:
     return ", ".join(f"{k}: {v}" for k, v in counts.items())
 
 
+def _tier(profile: str) -> str:
+    """'smoke profile', or for a tier 'cpu tier: the smoke tier's runs plus its own; tables separate'."""
+    from claimbench.tiers import chain
+
+    bases = chain(profile)[:-1]
+    if not bases:
+        return f"{profile} profile"
+    return f"{profile} tier: the {bases[-1]} tier's runs plus its own; its tables are separate from {bases[-1]}'s"
+
+
 def write_tables(studies: list[dict], claims: list[Claim], results_dir: str | Path, profile: str) -> list[Path]:
     """Write claims.csv, claims.md and one <paper>.md per paper; returns the paths written."""
     results = Path(results_dir)
@@ -137,7 +147,7 @@ def write_tables(studies: list[dict], claims: list[Claim], results_dir: str | Pa
     written.append(results / "claims.csv")
     md = frame(studies, claims, results, md=True)
     summary = md[["paper", "claim", "paper_value", "our_value", "scale", "verdict", "code", "ours", "runs"]]
-    text = (f"# All claims ({profile} profile)\n\n{len(studies)} claims; {verdict_counts(studies)}.\n\n"
+    text = (f"# All claims ({_tier(profile)})\n\n{len(studies)} claims; {verdict_counts(studies)}.\n\n"
             f"{_provenance_line(studies)}\n\n"
             "Our value is the claim's statistic with its 95% interval; `ours` lists the choices that are the "
             "suite's, not the paper's (details in each paper's page). Verdicts follow each claim's pre-registered "
@@ -170,7 +180,7 @@ def paper_page(paper: dict, studies: list[dict], claims: list[Claim], results: P
            f"arXiv [{paper['arxiv']}](https://arxiv.org/abs/{paper['arxiv']})"
            + (f" · {paper['authors']}" if paper.get("authors") else "")
            + (f" · our reading of the paper: `{paper['spec']}`" if paper.get("spec") else ""), "",
-           f"Profile `{profile}`. {verdict_counts(studies)}. {_provenance_line(studies)}", "",
+           f"{_tier(profile).capitalize()}. {verdict_counts(studies)}. {_provenance_line(studies)}", "",
            markdown_table(df[["claim", "paper_value", "our_value", "scale", "verdict"]]), ""]
     summary = results / "analysis" / paper["id"] / "summary.md"
     if summary.is_file():  # a paper's own analysis stage (LR_crash search, law fits, ...) writes its details here

@@ -143,7 +143,10 @@ def evaluate(expr: str, values: dict) -> bool:
 def decide(rule: dict, values: dict, profile: str) -> tuple[str, str]:
     """(verdict, why) for a study whose runs all exist."""
     env = {**values, "paper_effect": rule.get("paper_effect", math.nan)}
-    why_scale = (rule.get("cannot_judge_at") or {}).get(profile)
+    from claimbench.tiers import chain
+
+    at = rule.get("cannot_judge_at") or {}
+    why_scale = next((at[t] for t in reversed(chain(profile)) if t in at), None)  # a tier: else its base's
     if evaluate(rule["reproduced_if"], env):
         verdict, why = "reproduced", f"{rule['reproduced_if']} holds"
     elif evaluate(rule["not_reproduced_if"], env):

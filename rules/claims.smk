@@ -18,14 +18,12 @@ STUDY_INPUTS = {
     for cid, c in STUDIED.items()
 }
 # a `from_file` statistic reads a file that a paper's analysis rule writes: it is an input of the claim's study.
-# The speed suite's output ({results}/speed/<profile>.json, benchmarks/speed/speed.py --out) is run by hand on an
-# idle machine, never by this DAG: an input only once it is there (then a new one reruns the study); without it the
-# claims that read it are not_run.
-HAND_RUN = (f"{RESULTS}/speed/",)
-STUDY_FILES = {cid: [p for p in ([c.statistic["path"].format(results=RESULTS, runs_dir=RUNS_DIR,
-                                                             profile=config["profile"])]
-                                 if c.statistic["kind"] == "from_file" else [])
-                     if not p.startswith(HAND_RUN) or Path(p).is_file()]
+# The speed suite's output (config `speed:`, by default {results}/speed/<profile>.json; benchmarks/speed/speed.py
+# --out) is run by hand on an idle machine, never by this DAG: an input only once it is there (then a new one reruns
+# the study); without it the claims that read it are not_run.
+PATHS = tiers.paths(config["profile"], RESULTS, RUNS_DIR)
+STUDY_FILES = {cid: [p for p in ([c.statistic["path"].format(**PATHS)] if c.statistic["kind"] == "from_file" else [])
+                     if p != PATHS["speed"] or Path(p).is_file()]
                for cid, c in STUDIED.items()}
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from claimbench import tiers
 from claimbench.grid import RunSpec, expand
 from claimbench.papers import Dag, Paper, Plan, Stage, in_repo, register_paper, result_files
 
@@ -57,7 +58,7 @@ def dag(paper: Paper, d: Dag) -> Plan:
         params={
             # read if there (not an input: the speed suite is run by hand, benchmarks/speed/speed.py --out); cost.json
             # carries a copy of its AdamW^2 overhead (nowarmup.cost reads the suite's file itself), never a run's clock
-            "speed": f"{d.results}/speed/{d.profile}.json",
+            "speed": tiers.speed_file(d.profile, d.results),
             "out": lambda w, output: str(Path(output.summary).parent),
             "figures": f"{d.results}/figures/nowarmup"},
         log=f"{d.results}/logs/nowarmup_study.log",
