@@ -105,6 +105,9 @@ class Paper:
     runs: Callable[[Paper, Dag], dict[str, RunSpec]] | None = None
     # (paper, dag) -> Plan; called for every registered paper (selected or not) once the run list is complete
     dag: Callable[[Paper, Dag], Plan] | None = None
+    # (paper, profile, runs_dir, evidence store) -> one line per claim its grid cannot decide, found before training
+    # from the runs already recorded (e.g. an optimum on the edge of an LR grid); `claimbench plan` reports them
+    check: Callable[[Paper, str, Path, Path | None], list[str]] | None = None
 
     def path(self, rel: str) -> Path:
         p = Path(rel)

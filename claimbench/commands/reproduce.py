@@ -180,16 +180,39 @@ def claim_plans(profile: str, papers: list[str]) -> str:
     return head + ("\n" + "\n".join(lines) if lines else " none with a plan (no runs yet, or nothing to plan)")
 
 
+def narrow_grids(profile: str, papers: list[str]) -> list[str]:
+    """Each selected paper's `check` (claimbench/papers.py) over the runs already recorded: one line per claim whose
+    grid cannot decide it (e.g. an optimum on the edge of its LR grid), before anything trains."""
+    from claimbench.commands.tables import evidence_dir, load_profile
+    from claimbench.papers import discover
+
+    cfg = load_profile(profile)
+    found = discover()
+    return [line for p in papers if p in found and found[p].check
+            for line in found[p].check(found[p], profile, Path(cfg["runs_dir"]), evidence_dir(cfg))]
+
+
+def _report_narrow(profile: str, papers: list[str]) -> bool:
+    lines = narrow_grids(profile, papers)
+    for line in lines:
+        print(f"grid too narrow: {line}", file=sys.stderr)
+    return bool(lines)
+
+
 def cmd_plan(args) -> int:
     papers = parse_papers(args.papers)
     print(format_plan(plan(args.profile, papers)), flush=True)
-    print(claim_plans(args.profile, papers))
-    return 0
+    print(claim_plans(args.profile, papers), flush=True)
+    return 2 if _report_narrow(args.profile, papers) else 0
 
 
 def cmd_reproduce(args) -> int:
     papers = parse_papers(args.papers)
     print(format_plan(plan(args.profile, papers)), flush=True)
+    if _report_narrow(args.profile, papers) and not args.allow_narrow:
+        print("claimbench reproduce: widen the grids above (or pass --allow-narrow to train them anyway: those "
+              "claims then read out_of_scope on their edge premise)", file=sys.stderr)
+        return 2
     if args.dry_run:
         return 0
     cmd = [sys.executable, "-m", "snakemake", *snakemake_args(args.profile), "--config",
@@ -210,5 +233,7 @@ def register(sub) -> None:
     r = sub.add_parser("reproduce", help="print the plan, then train every selected paper's grid and build the tables")
     _common(r)
     r.add_argument("--dry-run", action="store_true", help="print the plan only")
+    r.add_argument("--allow-narrow", action="store_true",
+                   help="train even where `plan` finds an optimum on the edge of a claim's LR grid")
     r.add_argument("snakemake_args", nargs="*", help="passed to snakemake (after --)")
     r.set_defaults(fn=cmd_reproduce)

@@ -47,4 +47,10 @@ def dag(paper: Paper, d: Dag) -> Plan:
                 run_inputs={rid: fplan.needs(rid) for rid in set(fplan.inputs) | set(fplan.checkpoints)})
 
 
-PAPER = register_paper(in_repo("flerm", methods=("methods.flerm",), dag=dag))
+def check(paper: Paper, profile: str, runs_dir: Path, store: Path | None) -> list[str]:
+    from methods.flerm.checks import check as narrow
+
+    return narrow(paper, profile, runs_dir, store)
+
+
+PAPER = register_paper(in_repo("flerm", methods=("methods.flerm",), dag=dag, check=check))
