@@ -116,7 +116,28 @@ def judge(claim, arm_values: dict[str, dict], values: dict, cost_s: float | None
                                "cpu_min": round(2 * n * cost_s / 60, 1) if cost_s else None}
     elif claim.test["kind"] == "interval" and isinstance(values.get("per_seed"), list):
         _seed_checks(claim, values["per_seed"], out, o, cost_s)
+    if out["verdict"] == H.INCONCLUSIVE and not out["plan"]:
+        out["plan"] = {"why": _no_plan(claim, values)}
     return out
+
+
+def _no_plan(claim, values: dict) -> str:
+    """Why an undecided claim has no seed count: the line its page shows in the plan's place."""
+    kind = claim.test["kind"]
+    if kind == "hit_rate":
+        chance = values.get("chance")
+        if isinstance(chance, list) and chance:
+            alpha, p0, k = float(claim.test.get("alpha", 0.05)), sum(chance) / len(chance), 1
+            while p0 ** k >= alpha and k < 100:
+                k += 1
+            return (f"more cases, not seeds (seeds only steady each case's best): at the mean chance of a hit "
+                    f"({p0:.2f}) a hit-rate test needs at least {k} cases, all hit, for p < {alpha:g}; it has "
+                    f"{len(chance)}")
+        return "more cases, not seeds: the analysis reported no cases"
+    if kind == "interval":
+        return ("the statistic carries no per-seed values (its analysis reports one number with its interval), so "
+                "no seed count can be planned; more seeds narrow the interval")
+    return "the observed spread gives no estimate (a zero or undefined spread, or fewer than 2 seeds an arm)"
 
 
 def _seed_checks(claim, per_seed: list, out: dict, o: H.Outcome, cost_s: float | None) -> None:

@@ -252,7 +252,12 @@ def _judgement(c: Claim, s: dict) -> list[str]:
     if s.get("stability") is not None:
         out.append(f"- Stability: the verdict holds in {s['stability']:.0%} of bootstrap resamples of the seeds")
     plan = s.get("plan")
-    if plan:
+    if not plan and s.get("verdict") == "inconclusive":
+        plan = {"why": "its rule has no pre-registered test to plan seeds for" if not c.test else
+                "decided alone, not after the Holm adjustment across the paper's claims: more seeds lower its p"}
+    if plan and "why" in plan:
+        out.append(f"- To decide: no seed count: {plan['why']}")
+    elif plan:
         cost = f", about {plan['cpu_min']} CPU-min" if plan.get("cpu_min") else ""
         if c.test and c.test["kind"] == "interval":
             out.append(f"- To decide: about {plan['seeds']} seeds for the interval to clear the band's nearest edge "

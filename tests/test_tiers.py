@@ -44,3 +44,14 @@ def test_the_cpu_tier_shares_the_smoke_speed_file():
     assert paths("cpu", "results/cpu", "runs/smoke")["speed"] == "results/speed/smoke.json"
     assert paths("smoke", "results", "runs/smoke")["speed"] == "results/speed/smoke.json"
     assert Path(paths("gpu", "results/gpu", "runs/gpu")["speed"]) == Path("results/gpu/speed/gpu.json")
+
+
+def test_an_undecided_claim_without_a_seed_count_says_why():
+    from types import SimpleNamespace
+
+    from claimbench.judge import _no_plan
+
+    hits = SimpleNamespace(test={"kind": "hit_rate", "alpha": 0.05})
+    line = _no_plan(hits, {"chance": [0.37, 0.37, 0.37]})
+    assert "at least 4 cases" in line and "it has 3" in line  # 0.37^3 = 0.051 >= 0.05, 0.37^4 < 0.05
+    assert "per-seed" in _no_plan(SimpleNamespace(test={"kind": "interval"}), {})

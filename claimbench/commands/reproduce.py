@@ -175,7 +175,8 @@ def claim_plans(profile: str, papers: list[str]) -> str:
         if s["verdict"] == "inconclusive" and s.get("plan"):
             pl = s["plan"]
             cost = f", ~{pl['cpu_min']} CPU-min" if pl.get("cpu_min") else ""
-            lines.append(f"  {s['claim']}: {pl['seeds']} seeds per arm ({pl['runs']} runs{cost})")
+            lines.append(f"  {s['claim']}: " + (f"no seed count: {pl['why']}" if "why" in pl else
+                                                 f"{pl['seeds']} seeds per arm ({pl['runs']} runs{cost})"))
     head = "undecided claims and the seeds that would decide them (80% power at the paper's effect):"
     return head + ("\n" + "\n".join(lines) if lines else " none with a plan (no runs yet, or nothing to plan)")
 
