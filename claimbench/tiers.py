@@ -32,19 +32,26 @@ def chain(profile: str, config_dir: Path | None = None) -> tuple[str, ...]:
 
 
 def load_grid(path: str | Path) -> dict:
-    """A grid file (`grid:` entries, optional `data:`) with the files its `include:` names (relative to it)
-    read first: their entries come before its own, its data sets win."""
+    """A grid file (`grid:` entries, optional `data:` and paper sections such as `studies:`) with the files its
+    `include:` names (relative to it) read first: lists are concatenated in that order, mappings merged (its own
+    keys win), other values its own."""
     path = Path(path)
     try:
         cfg = yaml.safe_load(path.read_text()) or {}
     except FileNotFoundError:
         raise ConfigError(f"{path}: grid file not found") from None
-    grid, data = [], {}
-    for rel in cfg.get("include") or []:
-        sub = load_grid(path.parent / rel)
-        grid += sub.get("grid", [])
-        data.update(sub.get("data", {}))
-    return {**cfg, "grid": grid + list(cfg.get("grid") or []), "data": {**data, **(cfg.get("data") or {})}}
+    out: dict = {"grid": [], "data": {}}
+    for part in [*(load_grid(path.parent / rel) for rel in cfg.get("include") or []), cfg]:
+        for key, value in part.items():
+            if key == "include":
+                continue
+            if isinstance(value, list) and isinstance(out.get(key), list):
+                out[key] = out[key] + value
+            elif isinstance(value, dict) and isinstance(out.get(key), dict):
+                out[key] = {**out[key], **value}
+            else:
+                out[key] = value
+    return out
 
 
 def speed_file(profile: str, results_dir: str | Path, config_dir: Path | None = None) -> str:
