@@ -195,6 +195,13 @@ def _check_claim(c: dict, where: str) -> None:
     per_arm |= {f"{p}_{a}" for a in grid_arms for p in PER_ARM} if "metric" in stat else set()
     for i, prem in enumerate(c.get("premises", [])):
         _check_names(prem["holds_if"], known | per_arm, f"{where}.premises[{i}]({prem['name']})")
+        for profile, arms in c["grid"].items() if "interior" in prem else ():
+            for a in prem["interior"]["arms"]:
+                if a not in arms:
+                    raise ConfigError(f"{where}.premises[{i}].interior.arms: '{a}' is not an arm of grid.{profile}")
+                if prem["interior"]["over"] not in arms[a].get("sweep", {}):
+                    raise ConfigError(f"{where}.premises[{i}].interior.over: '{prem['interior']['over']}' is not a "
+                                      f"sweep key of grid.{profile}.{a}")
     for key in [k for k in ("reproduced_if", "not_reproduced_if") if "rule" in c]:
         _check_names(c["rule"][key], known, f"{where}.rule.{key}")
         if "paper_effect" in names_in(c["rule"][key]) and "paper_effect" not in c["rule"]:

@@ -166,3 +166,24 @@ def test_from_file_claims_read_a_file_the_dag_makes():
             continue
         name = Path(c.statistic["path"]).name
         assert name in rules or name.removesuffix(".json") in rules, (c.id, name)
+
+
+def test_interior_premise_names_grid_arms_and_a_sweep_key(tmp_path):
+    """An interior-optimum premise says which arms need their optimum inside the grid and over which sweep key
+    (`interior: {arms, over}`): both checked against every profile's grid, so a grid check can read it."""
+    def premise(interior):
+        return lambda d: d["claims"][0].__setitem__("premises", [{"name": "optimum inside the grid",
+                                                                  "holds_if": "n_a >= 0", "interior": interior}])
+
+    def sweep(d):
+        for arm in d["claims"][0]["grid"]["smoke"].values():
+            arm["sweep"] = {"train.lr": [1e-3, 2e-3, 4e-3]}
+
+    doc = copy.deepcopy(GOOD)
+    sweep(doc)
+    premise({"arms": ["a", "b"], "over": "train.lr"})(doc)
+    assert load_file(_write(tmp_path, doc))[0].premises[0]["interior"]["arms"] == ["a", "b"]
+    msg = _bad(tmp_path, lambda d: (sweep(d), premise({"arms": ["a", "c"], "over": "train.lr"})(d)))
+    assert "interior.arms: 'c'" in msg and "grid.smoke" in msg
+    msg = _bad(tmp_path, lambda d: (sweep(d), premise({"arms": ["a"], "over": "train.steps"})(d)))
+    assert "interior.over: 'train.steps'" in msg

@@ -348,6 +348,13 @@ def test_study_recovers_known_shifts(tmp_path):
     assert [s["estimate"] for s in fl["shift"]] == pytest.approx([0, 0, 0], abs=1e-6)
     assert res["status"] == "ok" and res["n"] == 2
     assert sp["at_edge"] == [False, False, True] and fl["at_edge"] == [False] * 3 and res["at_edge_any"]
+    # a tier's extra grid file read after the profile's (here the FLeRM arm): the same study
+    first, extra = tmp_path / "first.yaml", tmp_path / "extra.yaml"
+    first.write_text(yaml.safe_dump({"grid": grid[:2], "studies": studies}))
+    extra.write_text(yaml.safe_dump({"grid": grid[2:]}))
+    split = run([first, extra], tmp_path / "runs", draws=50)["studies"]["m_width"]
+    assert [s["estimate"] for s in split["arms"]["fl"]["shift"]] == pytest.approx([0, 0, 0], abs=1e-6)
+    assert run(first, tmp_path / "runs", draws=50)["studies"]["m_width"]["status"] == "not_run"  # no FLeRM arm
     (tmp_path / "runs" / next(iter(expand([grid[2]]))) / "result.json").unlink()
     assert run(gfile, tmp_path / "runs", draws=50)["studies"]["m_width"]["status"] == "not_run"
 
@@ -393,19 +400,22 @@ def test_lora_bad_input_is_a_config_error(tmp_path):
         _prepare(tmp_path, 'methods=[{"name": "lora", "rank": 0}]')
 
 
-def test_smoke_grid_lora_checkpoint_is_a_run_of_the_grid():
-    """The LoRA runs name their checkpoint by run id (runs/smoke/<id>/ckpt.pt): it must be a run of the same grid,
-    which the DAG then trains first; a checkpoint no run makes and no file holds is an error."""
+def test_cpu_grid_lora_checkpoint_is_a_run_of_the_grid():
+    """The LoRA runs (the cpu tier's entries, config/papers/flerm.cpu.yaml, on top of the smoke grid) name their
+    checkpoint by run id (runs/smoke/<id>/ckpt.pt): it must be a run of the same tier's grid, which the DAG then
+    trains first; a checkpoint no run makes and no file holds is an error."""
     import yaml
 
     from claimbench.grid import expand
     from methods.flerm.dag import plan
     from methods.flerm.study import scale_value
 
-    runs = expand(yaml.safe_load(open("config/papers/flerm.smoke.yaml"))["grid"])
+    smoke = yaml.safe_load(open("config/papers/flerm.smoke.yaml"))["grid"]
+    assert not plan(expand(smoke)).checkpoints  # the smoke tier has no LoRA runs
+    runs = expand(smoke + yaml.safe_load(open("config/papers/flerm.cpu.yaml"))["grid"])
     p = plan(runs)
     ckpts = set(p.checkpoints.values())
-    assert len(p.checkpoints) == 30 and len(ckpts) == 1
+    assert len(p.checkpoints) == 105 and len(ckpts) == 1  # 7 LRs x 3 seeds x (base + 2 ranks x 2 arms)
     src = next(iter(ckpts)).split("/")[-2]
     assert src in runs and src not in p.checkpoints
     rid = next(r for r in p.checkpoints if r in p.inputs)
@@ -423,7 +433,7 @@ def test_smoke_grid_lora_checkpoint_is_a_run_of_the_grid():
 
 def test_fslr_analysis_ratios_from_runs(tmp_path):
     """Claim 13's numbers: per base run (seed) at the LR closest to the SP base optimum, the first FSLR row of its
-    metrics, read through claimbench.evidence; mean over seeds with a bootstrap interval and n."""
+    metrics, read through claimbench.evidence; mean over seeds with a Student-t interval over seeds and n."""
     from methods.flerm.study import fslr_analysis
 
     mlp = {"inp.weight": 900.0, "blocks.0.layers.0.weight": 20.0, "blocks.1.layers.0.weight": 30.0,
@@ -446,14 +456,45 @@ def test_fslr_analysis_ratios_from_runs(tmp_path):
                     {"step": 50, "flerm/at_step": 50, **{f"flerm/fslr/{n}": 1.0 for n in t}}]
             (d / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     res = {"studies": {"w": {"base_group": "mlp", "arms": {"sp": {"log2_opt": [math.log2(0.0035)]}}}}}
-    out = fslr_analysis(grid, res, tmp_path / "runs", draws=200)
+    out = fslr_analysis(grid, res, tmp_path / "runs")
     assert out["groups"]["mlp"]["lr"] == 0.004  # closest to the optimum; gpt: no study, the grid middle
     assert out["groups"]["mlp"]["step"] == 0 and len(out["groups"]["mlp"]["runs"]) == 3
     ioh = out["input_over_hidden"]
-    assert ioh["estimate"] == pytest.approx(np.mean([900 * (1 + 0.01 * s) / 30 for s in range(3)]))
+    per_seed = [900 * (1 + 0.01 * s) / 30 for s in range(3)]
+    assert ioh["estimate"] == pytest.approx(np.mean(per_seed))
     assert ioh["n"] == 3 and ioh["ci_lo"] < ioh["estimate"] < ioh["ci_hi"]
+    # the t interval over the 3 per-seed values (t(2, 0.95) = 2.92 standard errors), wider than the seeds' range
+    half = 2.919986 * np.std(per_seed, ddof=1) / np.sqrt(3)
+    assert [ioh["ci_lo"], ioh["ci_hi"]] == pytest.approx([np.mean(per_seed) - half, np.mean(per_seed) + half])
+    assert ioh["ci_lo"] < min(per_seed) and ioh["ci_hi"] > max(per_seed)
+    # min_ratio: the smaller mean, its bounds the smaller of the two models' bounds
+    vo = out["vo_over_qk"]
+    assert out["min_ratio"]["ci_lo"] == pytest.approx(min(ioh["ci_lo"], vo["ci_lo"]))
+    assert out["min_ratio"]["ci_hi"] == pytest.approx(min(ioh["ci_hi"], vo["ci_hi"]))
     assert out["vo_over_qk"]["estimate"] == pytest.approx(np.mean([(10 * (1 + 0.01 * s) + 30) / 2 / 2
                                                                     for s in range(3)]))
     assert out["min_ratio"]["estimate"] == pytest.approx(out["vo_over_qk"]["estimate"])
     assert out["placebo_ratio"]["estimate"] == pytest.approx(3.0)  # K over Q (hidden: 40/20 = 2)
     assert "input_over_hidden" not in out["groups"]["gpt"]
+
+
+def test_claims_cpu_arms_are_runs_of_the_cpu_tier():
+    """A claim's `cpu:` arms (c12) are runs of the cpu tier (config/papers/flerm.smoke.yaml + flerm.cpu.yaml, the
+    anchors copied), its smoke arms runs of the smoke grid alone; the cpu file adds no run smoke already has."""
+    import yaml
+
+    from claimbench.claims import load_all
+    from claimbench.grid import expand
+
+    smoke = set(expand(yaml.safe_load(open("config/papers/flerm.smoke.yaml"))["grid"]))
+    cpu = set(expand(yaml.safe_load(open("config/papers/flerm.cpu.yaml"))["grid"]))
+    assert len(smoke) == 246 and len(cpu) == 106 and not smoke & cpu
+    claims = {c.id: c for c in load_all() if c.paper["id"] == "flerm"}
+    for c in claims.values():
+        assert {r for arm in c.arms("smoke").values() for r in arm} <= smoke, c.id
+        assert {r for arm in c.arms("cpu").values() for r in arm} <= smoke | cpu, c.id
+    assert sum(len(a) for a in claims["flerm.c12_lora_rank"].arms("cpu").values()) == 105
+    # every interior-optimum premise names the arms of the claim's grids and their LR sweep
+    for c in claims.values():
+        for prem in (p for p in c.premises if "interior" in p):
+            assert prem["interior"] == {"arms": ["base", "sp", "fl"], "over": "train.lr"}, c.id

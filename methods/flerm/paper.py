@@ -2,8 +2,9 @@
 one record per base LR -> scaled runs (method flerm, `base:` that record) train with the record as an input ->
 `flerm_study` writes the optimal-LR shift tables, figures and verdicts:
   snakemake flerm --profile config/smoke --config 'papers=[flerm]'
-The grid is config/papers/flerm.<profile>.yaml. A changed base run re-makes its record and retrains only the
-scaled runs that read it (the record file is their run input; methods/flerm/dag.py).
+The grid is config/papers/flerm.<profile>.yaml, plus config/papers/flerm.<tier>.yaml where the DAG's config names a
+tier (`tier: cpu`: the LoRA rank study; its entries only, read after the profile's). A changed base run re-makes its
+record and retrains only the scaled runs that read it (the record file is their run input; methods/flerm/dag.py).
 """
 
 from __future__ import annotations
@@ -14,12 +15,24 @@ from claimbench.grid import expand
 from claimbench.papers import Dag, Paper, Plan, Stage, in_repo, register_paper, result_files
 
 
+def grid_files(paper: Paper, d: Dag) -> list[Path]:
+    """The grid files the study reads: the profile's, then the tier's extra entries where a tier is named."""
+    files = [paper.grid_file(d.profile)]
+    tier = d.config.get("tier")
+    if tier and tier != d.profile:
+        files.append(paper.grid_file(str(tier)))
+    return [f for f in files if f is not None] if files[0] is not None else []
+
+
 def dag(paper: Paper, d: Dag) -> Plan:
+    import yaml
+
     from methods.flerm.dag import plan
 
-    on = "flerm" in d.selected and paper.grid_file(d.profile) is not None
+    grids = grid_files(paper, d)
+    on = "flerm" in d.selected and bool(grids)
     fplan = plan(d.runs, str(paper.root))  # every run of the DAG: another paper's grid may use flerm too
-    runs = expand(paper.grid_config(d.profile).get("grid", [])) if on else {}
+    runs = expand([e for g in grids for e in (yaml.safe_load(g.read_text()) or {}).get("grid", [])]) if on else {}
     # the tables own results/<paper>.md once the claims file exists (and link to the stage's summary.md)
     md = f"{d.results}/analysis/flerm/summary.md" if paper.claims_file.is_file() else f"{d.results}/flerm.md"
     record = Stage(
@@ -33,14 +46,15 @@ def dag(paper: Paper, d: Dag) -> Plan:
     )
     study = Stage(
         name="flerm_study",
-        input={"grid": str(paper.grid_path(d.profile)) if on else [], "runs": result_files(d, runs),
+        input={"grid": [str(g) for g in grids] if on else [], "runs": result_files(d, runs),
                "records": sorted(fplan.records)},
         output={"md": md, "js": f"{d.results}/analysis/flerm/transfer.json",
                 "fslr": f"{d.results}/analysis/flerm/fslr.json"},
         params={"runs_dir": lambda w, input: str(Path(input.runs[0]).parent.parent) if input.runs else d.runs_dir,
+                "grids": " ".join(f"--grid {g}" for g in grids),
                 "figures": f"{d.results}/figures/flerm"},
         log=f"{d.results}/logs/flerm_study.log",
-        shell="{params.py} -m methods.flerm.study --grid {input.grid} --runs-dir {params.runs_dir} "
+        shell="{params.py} -m methods.flerm.study {params.grids} --runs-dir {params.runs_dir} "
               "--out {output.js} --md {output.md} --figures {params.figures} --fslr {output.fslr} > {log} 2>&1",
     )
     return Plan(stages=[record, study], aliases={"flerm": [md]},

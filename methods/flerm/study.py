@@ -1,7 +1,8 @@
 """The FLeRM transfer study: optimal-LR shift per scale, SP vs FLeRM, with bootstrap intervals over seeds.
 
-Reads the paper's grid file (config/papers/flerm.<profile>.yaml): entries `flerm:<group>:base` (the base model
-at every LR, the record runs) and `flerm:<study>:<arm>` (arm `sp` or `fl`) sweep `train.lr` and one scale key;
+Reads the paper's grid file (config/papers/flerm.<profile>.yaml; a tier's extra file such as flerm.cpu.yaml may
+follow it: `--grid` repeated, the grid lists concatenated, `studies` merged): entries `flerm:<group>:base` (the base
+model at every LR, the record runs) and `flerm:<study>:<arm>` (arm `sp` or `fl`) sweep `train.lr` and one scale key;
 its `studies:` section gives each study's base group, `across` key (a config key, or `<method>.<option>` such as
 `lora.rank`), scale `values` (first = base) with their `scales` labels, and kind (`width`, `depth` or `rank`).
 Both arms share the base runs as their x1 point, so every shift is measured against the base model's optimum.
@@ -209,11 +210,26 @@ def analyse_study(arms: dict[str, dict[int, dict[int, dict[float, float]]]], n_s
     return out
 
 
-def run(grid_file: Path, runs_dir: Path, store: Path | None = None, draws: int = DRAWS) -> dict:
-    cfg = yaml.safe_load(grid_file.read_text())
-    studies = cfg.get("studies", {})
+def load_grids(grid_files) -> dict:
+    """One grid config from a grid file or several (a tier's extra entries after the profile's grid): the `grid`
+    lists concatenated, the `studies` merged (a later file may add studies), `notes` of the first file."""
+    files = [Path(grid_files)] if isinstance(grid_files, str | Path) else [Path(f) for f in grid_files]
+    out: dict = {"grid": [], "studies": {}, "notes": ""}
+    for i, f in enumerate(files):
+        cfg = yaml.safe_load(f.read_text()) or {}
+        out["grid"] += cfg.get("grid", [])
+        out["studies"].update(cfg.get("studies") or {})
+        if i == 0:
+            out["notes"] = cfg.get("notes", "")
+    out["files"] = [str(f) for f in files]
+    return out
+
+
+def run(grid_file, runs_dir: Path, store: Path | None = None, draws: int = DRAWS) -> dict:
+    cfg = load_grids(grid_file)
+    studies = cfg["studies"]
     data, missing, used = collect(cfg["grid"], studies, runs_dir, store)
-    out: dict = {"grid": str(grid_file), "metric": "final_train_loss", "studies": {}}
+    out: dict = {"grid": " + ".join(cfg["files"]), "metric": "final_train_loss", "studies": {}}
     for name, st in studies.items():
         labels = st["scales"]
         arms = data.get(name, {})
@@ -390,17 +406,18 @@ def _ratios(f0: dict[str, float]) -> dict[str, float]:
     return out
 
 
-def fslr_analysis(grid: list[dict], res: dict, runs_dir: Path, store: Path | None = None,
-                  draws: int = DRAWS, seed: int = 0) -> dict:
+def fslr_analysis(grid: list[dict], res: dict, runs_dir: Path, store: Path | None = None) -> dict:
     """Claim 13 (flerm.c13_fslr_analysis): Adam's per-tensor FSLRs at the first record step of each base run, at the
     base LR closest to its optimum, one value per seed (read through claimbench.evidence). ResMLP: input weight over
     the median hidden weight (paper ~2.3e3 / 64-92); transformer: mean V/O weights over mean Q/K weights (paper
-    65-96 vs 7-9). Each ratio: mean over seeds with a percentile bootstrap interval over seeds and n; `min_ratio`
-    the smaller of the two (resampled independently per model); `placebo_ratio` the largest like-tensor ratio.
-    A seed without a value (no FSLR row) makes the interval undefined (never dropped)."""
+    65-96 vs 7-9). Each ratio: mean over seeds with its Student-t interval over the per-seed values and n (with 3
+    seeds a percentile bootstrap cannot reach beyond the seeds' range and under-covers); `min_ratio` the smaller of
+    the two models' means, `placebo_ratio` the largest like-tensor ratio, each with the interval [min (max) of the
+    models' lower bounds, min (max) of their upper bounds] (both models' means inside their intervals puts the
+    min/max inside it: an intersection-union bound, no resampling). A seed without a value (no FSLR row) makes
+    the interval undefined (never dropped)."""
     out: dict = {"groups": {}, "level": LEVEL, "min_seeds": MIN_SEEDS}
     per_key: dict[str, list[np.ndarray]] = {}
-    rng = np.random.default_rng(seed)
     for entry in grid:
         parts = str(entry.get("name", "")).split(":")
         if len(parts) != 3 or parts[2] != "base" or any(m.get("name") == "lora" for m in entry["methods"][0]):
@@ -423,7 +440,7 @@ def fslr_analysis(grid: list[dict], res: dict, runs_dir: Path, store: Path | Non
         row: dict = {"lr": lr, "step": min((s for s in steps if s is not None), default=None), "runs": runs}
         for k in keys:
             vals = np.array([r.get(k, math.nan) for r in rows], float)
-            row[k] = _boot_mean(vals, rng, draws)
+            row[k] = _t_mean(vals)
             if k in ("input_over_hidden", "vo_over_qk", "placebo_ratio"):
                 per_key.setdefault(k, []).append(vals)
         out["groups"][parts[1]] = row
@@ -432,32 +449,46 @@ def fslr_analysis(grid: list[dict], res: dict, runs_dir: Path, store: Path | Non
                 out.setdefault(k, row[k])
     ratio_vals = per_key.get("input_over_hidden", []) + per_key.get("vo_over_qk", [])
     if ratio_vals:
-        out["min_ratio"] = _boot_combine(ratio_vals, np.min, rng, draws)
+        out["min_ratio"] = _t_combine(ratio_vals, min)
     if per_key.get("placebo_ratio"):
-        out["placebo_ratio"] = _boot_combine(per_key["placebo_ratio"], np.max, rng, draws)
+        out["placebo_ratio"] = _t_combine(per_key["placebo_ratio"], max)
     return out
 
 
-def _boot_mean(vals: np.ndarray, rng: np.random.Generator, draws: int) -> dict:
-    return _boot_combine([vals], np.min, rng, draws)
+def _t_mean(vals: np.ndarray) -> dict:
+    """The mean of per-seed values with its Student-t interval at LEVEL (none below MIN_SEEDS or with a miss)."""
+    from scipy import stats as scipy_stats
+
+    v = np.asarray(vals, float)
+    point = float(np.mean(v))
+    if len(v) < MIN_SEEDS or not np.all(np.isfinite(v)):
+        return {"estimate": point, "ci_lo": math.nan, "ci_hi": math.nan, "n": len(v), "level": LEVEL}
+    if float(np.std(v)) == 0.0:
+        lo = hi = point  # identical seeds: no spread (scipy's t.interval gives NaN at scale 0)
+    else:
+        lo, hi = scipy_stats.t.interval(LEVEL, len(v) - 1, loc=point, scale=float(scipy_stats.sem(v)))
+    return {"estimate": point, "ci_lo": float(lo), "ci_hi": float(hi), "n": len(v), "level": LEVEL,
+            "interval": "t over seeds"}
 
 
-def _boot_combine(groups: list[np.ndarray], how, rng: np.random.Generator, draws: int) -> dict:
-    """how(mean of each group's seeds) with a percentile bootstrap over each group's seeds (independently)."""
-    n = min(len(g) for g in groups)
-    point = float(how([float(np.mean(g)) for g in groups]))
-    if n < MIN_SEEDS or not all(np.all(np.isfinite(g)) for g in groups):
-        return {"estimate": point, "ci_lo": math.nan, "ci_hi": math.nan, "n": int(n), "level": LEVEL}
-    means = np.stack([g[rng.integers(0, len(g), (draws, len(g)))].mean(axis=1) for g in groups])
-    lo, hi = np.quantile(how(means, axis=0), [0.5 - LEVEL / 2, 0.5 + LEVEL / 2])
-    return {"estimate": point, "ci_lo": float(lo), "ci_hi": float(hi), "n": int(n), "level": LEVEL}
+def _t_combine(groups: list[np.ndarray], how) -> dict:
+    """how (min or max) of the groups' seed means, its interval how() of the groups' t bounds (monotone in each
+    mean, so it holds whenever every group's interval does)."""
+    per = [_t_mean(g) for g in groups]
+
+    def bound(key: str) -> float:  # a group without an interval leaves none (NaN never compares away)
+        vals = [p[key] for p in per]
+        return float(how(vals)) if all(math.isfinite(v) for v in vals) else math.nan
+
+    return {"estimate": float(how(p["estimate"] for p in per)), "ci_lo": bound("ci_lo"), "ci_hi": bound("ci_hi"),
+            "n": int(min(p["n"] for p in per)), "level": LEVEL, "interval": "t over seeds, per model"}
 
 
 def fslr_markdown(fs: dict) -> str:
     """Claim 13's table: per base model, the ratios (mean over seeds [bootstrap interval], n)."""
     lines = ["## Function-space LRs of Adam per tensor (claim 13)", "",
              "Per unit LR, at the first record step (after the 41-pass warm-up), base LR closest to the optimum, "
-             f"mean over the base seeds [{LEVEL:.0%} bootstrap interval over seeds]. Paper: ResMLP input 2.3e3 vs "
+             f"mean over the base seeds [{LEVEL:.0%} Student-t interval over seeds]. Paper: ResMLP input 2.3e3 vs "
              "hidden 64-92 (ratio ~30); PostNorm transformer V/O 65-96 vs Q/K 7-9 (ratio ~10). Placebo: the largest "
              "over the smallest of like tensors (hidden weights; Q and K), expected near 1.", "",
              "| model | lr | step | quantity | mean [interval] | n |", "|---|---|---|---|---|---|"]
@@ -473,7 +504,8 @@ def fslr_markdown(fs: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m methods.flerm.study", description=__doc__.split("\n")[0])
-    p.add_argument("--grid", required=True)
+    p.add_argument("--grid", required=True, action="append",
+                   help="the profile's grid file; repeat for a tier's extra grid file (read after it)")
     p.add_argument("--runs-dir", required=True)
     p.add_argument("--store", help="the evidence store, read where the runs directory lacks a run")
     p.add_argument("--out", required=True)
@@ -484,10 +516,10 @@ def main(argv: list[str] | None = None) -> int:
     from claimbench.io import atomic_write_json, atomic_write_text
 
     store = Path(args.store) if args.store else None
-    res = run(Path(args.grid), Path(args.runs_dir), store)
-    notes = (yaml.safe_load(Path(args.grid).read_text()) or {}).get("notes", "")
+    res = run(args.grid, Path(args.runs_dir), store)
+    grid_cfg = load_grids(args.grid)
+    notes = grid_cfg["notes"]
     figures(res, Path(args.figures))
-    grid_cfg = yaml.safe_load(Path(args.grid).read_text())
     made = fslr_figures(grid_cfg["grid"], res, Path(args.figures))
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     atomic_write_json(Path(args.out), res)
