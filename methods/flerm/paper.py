@@ -2,8 +2,8 @@
 one record per base LR -> scaled runs (method flerm, `base:` that record) train with the record as an input ->
 `flerm_study` writes the optimal-LR shift tables, figures and verdicts:
   snakemake flerm --profile config/smoke --config 'papers=[flerm]'
-The grid is config/papers/flerm.<profile>.yaml, plus config/papers/flerm.<tier>.yaml where the DAG's config names a
-tier (`tier: cpu`: the LoRA rank study; its entries only, read after the profile's). A changed base run re-makes its
+The grid is config/papers/flerm.<profile>.yaml (the cpu tier's, flerm.cpu.yaml, includes the smoke grid and adds
+the LoRA rank study). A changed base run re-makes its
 record and retrains only the scaled runs that read it (the record file is their run input; methods/flerm/dag.py).
 """
 
@@ -16,23 +16,18 @@ from claimbench.papers import Dag, Paper, Plan, Stage, in_repo, register_paper, 
 
 
 def grid_files(paper: Paper, d: Dag) -> list[Path]:
-    """The grid files the study reads: the profile's, then the tier's extra entries where a tier is named."""
-    files = [paper.grid_file(d.profile)]
-    tier = d.config.get("tier")
-    if tier and tier != d.profile:
-        files.append(paper.grid_file(str(tier)))
-    return [f for f in files if f is not None] if files[0] is not None else []
+    """The grid file the study reads: the profile's (a tier's file includes the smoke grid it extends)."""
+    f = paper.grid_file(d.profile)
+    return [f] if f is not None else []
 
 
 def dag(paper: Paper, d: Dag) -> Plan:
-    import yaml
-
     from methods.flerm.dag import plan
 
     grids = grid_files(paper, d)
     on = "flerm" in d.selected and bool(grids)
     fplan = plan(d.runs, str(paper.root))  # every run of the DAG: another paper's grid may use flerm too
-    runs = expand([e for g in grids for e in (yaml.safe_load(g.read_text()) or {}).get("grid", [])]) if on else {}
+    runs = expand(paper.grid_config(d.profile).get("grid", [])) if on else {}
     # the tables own results/<paper>.md once the claims file exists (and link to the stage's summary.md)
     md = f"{d.results}/analysis/flerm/summary.md" if paper.claims_file.is_file() else f"{d.results}/flerm.md"
     record = Stage(

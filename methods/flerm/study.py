@@ -38,6 +38,7 @@ from claimbench.config import parse_value
 from claimbench.evidence import RunEvidence, locate, read_run
 from claimbench.grid import expand
 from claimbench.io import atomic_save_png
+from claimbench.tiers import load_grid
 
 LEVEL = 0.90  # two-sided; each side at 5%, the TOST reading of "inside a band"
 MIN_SEEDS = 3  # fewer seeds in a cell: no interval (a bootstrap of 1-2 seeds is no spread)
@@ -216,7 +217,7 @@ def load_grids(grid_files) -> dict:
     files = [Path(grid_files)] if isinstance(grid_files, str | Path) else [Path(f) for f in grid_files]
     out: dict = {"grid": [], "studies": {}, "notes": ""}
     for i, f in enumerate(files):
-        cfg = yaml.safe_load(f.read_text()) or {}
+        cfg = load_grid(f)  # with the files its `include:` names (a tier's file includes the smoke grid)
         out["grid"] += cfg.get("grid", [])
         out["studies"].update(cfg.get("studies") or {})
         if i == 0:
