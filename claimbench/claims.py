@@ -256,6 +256,14 @@ def _check_test(c: dict, where: str, named: list[str]) -> None:
     if (c.get("placebo") or {}).get("from_file") and (kind in ARM_TESTS or c["statistic"]["kind"] != "from_file"):
         raise ConfigError(f"{where}.placebo.from_file: only for a from_file statistic with an interval or hit_rate "
                           "test (an arm test names its placebo's arms)")
+    if (c.get("placebo") or {}).get("metric"):
+        if kind != "interval" or c["statistic"]["kind"] == "from_file" or "metric" not in c["statistic"]:
+            raise ConfigError(f"{where}.placebo.metric: only for a statistic that reads a metric, with an interval "
+                              "test (an arm test names its placebo's arms)")
+        try:
+            check_metric_name(c["placebo"]["metric"])
+        except ConfigError as e:
+            raise ConfigError(f"{where}.placebo.{e}") from None
     if kind == "interval" and (not isinstance(t["band"], list) or len(t["band"]) != 2):
         raise ConfigError(f"{where}.test.band: [low, high]")
 

@@ -55,12 +55,13 @@ def placebo_values(values: dict) -> dict:
 
 
 def placebo(claim, arm_values: dict[str, dict], values: dict) -> H.Outcome | None:
-    """The test on the placebo's runs (another arm against the reference, one arm's seeds split in two, or the
-    block an analysis stage computed on the placebo's runs)."""
+    """The test on the placebo's runs (another arm against the reference, one arm's seeds split in two, the
+    block an analysis stage computed on the placebo's runs, or the statistic on the same runs read off another
+    metric)."""
     pl = claim.placebo
     if not pl:
         return None
-    if "from_file" in pl:
+    if "from_file" in pl or "metric" in pl:
         return run_test(claim, {}, placebo_values(values), relax=True)
     if claim.test["kind"] not in H.ARM_TESTS:
         return None

@@ -96,8 +96,12 @@ def run_study(claim: Claim, profile: str, runs_dir: str | Path, results_dir: str
     # each run's metric value, read once: the statistic and the claim's test both use it
     per_arm = arm_values(stat, evidence) if claim.test or claim.premises or statistic(stat["kind"]).arm_values \
         else {}
+    where = paths(profile, results_dir, runs_dir)
     try:
-        values = compute(stat, evidence, claim.grid_at(profile), paths(profile, results_dir, runs_dir), per_arm)
+        values = compute(stat, evidence, claim.grid_at(profile), where, per_arm)
+        if (claim.placebo or {}).get("metric"):  # the same statistic on the same runs, read off the placebo's metric
+            pv = compute({**stat, "metric": claim.placebo["metric"]}, evidence, claim.grid_at(profile), where)
+            values.update({f"placebo_{k}": pv[k] for k in ("estimate", "ci_lo", "ci_hi", "n") if k in pv})
     except FileNotFoundError as e:
         return {**base, "verdict": "not_run", "why": f"analysis output missing: {e.filename}"}
     except (KeyError, TypeError, ValueError) as e:  # an analysis file without the key the claim reads

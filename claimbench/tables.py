@@ -239,7 +239,8 @@ def _judgement(c: Claim, s: dict) -> list[str]:
     if c.placebo:
         what = f"arms {' vs '.join(c.placebo['arms'])}" if "arms" in c.placebo else \
             f"the seeds of {c.placebo['split']} split in two" if "split" in c.placebo else \
-            c.placebo.get("what", f"'{c.placebo['from_file']}' of the analysis output")
+            c.placebo.get("what") or (f"'{c.placebo['from_file']}' of the analysis output" if "from_file" in c.placebo
+                                      else f"`{c.placebo['metric']}` on the same runs")
         out.append(f"- Placebo ({what}): {s.get('placebo') or '-'}")
         pp = s.get("placebo_plan")
         if pp:

@@ -94,8 +94,9 @@ def test_c3_amplification(claims):
     assert _verdict(c, {}, _mean_values([0.1, -0.1, 0.05])) == "not_reproduced"
 
 
-def test_c4_reduces_jump(claims):
-    c = claims["jreg.c4_reduces_jump"]
+@pytest.mark.parametrize("cid", ["jreg.c4_reduces_jump", "jreg.c4_reduces_jump_wide"])
+def test_c4_reduces_jump(claims, cid):
+    c = claims[cid]
     base = {0: 2.0, 1: 2.1, 2: 1.9}
     assert _verdict(c, {"jreg": {0: 1.1, 1: 1.25, 2: 0.95}, "base": base}, _base_values(base)) == "reproduced"
     null = {"jreg": {0: 2.02, 1: 2.07, 2: 1.93}, "base": base}
@@ -275,3 +276,50 @@ def test_trend_counts_a_diverged_run_as_a_miss(claims):
     one = compute(c.statistic, {"base": [run(0, "ok"), run(1, "ok"), run(2, "diverged")]}, {}, {})
     assert one["misses"] == 1 and one["n"] == 3 and one["per_seed"][2] == 0.0 and one["rho_min"] == 0.0
     assert _verdict(c, {}, one) != "reproduced"
+
+
+def test_c4_wide_reads_a_second_model_size(claims):
+    """The second size: the smoke design at twice the width (cpu tier) and the gpu profile's size M, same test."""
+    c, c4 = claims["jreg.c4_reduces_jump_wide"], claims["jreg.c4_reduces_jump"]
+    same = lambda t: {k: v for k, v in t.items() if k != "note"}  # noqa: E731
+    assert same(c.test) == same(c4.test) and c.statistic == c4.statistic
+    assert c.premises[0]["holds_if"] == "min_base >= 1.5"
+    assert "smoke" not in c.grid and c.entries("cpu")["base"]["set"]["model.n_embd"] == 128
+    assert c4.entries("cpu")["base"]["set"]["model.n_embd"] == 64
+    assert c.entries("gpu")["base"]["set"]["model.n_embd"] == 512 and c.entries("cpu")["base"]["seeds"] == [0, 1, 2]
+
+
+def test_c3_placebo_is_the_trend_of_a_middle_layer(claims):
+    """c3's placebo: the same rho on J's form at the middle layer ceil(L/2) (from jreg/dist/*). J rising while the
+    middle layer's ratio stays flat reproduces; the whole profile drifting the same way is uninformative."""
+    from claimbench.evidence import RunEvidence
+    from claimbench.study import compute
+    from methods.jreg.trend import middle_jump_series
+
+    def run(i: int, mid_rises: bool) -> RunEvidence:
+        ev = RunEvidence(run_id=f"r{i}", run_dir=Path("."), status="ok")
+        rows = []
+        for s in range(10):
+            up = 0.01 * s + 0.006 * ((s * (i + 3)) % 4)  # rising, with seed-dependent dips
+            d = [0.3, 0.1, 0.1 + (up if mid_rises else 0.002 * ((s * (i + 1)) % 3)), 0.1, 0.1, 0.1 + up]
+            rows.append({"step": s, "jreg/jump": d[5] / 0.1 + (up if mid_rises else 0),
+                         **{f"jreg/dist/{j + 1}": x for j, x in enumerate(d)}})
+        ev._metrics = rows
+        return ev
+
+    steps, vals = middle_jump_series(run(0, True), "jreg/jump_at/mid")
+    assert len(steps) == 10 and vals[0] == pytest.approx(0.1 / 0.1)  # d_3 / mean(d_2, d_4, d_5)
+    assert middle_jump_series(run(0, True), "jreg/jump_at/3") == (steps, vals)
+    c = claims["jreg.c3_amplification"]
+    assert c.placebo["metric"] == "metrics:jreg/jump_at/mid"
+
+    def values(mid_rises: bool) -> dict:
+        ev = {"base": [run(i, mid_rises) for i in range(3)]}
+        v = compute(c.statistic, ev, {}, {})
+        pv = compute({**c.statistic, "metric": c.placebo["metric"]}, ev, {}, {})
+        return {**v, **{f"placebo_{k}": pv[k] for k in ("estimate", "ci_lo", "ci_hi", "n")}}
+
+    out = judge(c, {}, values(False), None)
+    assert out["verdict"] == "reproduced" and out["placebo"] == "passed", out
+    out = judge(c, {}, values(True), None)
+    assert out["placebo"] == "uninformative" and out["verdict"] == "inconclusive", out

@@ -31,7 +31,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import yaml
 
 from claimbench import stats
 from claimbench.config import parse_value
