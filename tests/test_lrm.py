@@ -424,6 +424,10 @@ def test_levels_analysis_reports_each_levels_gain_and_the_worst(tmp_path):
     for level, g in gain.items():
         assert out["levels"][level]["gain"] == pytest.approx(g)
     assert out["worst_gain"] == pytest.approx(0.005)
+    # the worst level's paired per-seed gains (the claim's planner reads them) and C14's NONE+LRM vs FULL baseline
+    assert out["worst_level"] == "FULL" and out["per_seed"] == pytest.approx([0.005] * 3)
+    ov = out["overhead"]
+    assert ov["per_seed"] == pytest.approx([-0.02] * 3) and ov["n"] == 3 and ov["tuning_gain"] == pytest.approx(0.0)
     assert out["tuned_file"] == ["results/analysis/lrm/mup_tuned.json"]
     grouped = analysis._grouped({"attn_q": 0.5, "hidden_matrix": 0.5, "norm": 2.0})
     assert grouped == "0.5 (attn_q, hidden_matrix); 2 (norm)"

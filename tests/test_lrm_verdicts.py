@@ -131,6 +131,9 @@ def test_a_diverged_run_is_a_miss_never_dropped(tmp_path):
     arm = p["arms"]["adamw+lrm"]
     assert arm["misses"] == 1 and arm["by_lr"]["0.00566"]["mean"] == math.inf and arm["best_lr"] != 5.66e-3
     assert p["arms"]["adamw"]["best_lr"] == 5.66e-3 and p["arms"]["adamw"]["edge_optimum"] is False
+    # the per-seed paired differences at each arm's best LR, which the t interval and the claim's planner read
+    g = p["gain_muon"]
+    assert g["per_seed"] == pytest.approx([-0.02] * 3) and g["estimate"] == pytest.approx(-0.02)
 
 
 def test_runs_are_read_from_the_evidence_store_when_the_runs_dir_lacks_them(tmp_path):

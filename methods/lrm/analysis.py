@@ -623,6 +623,9 @@ def summary_md(s: dict) -> str:
         lv = s["C10_levels"]
         lines.append(f"| C10 levels | worst level's gain | {fmt(lv['worst_gain'])} [{fmt(lv['worst_ci_lo'])}, "
                      f"{fmt(lv['worst_ci_hi'])}] (n={lv['n']}) |")
+        ov = lv.get("overhead") or {}
+        lines.append(f"| C14 | NONE + LRM minus the FULL-tuned baseline; FULL minus NONE baseline | {iv(ov)}; "
+                     f"{fmt(ov.get('tuning_gain'))} |")
     return "\n".join(lines) + "\n"
 
 
