@@ -334,7 +334,10 @@ REPO = Path(__file__).resolve().parents[1]
 def _smoke_grid() -> dict:
     import yaml
 
-    return yaml.safe_load((REPO / "config" / "papers" / "lrm.smoke.yaml").read_text())
+    # the cpu tier's grid: lrm.smoke.yaml plus lrm.cpu.yaml's added entries (the muP sweep, levels, downstream)
+    from methods.lrm.analysis import load_grids
+
+    return load_grids([str(REPO / "config" / "papers" / f"lrm.{t}.yaml") for t in ("smoke", "cpu")])
 
 
 def _write_result(d: Path, status: str = "ok", loss: float | None = None) -> None:
@@ -421,6 +424,10 @@ def test_levels_analysis_reports_each_levels_gain_and_the_worst(tmp_path):
     for level, g in gain.items():
         assert out["levels"][level]["gain"] == pytest.approx(g)
     assert out["worst_gain"] == pytest.approx(0.005)
+    # the worst level's paired per-seed gains (the claim's planner reads them) and C14's NONE+LRM vs FULL baseline
+    assert out["worst_level"] == "FULL" and out["per_seed"] == pytest.approx([0.005] * 3)
+    ov = out["overhead"]
+    assert ov["per_seed"] == pytest.approx([-0.02] * 3) and ov["n"] == 3 and ov["tuning_gain"] == pytest.approx(0.0)
     assert out["tuned_file"] == ["results/analysis/lrm/mup_tuned.json"]
     grouped = analysis._grouped({"attn_q": 0.5, "hidden_matrix": 0.5, "norm": 2.0})
     assert grouped == "0.5 (attn_q, hidden_matrix); 2 (norm)"
@@ -448,7 +455,7 @@ def test_downstream_proxy_verdicts_and_no_verdict_at_chance(tmp_path, case, expe
     from methods.lrm import downstream
 
     grid = _smoke_grid()
-    pairs = downstream.pairs(grid, "lrm.smoke.yaml")
+    pairs = downstream.pairs(grid, "lrm.cpu.yaml")
     for arms in pairs.values():
         for arm, specs in arms.items():
             for i, rid in enumerate(sorted(specs)):
@@ -466,6 +473,11 @@ def test_downstream_proxy_verdicts_and_no_verdict_at_chance(tmp_path, case, expe
     claims = {c.id: c for c in load_file(REPO / "benchmarks" / "claims" / "lrm.yaml")}
     for cid in ("lrm.c11_downstream_adam", "lrm.c11_downstream_muon", "lrm.c12_tiny"):
         c = claims[cid]
-        paths = {"results": str(tmp_path), "runs_dir": "", "profile": "smoke"}
-        values = compute(c.statistic, {}, c.grid["smoke"], paths)
+        paths = {"results": str(tmp_path), "runs_dir": "", "profile": "cpu"}
+        values = compute(c.statistic, {}, c.grid["cpu"], paths)
         assert judge(c, {}, values, None)["verdict"] == expect, (cid, values)
+    # C13: AdamW+LRM - Muon per seed (0.1 apart here, in either direction): far outside the +-0.0054 'matching' band
+    c = claims["lrm.c13_muon_parity"]
+    values = compute(c.statistic, {}, c.grid["cpu"], {"results": str(tmp_path), "runs_dir": "", "profile": "cpu"})
+    assert len(values["per_seed"]) == (0 if case == "chance" else 3)
+    assert judge(c, {}, values, None)["verdict"] == ("out_of_scope" if case == "chance" else "not_reproduced")

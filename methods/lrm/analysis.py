@@ -236,13 +236,17 @@ def perf(runs: list[Run]) -> dict:
 
     def gain(vec: str, base: str) -> dict:
         if vec not in by or base not in by:
-            return {"estimate": NAN, "ci_lo": NAN, "ci_hi": NAN, "n": 0, "edge_lrm": NAN, "edge_base": NAN}
+            return {"estimate": NAN, "ci_lo": NAN, "ci_hi": NAN, "n": 0, "edge_lrm": NAN, "edge_base": NAN,
+                    "per_seed": []}
         seeds = sorted(set.intersection(*({*c} for a in (vec, base) for c in by[a].values())))
         b = bootstrap(seeds, lambda ss: _best(by[vec], ss)[0] - _best(by[base], ss)[0])
         lv, lb = arms[vec]["best_lr"], arms[base]["best_lr"]
+        per_seed: list[float] = []
         if lv is not None and lb is not None:  # paired by seed at each arm's best LR (the estimate's own LRs)
-            b = seed_mean([by[vec][lv][s] - by[base][lb][s] for s in seeds], b)
-        return {**b, "edge_lrm": int(arms[vec]["edge_optimum"]), "edge_base": int(arms[base]["edge_optimum"]),
+            per_seed = [by[vec][lv][s] - by[base][lb][s] for s in seeds]
+            b = seed_mean(per_seed, b)
+        # per_seed: the paired differences the t interval is over (the engine's stability and seed plan read them)
+        return {**b, "per_seed": per_seed, "edge_lrm": int(arms[vec]["edge_optimum"]), "edge_base": int(arms[base]["edge_optimum"]),
                 "best_lr_lrm": arms[vec]["best_lr"], "best_lr_base": arms[base]["best_lr"],
                 "lrs": sorted(by[vec]), "runs": sorted(arms[vec]["runs"] + arms[base]["runs"])}
 
@@ -447,11 +451,16 @@ def levels(runs: list[Run]) -> dict:
         return max(float(np.mean([by[lv]["lrm"][s] - by[lv]["base"][s] for s in ss])) for lv in LEVELS)
 
     b = bootstrap(seeds, worst) if complete else {"estimate": NAN, "ci_lo": NAN, "ci_hi": NAN, "n": 0}
+    per_seed: list[float] = []
     if complete and seeds:  # paired by seed at the worst level (the estimate's own level)
         lv = max(LEVELS, key=lambda x: float(np.mean([by[x]["lrm"][s] - by[x]["base"][s] for s in seeds])))
-        b = seed_mean([by[lv]["lrm"][s] - by[lv]["base"][s] for s in seeds], b)
-    out.update(worst_gain=b["estimate"], worst_ci_lo=b["ci_lo"], worst_ci_hi=b["ci_hi"], n=b["n"],
+        per_seed = [by[lv]["lrm"][s] - by[lv]["base"][s] for s in seeds]
+        b = seed_mean(per_seed, b)
+        out["worst_level"] = lv
+    # per_seed: the worst level's paired gains, which the t interval is over (the engine's stability and seed plan)
+    out.update(worst_gain=b["estimate"], worst_ci_lo=b["ci_lo"], worst_ci_hi=b["ci_hi"], n=b["n"], per_seed=per_seed,
                **_counts(runs))
+    out["overhead"] = overhead(by)
     none = (out["levels"].get("NONE") or {}).get("base", {}).get("mean")
     out["tuned_minus_none"] = {lv: (r["base"]["mean"] - none if none is not None and r["base"]["mean"] is not None
                                     else NAN) for lv, r in out["levels"].items() if lv != "NONE"}
@@ -462,6 +471,25 @@ def levels(runs: list[Run]) -> dict:
         if path.is_file():
             tuned = json.loads(path.read_text()).get("levels", {})
     out["tuned"] = tuned
+    return out
+
+
+def overhead(by: dict[str, dict[str, dict[int, float]]], tuned: str = "FULL") -> dict:
+    """C14 (tuning overhead): per seed, the val loss of untuned muP + LRM (NONE + LRM) minus that of the fully tuned
+    muP baseline without LRM (FULL), t interval over the seeds (paired by seed); `tuning_gain`, the tuned baseline
+    minus the untuned one (mean over seeds), is the premise: a tuning gain for LRM to replace."""
+    need = [("NONE", "lrm"), ("NONE", "base"), (tuned, "base")]
+    seeds = sorted(set.intersection(*({*by.get(lv, {}).get(a, {})} for lv, a in need)))
+    out: dict[str, Any] = {"estimate": NAN, "ci_lo": NAN, "ci_hi": NAN, "n": len(seeds), "per_seed": [],
+                           "tuning_gain": NAN, "tuned_level": tuned}
+    if not seeds:
+        return out
+    per_seed = [by["NONE"]["lrm"][s] - by[tuned]["base"][s] for s in seeds]
+    b = bootstrap(seeds, lambda ss: float(np.mean([by["NONE"]["lrm"][s] - by[tuned]["base"][s] for s in ss])))
+    out.update({k: v for k, v in seed_mean(per_seed, b).items() if k in ("estimate", "ci_lo", "ci_hi", "n",
+                                                                          "interval")})
+    out["per_seed"] = per_seed
+    out["tuning_gain"] = float(np.mean([by[tuned]["base"][s] - by["NONE"]["base"][s] for s in seeds]))
     return out
 
 
@@ -502,7 +530,9 @@ def claim_files(s: dict) -> dict[str, dict]:
             "c4_residual_norms.json": s["C4"], "c6_symmetry.json": s["C6"], "c7_width.json": s["C7"],
             "c10_perf.json": {"adamw": s["C10"]["gain_adamw"], "muon": s["C10"]["gain_muon"]},
             "c10_levels.json": {k: v for k, v in (s.get("C10_levels") or {"worst_gain": NAN, "worst_ci_lo": NAN,
-                                                                             "worst_ci_hi": NAN, "n": 0}).items()
+                                                                             "worst_ci_hi": NAN, "n": 0,
+                                                                             "per_seed": [],
+                                                                             "overhead": overhead({})}).items()
                                 if k not in ("tuned",)}}
 
 
@@ -593,19 +623,34 @@ def summary_md(s: dict) -> str:
         lv = s["C10_levels"]
         lines.append(f"| C10 levels | worst level's gain | {fmt(lv['worst_gain'])} [{fmt(lv['worst_ci_lo'])}, "
                      f"{fmt(lv['worst_ci_hi'])}] (n={lv['n']}) |")
+        ov = lv.get("overhead") or {}
+        lines.append(f"| C14 | NONE + LRM minus the FULL-tuned baseline; FULL minus NONE baseline | {iv(ov)}; "
+                     f"{fmt(ov.get('tuning_gain'))} |")
     return "\n".join(lines) + "\n"
 
 
+def load_grids(paths: list[str]) -> dict:
+    """One grid config from a tier's files (the cpu tier: lrm.smoke.yaml then lrm.cpu.yaml, which holds only the
+    entries it adds): the `grid` lists concatenated, every other section (mup_sweep, downstream, anchors, data) from
+    the last file that has it."""
+    out: dict = {"grid": []}
+    for p in paths:
+        cfg = yaml.safe_load(Path(p).read_text()) or {}
+        out["grid"] += cfg.get("grid") or []
+        out.update({k: v for k, v in cfg.items() if k != "grid"})
+    return out
+
+
 def grid_cli(description: str, argv: list[str] | None) -> tuple[dict, str, Path, Path, Path | None]:
-    """The lrm analysis stages' shared command line: (grid config, its path, runs dir, output file, evidence store:
-    where a run the runs dir lacks is read from)."""
+    """The lrm analysis stages' shared command line: (grid config, its path(s), runs dir, output file, evidence
+    store: where a run the runs dir lacks is read from). Several --grid files (a tier's) are merged (load_grids)."""
     p = argparse.ArgumentParser(description=description)
-    p.add_argument("--grid", required=True)
+    p.add_argument("--grid", required=True, nargs="+")
     p.add_argument("--runs-dir", required=True)
     p.add_argument("--store", default=None)
     p.add_argument("--out", required=True)
     a = p.parse_args(argv)
-    return (yaml.safe_load(Path(a.grid).read_text()) or {}, a.grid, Path(a.runs_dir), Path(a.out),
+    return (load_grids(a.grid), " + ".join(a.grid), Path(a.runs_dir), Path(a.out),
             Path(a.store) if a.store else None)
 
 

@@ -29,7 +29,7 @@ from claimbench.config import ConfigError
 from claimbench.evidence import locate, read_run
 from claimbench.grid import RunSpec, expand
 from claimbench.io import atomic_write_json
-from methods.lrm.analysis import bootstrap, grid_cli
+from methods.lrm.analysis import bootstrap, grid_cli, seed_mean
 
 METRICS = ("acc_norm", "acc")  # the first an lm-eval task reports (lm-eval's leaderboard convention: acc_norm)
 NAN = float("nan")
@@ -141,8 +141,35 @@ def pair_stats(arms: dict[str, dict[str, RunSpec]], runs_dir: Path, store: Path 
     return out
 
 
+def _by_seed(scores: dict[str, float]) -> dict[str, float]:
+    """{run id: score} -> {seed: score} (a run id ends in -s<seed>)."""
+    return {rid.rsplit("-s", 1)[1]: v for rid, v in scores.items()}
+
+
+def parity(adamw: dict, muon: dict) -> dict:
+    """C13: LRM's downstream gain with AdamW minus the gain of switching AdamW to Muon, per seed: (AdamW+LRM - AdamW)
+    - (Muon - AdamW) = AdamW+LRM - Muon, paired by seed, t interval over seeds. Only where both pairs score on the
+    same tasks above chance (their mean accuracies are then over the same tasks); else NaN, n_above_chance 0."""
+    same = bool(adamw.get("tasks_used")) and adamw.get("tasks_used") == muon.get("tasks_used")
+    out: dict[str, Any] = {"estimate": NAN, "ci_lo": NAN, "ci_hi": NAN, "per_seed": [],
+                           "n_above_chance": len(adamw["tasks_used"]) if same else 0,
+                           "tasks_used": adamw.get("tasks_used") if same else []}
+    vec, mu = _by_seed(adamw["score"].get("vec", {})), _by_seed(muon["score"].get("base", {}))
+    seeds = sorted(set(vec) & set(mu))
+    out["n"] = len(seeds)
+    if not same or not seeds:
+        return out
+    per_seed = [vec[k] - mu[k] for k in seeds]
+    b = bootstrap(seeds, lambda ks: statistics.fmean(vec[k] - mu[k] for k in ks))
+    out.update({k: v for k, v in seed_mean(per_seed, b).items() if k in ("estimate", "ci_lo", "ci_hi", "n")},
+               per_seed=per_seed)
+    return out
+
+
 def analyse(grid_cfg: dict, runs_dir: Path, where: str = "grid", store: Path | None = None) -> dict:
     out = {name: pair_stats(arms, runs_dir, store) for name, arms in pairs(grid_cfg, where).items()}
+    if "adamw" in out and "muon" in out:
+        out["parity"] = parity(out["adamw"], out["muon"])
     out["note"] = ("mean accuracy over the lm-eval tasks the runs are above chance on (mean acc - chance > 2 x mean "
                    "stderr, pooled over both arms); LRM - baseline, paired t interval over seeds; NaN: no task above "
                    "chance")

@@ -19,15 +19,31 @@ CLAIM_FILES = ("c1_norm_slope.json", "c2_projector.json", "c3_mlp_scale.json", "
                "c6_symmetry.json", "c7_width.json", "c10_perf.json", "c10_levels.json")
 
 
+# a tier whose grid file holds only the entries it adds to another tier's (docs/designs.md): cpu = smoke + cpu
+TIER_BASE = {"cpu": "smoke"}
+
+
+def grid_paths(paper: Paper, profile: str) -> list[str]:
+    """The grid files of a profile, in order: the base tier's first where the profile adds to one (the cpu tier:
+    lrm.smoke.yaml, lrm.cpu.yaml); [] when the profile has no grid file of its own."""
+    if paper.grid_file(profile) is None:
+        return []
+    base = TIER_BASE.get(profile)
+    return ([str(paper.grid_path(base))] if base and paper.grid_file(base) else []) + [str(paper.grid_path(profile))]
+
+
 def _grid(paper: Paper, d: Dag):
-    """(on, grid config, muP sweep, the paper's runs), computed once per DAG."""
+    """(on, grid config, muP sweep, the paper's runs, grid files), computed once per DAG."""
     from methods.lrm import mup_sweep
+    from methods.lrm.analysis import load_grids
 
     if "lrm" not in d.cache:
-        on = "lrm" in d.selected and paper.grid_file(d.profile) is not None
-        cfg = paper.grid_config(d.profile) if on else {}
-        sweep = mup_sweep.load_sweep(cfg, str(paper.grid_path(d.profile))) if on else None
-        d.cache["lrm"] = on, cfg, sweep, expand(cfg.get("grid", []) + (mup_sweep.trial_grid(sweep) if sweep else []))
+        files = grid_paths(paper, d.profile) if "lrm" in d.selected else []
+        on = bool(files)
+        cfg = load_grids(files) if on else {}
+        sweep = mup_sweep.load_sweep(cfg, " + ".join(files)) if on else None
+        d.cache["lrm"] = (on, cfg, sweep, expand(cfg.get("grid", []) + (mup_sweep.trial_grid(sweep) if sweep else [])),
+                          files)
     return d.cache["lrm"]
 
 
@@ -39,9 +55,9 @@ def dag(paper: Paper, d: Dag) -> Plan:
     from methods.lrm import mup_sweep
     from methods.lrm.downstream import pairs
 
-    on, cfg, sweep, own = _grid(paper, d)
+    on, cfg, sweep, own, files = _grid(paper, d)
     mup = mup_sweep.plan(d.runs, [sweep] if sweep else [])  # every run of the DAG may read a tuned file
-    grid = str(paper.grid_path(d.profile))
+    grid = " ".join(files)
     out = f"{d.results}/analysis/lrm"
     downstream = f"{out}/c11_downstream.json" if "downstream" in cfg else None
     down_runs = sorted({rid for arms in (pairs(cfg, grid).values() if downstream else []) for specs in arms.values()
