@@ -332,12 +332,11 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def _smoke_grid() -> dict:
-    import yaml
 
-    # the cpu tier's grid: lrm.smoke.yaml plus lrm.cpu.yaml's added entries (the muP sweep, levels, downstream)
+    # the cpu tier's grid: lrm.cpu.yaml includes lrm.smoke.yaml and adds the muP sweep, levels, downstream
     from methods.lrm.analysis import load_grids
 
-    return load_grids([str(REPO / "config" / "papers" / f"lrm.{t}.yaml") for t in ("smoke", "cpu")])
+    return load_grids([str(REPO / "config" / "papers" / "lrm.cpu.yaml")])
 
 
 def _write_result(d: Path, status: str = "ok", loss: float | None = None) -> None:

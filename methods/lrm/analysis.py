@@ -630,12 +630,13 @@ def summary_md(s: dict) -> str:
 
 
 def load_grids(paths: list[str]) -> dict:
-    """One grid config from a tier's files (the cpu tier: lrm.smoke.yaml then lrm.cpu.yaml, which holds only the
-    entries it adds): the `grid` lists concatenated, every other section (mup_sweep, downstream, anchors, data) from
-    the last file that has it."""
+    """One grid config from grid files (a tier's file includes the grid it extends: claimbench.tiers.load_grid);
+    several files: the `grid` lists concatenated, every other section from the last file that has it."""
+    from claimbench.tiers import load_grid
+
     out: dict = {"grid": []}
     for p in paths:
-        cfg = yaml.safe_load(Path(p).read_text()) or {}
+        cfg = load_grid(p)
         out["grid"] += cfg.get("grid") or []
         out.update({k: v for k, v in cfg.items() if k != "grid"})
     return out

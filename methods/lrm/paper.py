@@ -19,17 +19,9 @@ CLAIM_FILES = ("c1_norm_slope.json", "c2_projector.json", "c3_mlp_scale.json", "
                "c6_symmetry.json", "c7_width.json", "c10_perf.json", "c10_levels.json")
 
 
-# a tier whose grid file holds only the entries it adds to another tier's (docs/designs.md): cpu = smoke + cpu
-TIER_BASE = {"cpu": "smoke"}
-
-
 def grid_paths(paper: Paper, profile: str) -> list[str]:
-    """The grid files of a profile, in order: the base tier's first where the profile adds to one (the cpu tier:
-    lrm.smoke.yaml, lrm.cpu.yaml); [] when the profile has no grid file of its own."""
-    if paper.grid_file(profile) is None:
-        return []
-    base = TIER_BASE.get(profile)
-    return ([str(paper.grid_path(base))] if base and paper.grid_file(base) else []) + [str(paper.grid_path(profile))]
+    """The profile's grid file (the cpu tier's includes the smoke grid); [] when the profile has none."""
+    return [str(paper.grid_path(profile))] if paper.grid_file(profile) is not None else []
 
 
 def _grid(paper: Paper, d: Dag):
