@@ -78,7 +78,8 @@ def _judge_file(claim_id: str, files: dict, tmp: Path) -> dict:
     for name, content in files.items():
         (out / name).write_text(json.dumps(content))
     c = CLAIMS[claim_id]
-    values = compute(c.statistic, {}, c.grid.get("smoke", {}), {"results": str(tmp), "runs_dir": "", "profile": "smoke"})
+    values = compute(c.statistic, {}, c.grid.get("smoke", {}),
+                     {"results": str(tmp), "runs_dir": "", "profile": "smoke"})
     return judge(c, {}, values, None)
 
 

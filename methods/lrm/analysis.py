@@ -246,7 +246,8 @@ def perf(runs: list[Run]) -> dict:
             per_seed = [by[vec][lv][s] - by[base][lb][s] for s in seeds]
             b = seed_mean(per_seed, b)
         # per_seed: the paired differences the t interval is over (the engine's stability and seed plan read them)
-        return {**b, "per_seed": per_seed, "edge_lrm": int(arms[vec]["edge_optimum"]), "edge_base": int(arms[base]["edge_optimum"]),
+        return {**b, "per_seed": per_seed, "edge_lrm": int(arms[vec]["edge_optimum"]),
+                "edge_base": int(arms[base]["edge_optimum"]),
                 "best_lr_lrm": arms[vec]["best_lr"], "best_lr_base": arms[base]["best_lr"],
                 "lrs": sorted(by[vec]), "runs": sorted(arms[vec]["runs"] + arms[base]["runs"])}
 
