@@ -24,7 +24,7 @@ from claimbench.verdicts import names_in
 
 REPO = Path(__file__).resolve().parents[1]
 CLAIMS_DIR = REPO / "benchmarks" / "claims"
-PROFILES = ("smoke", "gpu", "paper")
+PROFILES = ("smoke", "cpu", "gpu", "paper")
 
 
 @dataclass

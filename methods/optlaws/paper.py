@@ -2,6 +2,9 @@
 by the claims of benchmarks/claims/optlaws.yaml) + results/analysis/optlaws/summary.md (linked from the paper page
 results/optlaws.md) + figures. Grid entries are named 'optlaws:<family>' / 'optlaws-probe:<family>':
   snakemake --profile config/smoke --config 'papers=[optlaws]' optlaws
+The cpu tier trains the smoke grid plus config/papers/optlaws.cpu.yaml's extra entries (more peak LRs, seeds 1-2
+of every schedule, a divergence probe band); its study reads both files and writes under that tier's results
+directory ({results}), never over the smoke tier's outputs.
 """
 
 from __future__ import annotations
@@ -11,13 +14,27 @@ from pathlib import Path
 from claimbench.grid import expand
 from claimbench.papers import Dag, Paper, Plan, Stage, in_repo, register_paper, result_files
 
+CPU_TIER = "cpu"
+
+
+def grid_paths(paper: Paper, d: Dag) -> list[Path]:
+    """The grid files of the DAG's tier, those that exist: the profile's own, and in the cpu tier (profile `cpu`,
+    or a `tier: cpu` key beside the smoke profile) the smoke grid first (its `study:` block holds the study's
+    constants), then the cpu file's extra entries."""
+    tier = d.config.get("tier") or d.profile
+    names = ["smoke", CPU_TIER] if tier == CPU_TIER else [d.profile]
+    return [p for p in (paper.grid_file(n) for n in names) if p is not None]
+
 
 def dag(paper: Paper, d: Dag) -> Plan:
-    grid = paper.grid_file(d.profile) if "optlaws" in d.selected else None
-    runs = result_files(d, expand(paper.grid_config(d.profile).get("grid", [])) if grid else {})
+    import yaml
+
+    grids = grid_paths(paper, d) if "optlaws" in d.selected else []
+    entries = [e for g in grids for e in (yaml.safe_load(g.read_text()) or {}).get("grid") or []]
+    runs = result_files(d, expand(entries) if grids else {})
     study = Stage(
         name="optlaws_study",
-        input={"grid": str(paper.grid_path(d.profile)), "runs": runs},
+        input={"grid": [str(g) for g in grids] or [str(paper.grid_path(d.profile))], "runs": runs},
         output={"md": f"{d.results}/analysis/optlaws/summary.md", "js": f"{d.results}/optlaws.json"},
         params={"runs_dir": lambda w, input: Path(input.runs[0]).parent.parent,
                 "figures": f"{d.results}/figures/optlaws"},
