@@ -207,20 +207,32 @@ def hit_rate(test: dict, hits: int, chance: list[float], null: list[float] | Non
     if null is not None:
         if len(null) != n + 1:
             raise ValueError(f"a null distribution of {n} cases has {n + 1} entries (got {len(null)})")
-        p = float(min(1.0, sum(null[int(hits):])))
+
+        def sf(h: int) -> float:
+            return float(min(1.0, sum(null[h:])))
+
         expected = float(sum(h * q for h, q in enumerate(null)))
     else:
-        p = poisson_binomial_sf(int(hits), [float(c) for c in chance])
+        def sf(h: int) -> float:
+            return poisson_binomial_sf(h, [float(c) for c in chance])
+
         expected = float(sum(chance))
-    vals = {"hits": int(hits), "cases": n, "chance_hits": expected}
+    p = sf(int(hits))
+    need = next((h for h in range(n + 1) if sf(h) < alpha), None)
+    vals = {"hits": int(hits), "cases": n, "chance_hits": expected, "hits_needed": need, "p_all_hit": sf(n)}
     rate = hits / n
     if p < alpha:
         return Outcome(REPRODUCED, f"{hits}/{n} hits, chance {expected:.2f}: exact p={p:.3g}", rate, p=p,
                        values=vals)
+    reach = (f"these {n} cases cannot reach alpha {alpha:g} even if all hit (p={sf(n):.3g} at {n}/{n})"
+             if need is None else
+             f"these {n} cases cannot reach alpha {alpha:g} unless all hit" if need == n else
+             f"these {n} cases reach alpha {alpha:g} only with >= {need}/{n} hits")
     if hits <= expected:
         return Outcome(NOT_REPRODUCED, f"{hits}/{n} hits, no better than chance ({expected:.2f})", rate, p=p,
                        values=vals)
-    return Outcome(INCONCLUSIVE, f"{hits}/{n} hits, chance {expected:.2f}: p={p:.3g}", rate, p=p, values=vals)
+    return Outcome(INCONCLUSIVE, f"{hits}/{n} hits, chance {expected:.2f}: p={p:.3g}; {reach}", rate, p=p,
+                   values=vals)
 
 
 @register("interval")

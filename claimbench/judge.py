@@ -117,6 +117,10 @@ def judge(claim, arm_values: dict[str, dict], values: dict, cost_s: float | None
                                "cpu_min": round(2 * n * cost_s / 60, 1) if cost_s else None}
     elif claim.test["kind"] == "interval" and isinstance(values.get("per_seed"), list):
         _seed_checks(claim, values["per_seed"], out, o, cost_s)
+    elif claim.test["kind"] == "hit_rate" and out["verdict"] == H.INCONCLUSIVE and o.values.get("cases"):
+        # the planner of a hit-rate test: the hits its cases need for p < alpha (None: more cases are needed)
+        out["plan"] = {"cases": o.values["cases"], "hits_needed": o.values.get("hits_needed"),
+                       "p_all_hit": o.values.get("p_all_hit")}
     if out["verdict"] == H.INCONCLUSIVE and not out["plan"]:
         out["plan"] = {"why": _no_plan(claim, values)}
     return out

@@ -260,7 +260,13 @@ def _judgement(c: Claim, s: dict) -> list[str]:
         out.append(f"- To decide: no seed count: {plan['why']}")
     elif plan:
         cost = f", about {plan['cpu_min']} CPU-min" if plan.get("cpu_min") else ""
-        if c.test and c.test["kind"] == "interval":
+        if "hits_needed" in plan:
+            n, need, alpha = plan["cases"], plan["hits_needed"], (c.test or {}).get("alpha", 0.05)
+            out.append(f"- To decide: these {n} cases cannot reach p < {alpha:g} even if every case hits "
+                       f"(p = {plan['p_all_hit']:.3g} at {n}/{n}): more cases are needed" if need is None else
+                       f"- To decide: p < {alpha:g} needs >= {need}/{n} hits with these {n} cases"
+                       + (" (all of them)" if need == n else ""))
+        elif c.test and c.test["kind"] == "interval":
             out.append(f"- To decide: about {plan['seeds']} seeds for the interval to clear the band's nearest edge "
                        f"({plan['runs']} runs{cost}; 80% power, the observed mean and spread)")
         else:

@@ -262,15 +262,16 @@ def test_scaling_limit_of_a_fitted_law_and_of_a_non_monotone_one():
     assert "failed" in scaling_limit(law, [r for r in runs if r.family != "constant"])
 
 
-def _fake_grid_runs(root: Path) -> None:
-    """Every run of config/papers/optlaws.smoke.yaml as a run directory (no training): an annealing-law loss shape,
-    seed 1 offset by 0.02, probes at peak LR >= 3 diverged at step 60; logged every 20 steps (keeps the fits quick)."""
+def _fake_grid_runs(root: Path, grids: tuple[str, ...] = ("config/papers/optlaws.smoke.yaml",)) -> None:
+    """Every run of config/papers/optlaws.smoke.yaml (or of `grids`) as a run directory (no training): an
+    annealing-law loss shape, seed s offset by 0.02 s, probes at peak LR >= 3 diverged at step 60; logged every 20
+    steps (keeps the fits quick)."""
     from baselines.schedules import from_train_config
     from claimbench.config import load_config
     from claimbench.grid import expand
 
     repo = Path(__file__).resolve().parents[1]
-    grid = expand(yaml.safe_load((repo / "config/papers/optlaws.smoke.yaml").read_text())["grid"])
+    grid = expand([e for g in grids for e in yaml.safe_load((repo / g).read_text())["grid"]])
     for rid, spec in grid.items():
         cfg = load_config(repo / spec.config, list(spec.sets))
         f = from_train_config(cfg.train)
@@ -327,6 +328,76 @@ def test_study_writes_every_key_the_claims_read(tmp_path):
     for cid in ("optlaws.c1_top2", "optlaws.c2_out_of_family"):
         assert verdicts[cid]["test"] == "hit_rate" and len(verdicts[cid]["values"]["chance"]) == verdicts[cid][
             "values"]["n"]
+
+
+def test_cpu_tier_grid_adds_runs_and_the_study_reads_seed_means(tmp_path):
+    """config/papers/optlaws.cpu.yaml holds only runs the smoke grid lacks (59 schedule runs, 21 probes); with the
+    smoke grid they make 4 peak LRs x 7 families x 3 seeds, and every case then reads the mean of its 3 seeds. With
+    the smoke grid alone a case reads seed 0 (only constant and cosine are repeated at 3e-3)."""
+    import methods.optlaws.study as S
+    from claimbench.grid import expand
+
+    smoke, cpu = "config/papers/optlaws.smoke.yaml", "config/papers/optlaws.cpu.yaml"
+    ids = {g: set(expand(yaml.safe_load(Path(g).read_text())["grid"])) for g in (smoke, cpu)}
+    assert len(ids[cpu]) == 80 and not ids[cpu] & ids[smoke]
+    _fake_grid_runs(tmp_path, (smoke, cpu))
+    runs, bad = S.load_runs(Path(cpu), tmp_path)  # the cpu file includes the smoke grid
+    assert len(runs) == 113 and not bad
+    assert S.case_seeds(runs) == {lr: [0, 1, 2] for lr in (1e-3, 3e-3, 5e-3, 1e-2)}
+    finals = S.case_finals(runs)
+    assert all(len(v) == 7 for v in finals.values())
+    seed0 = {(r.family, r.lr): r.final for r in runs if not r.probe and r.seed == 0}
+    for lr, fams in finals.items():  # seeds offset by 0.00, 0.02, 0.04: the mean is seed 0 + 0.02
+        for fam, v in fams.items():
+            assert v == pytest.approx(seed0[fam, lr] + 0.02, abs=1e-9)
+    band = {(r.family, r.lr) for r in runs if r.probe and r.lr in (1.5, 2.0, 2.5)}
+    assert len(band) == 21
+    smoke_runs, _ = S.load_runs(Path(smoke), tmp_path)
+    assert S.case_seeds(smoke_runs) == {1e-3: [0], 3e-3: [0], 1e-2: [0]}
+    assert S.case_finals(smoke_runs)[3e-3]["constant"] == pytest.approx(seed0["constant", 3e-3])
+
+
+@pytest.mark.slow
+def test_cpu_tier_study_scores_4_cases_of_seed_means(tmp_path):
+    """The study on the smoke grid plus the cpu file (synthetic curves): 4 Top-2 cases and 20 out-of-family cases,
+    each of 3-seed means; the cpu arms of C1/C2 are those runs; C1's verdict reads them."""
+    from claimbench.claims import load_all
+    from claimbench.study import run_study as claim_study
+
+    root, res = tmp_path / "runs", tmp_path / "results" / "cpu"
+    grids = ("config/papers/optlaws.smoke.yaml", "config/papers/optlaws.cpu.yaml")
+    _fake_grid_runs(root, grids)
+    assert main(["law", "study", "--grid", grids[1], "--runs-dir", str(root), "--out", str(res / "optlaws.json"),
+                 "--md", str(res / "analysis/optlaws/summary.md"), "--figures", str(res / "figures/optlaws")]) == 0
+    out = json.loads((res / "optlaws.json").read_text())
+    assert out["runs"] == 113 and out["law_runs"] == 28 and not out["not_usable"]
+    assert out["case_seeds"] == {lr: [0, 1, 2] for lr in ("0.001", "0.003", "0.005", "0.01")}
+    assert out["seed_noise"]["pairs"] == 28 and out["seed_noise"]["seeds_min"] == 3
+    for law in ("optlaws", "multipower", "annealing"):
+        assert out["laws"][law]["top2"]["n"] == 4 and out["laws"][law]["out_of_family"]["n"] == 20
+    assert out["laws"]["optlaws"]["divergence"]["n"] == 28 + 8 + 21
+    c1 = next(c for c in load_all() if c.id == "optlaws.c1_top2")
+    s = claim_study(c1, "cpu", root, res)
+    assert s["test"] == "hit_rate" and len(s["values"]["chance"]) == 4, s.get("why")
+
+
+def test_paper_dag_reads_both_grids_in_the_cpu_tier_and_writes_under_its_results():
+    """The study stage of the cpu tier reads the cpu file (which includes the smoke grid and its `study:` constants)
+    and writes under the tier's results directory."""
+    from claimbench.papers import Dag
+    from methods.optlaws.paper import PAPER, dag, grid_paths
+
+    def mk(**cfg):
+        return Dag(config={"papers": ["optlaws"], "runs_dir": "runs/smoke", **cfg}, repo=Path("."), runs={}, data={})
+
+    smoke = mk(profile="smoke", results_dir="results")
+    assert [p.name for p in grid_paths(PAPER, smoke)] == ["optlaws.smoke.yaml"]
+    for d in (mk(profile="cpu", results_dir="results/cpu"),):
+        assert [p.name for p in grid_paths(PAPER, d)] == ["optlaws.cpu.yaml"]
+        st = dag(PAPER, d).stages[0]
+        assert len(st.input["grid"]) == 1 and len(st.input["runs"]) == 113
+        assert all(v.startswith("results/cpu/") for v in st.output.values()) and st.log.startswith("results/cpu/")
+    assert len(dag(PAPER, smoke).stages[0].input["runs"]) == 33
 
 
 def test_law_study_reads_the_evidence_store_with_store(tmp_path, monkeypatch, capsys):

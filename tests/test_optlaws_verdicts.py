@@ -248,3 +248,47 @@ def test_c1_cases_are_independent_and_keep_the_exact_poisson_binomial():
     assert "null" not in out and out["p"] == pytest.approx(S.poisson_binomial_sf(1, [2 / 7, 1 - 10 / 21]))
     assert S.shared_ranking_null(cases) == pytest.approx([(5 / 7) * (10 / 21), 1 - (5 / 7) * (10 / 21)
                                                           - (2 / 7) * (11 / 21), (2 / 7) * (11 / 21)])
+
+
+def test_cases_read_the_mean_of_the_seeds_every_family_ran(monkeypatch):
+    """A case's actual final loss is the mean over the seeds all its schedules ran (the cpu tier's 3 seeds); where
+    only some schedules were repeated (smoke: constant and cosine at 3e-3) it is seed 0, so the schedules of a case
+    stay paired by seed. The law still fits and predicts on seed 0; the case and tie logic is unchanged."""
+    monkeypatch.setitem(S.LAWS, "oracle", _Oracle)
+    # at 1e-3: seed 0 says constant is best by 0.03, seeds 1 and 2 say cosine by 0.06: the mean says cosine
+    finals = {0: {"constant": 4.80, "cosine": 4.83, "linear": 4.95}, 1: {"constant": 4.86, "cosine": 4.80,
+              "linear": 4.95}, 2: {"constant": 4.86, "cosine": 4.80, "linear": 4.95}}
+    runs = [_run(f, 1e-3, v, seed=s) for s, row in finals.items() for f, v in row.items()]
+    # at 3e-3 only constant has seeds 1-2 (a smoke-style repeat): seed 0 alone decides
+    runs += [_run(f, 3e-3, v) for f, v in (("constant", 4.80), ("cosine", 4.83), ("linear", 4.95))]
+    runs += [_run("constant", 3e-3, 4.70, seed=s) for s in (1, 2)]
+    assert S.case_seeds(runs) == {1e-3: [0, 1, 2], 3e-3: [0]}
+    got = S.case_finals(runs)
+    assert got[1e-3]["constant"] == pytest.approx(4.84) and got[1e-3]["cosine"] == pytest.approx(4.81)
+    assert got[3e-3] == {"constant": 4.80, "cosine": 4.83, "linear": 4.95}
+    _Oracle.pred = {"cosine": 1.0, "constant": 2.0, "linear": 3.0}
+    t = S.out_of_family("oracle", runs, 0.01, 0)
+    assert all(c["hit"] == lr.endswith("0.001") for lr, c in t["cases"].items())  # cosine: best only in the mean
+    assert {c["tied_best"][0] for k, c in t["cases"].items() if k.endswith("0.001")} == {"cosine"}
+    # a diverged seed makes the schedule's mean +inf: never best
+    runs[1] = _run("cosine", 1e-3, math.inf, "diverged", seed=0)
+    assert S.case_finals(runs)[1e-3]["cosine"] == math.inf
+
+
+def test_hit_rate_says_which_hits_its_cases_need():
+    """An undecided hit-rate claim says why: smoke's 3 cases cannot reach alpha 0.05 unless all hit; the cpu tier's 4
+    cases need 4/4; and the planner (judge's plan, the paper page, `claimbench plan`) carries the same numbers."""
+    from claimbench.tables import _judgement
+
+    c = _claims()["optlaws.c1_top2"]
+    v = judge(c, {}, _hit_values(2, [2 / 7] * 3), None)
+    assert v["verdict"] == "inconclusive" and "3 cases cannot reach alpha 0.05 unless all hit" in v["why"]
+    assert v["plan"] == {"cases": 3, "hits_needed": 3, "p_all_hit": pytest.approx((2 / 7) ** 3)}
+    assert any("needs >= 3/3 hits with these 3 cases (all of them)" in line for line in _judgement(c, v))
+    v = judge(c, {}, _hit_values(3, [0.4] * 3), None)  # wide ties: even 3/3 is p = 0.064
+    assert v["verdict"] == "inconclusive" and "even if all hit" in v["why"] and v["plan"]["hits_needed"] is None
+    assert any("more cases are needed" in line for line in _judgement(c, v))
+    v = judge(c, {}, _hit_values(3, [2 / 7] * 4), None)  # the cpu tier's 4 cases
+    assert v["verdict"] == "inconclusive" and v["plan"]["hits_needed"] == 4
+    assert judge(c, {}, _hit_values(4, [2 / 7] * 4), None)["verdict"] == "reproduced"
+    assert judge(c, {}, _hit_values(3, [2 / 7] * 3), None)["plan"] is None  # decided: nothing to plan

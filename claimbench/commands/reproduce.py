@@ -174,10 +174,17 @@ def claim_plans(profile: str, papers: list[str]) -> str:
     for s in studies:
         if s["verdict"] == "inconclusive" and s.get("plan"):
             pl = s["plan"]
+            if "hits_needed" in pl:  # a hit-rate test: the hits its cases need, or more cases
+                n, need = pl["cases"], pl["hits_needed"]
+                lines.append(f"  {s['claim']}: {n} cases cannot reach alpha even if all hit: more cases needed"
+                             if need is None else f"  {s['claim']}: needs >= {need}/{n} hits with these {n} cases"
+                             + (" (all of them)" if need == n else ""))
+                continue
             cost = f", ~{pl['cpu_min']} CPU-min" if pl.get("cpu_min") else ""
             lines.append(f"  {s['claim']}: " + (f"no seed count: {pl['why']}" if "why" in pl else
                                                  f"{pl['seeds']} seeds per arm ({pl['runs']} runs{cost})"))
-    head = "undecided claims and the seeds that would decide them (80% power at the paper's effect):"
+    head = ("undecided claims and the seeds that would decide them (80% power at the paper's effect; hit-rate "
+            "claims: the hits their cases need):")
     return head + ("\n" + "\n".join(lines) if lines else " none with a plan (no runs yet, or nothing to plan)")
 
 

@@ -39,7 +39,7 @@ def _sl(sl: dict, tag: str = "") -> str:
 def markdown(res: dict, figures: list[Path], json_path: Path, md_path: Path | None = None) -> str:
     laws, noise, pl = res["laws"], res["seed_noise"], res["placebo"]
     lines = [
-        "# Opt-Laws: loss laws over LR schedules (smoke)",
+        "# Opt-Laws: loss laws over LR schedules",
         "",
         "Opt-Laws' functional form is not public: **Opt-Laws (reconstructed)** is the suite's SDE-feature stand-in",
         "(methods/optlaws/optlaws_reconstructed.py), not the paper's law. Multi-Power Law (Luo et al. 2025) and the",
@@ -50,7 +50,10 @@ def markdown(res: dict, figures: list[Path], json_path: Path, md_path: Path | No
         f"**Runs.** {res['runs']} usable runs ({res['law_runs']} seed-0 schedule runs, "
         f"{res.get('diverged_law_runs', 0)} of them diverged and scored as misses), "
         f"{res.get('train_wall_s_sum', 0.0):.0f} s of training in total (sum of result.json wall_s)"
-        + (f"; not usable: {', '.join(res['not_usable'])}" if res.get("not_usable") else "") + ".",
+        + (f"; not usable: {', '.join(res['not_usable'])}" if res.get("not_usable") else "") + ". "
+        + "A case's final loss per schedule is the mean over the seeds every schedule of its peak LR ran ("
+        + ", ".join(f"{lr}: seed{'s' if len(s) > 1 else ''} {', '.join(map(str, s))}"
+                    for lr, s in (res.get("case_seeds") or {}).items()) + "); the laws fit the seed-0 runs.",
         "",
         f"**Tie band.** {res['tie_nats']:g} nats, fixed in the grid file ({res['settings'].get('tie_reason', '')}). "
         f"**Seed noise** (reported; it sets no threshold): {noise['pairs']} repeated groups, at least "

@@ -14,6 +14,9 @@ bootstrap draws), never computed from the runs:
   1 - C(n - m, k) / C(n, k) (n candidates, m tied-best); hits over independent cases (one per peak LR) are scored
   against the exact Poisson-binomial chance distribution (claimbench.hypotheses), hits over cases that share a
   peak LR's ranking against the exact permutation null over those rankings (`shared_ranking_null`);
+- a case's actual final loss per schedule: the mean over the seeds that every schedule of its peak LR was run
+  with (`case_finals`; one seed, seed 0, where only some schedules were repeated, so the schedules of a case stay
+  paired by seed); a diverged seed makes the mean +inf. The laws are fitted and predict on the seed-0 runs;
 - Top-2 (C1): a case is a peak LR; fit on the other peak LRs, hit if a tied-best schedule is among the two
   predicted best; a failed fit is a miss;
 - out-of-family (C2): leave one family out of the fit (5 settings) and, at every peak LR, hit if the
@@ -40,13 +43,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import yaml
 
 from claimbench import evidence
 from claimbench.config import ConfigError
 from claimbench.grid import expand
 from claimbench.hypotheses import poisson_binomial_sf
 from claimbench.io import atomic_save_png, atomic_write_text
+from claimbench.tiers import load_grid
 from methods.optlaws.base import LAW_ORDER, LAWS, FitError, Law
 from methods.optlaws.curves import Curve, CurveError, _lrs_from_config, read_run, schedule
 from methods.optlaws.selection import ThresholdRule, f1
@@ -120,10 +123,17 @@ def _curve(ev: evidence.RunEvidence) -> Curve:
         return Curve(ev.run_id, lrs, np.array([], int), np.array([], float), str(ev.run_dir), dict(ev.result))
 
 
-def load_runs(grid_path: Path, runs_dir: Path, store: Path | None = None) -> tuple[list[Run], list[str]]:
-    """(usable runs: ok and diverged, the ids of runs that failed or are missing) of the grid."""
+def grid_entries(grids: Path | list[Path]) -> list[dict]:
+    """The grid entries of one grid file or of several (a tier's extra entries after the smoke grid's)."""
+    paths = [grids] if isinstance(grids, (str, Path)) else list(grids)
+    return [e for g in paths for e in load_grid(g).get("grid") or []]  # a tier's file includes the smoke grid
+
+
+def load_runs(grids: Path | list[Path], runs_dir: Path, store: Path | None = None) -> tuple[list[Run], list[str]]:
+    """(usable runs: ok and diverged, the ids of runs that failed or are missing) of the grid (or grids: a run
+    listed by two of them is read once)."""
     runs, unusable = [], []
-    for rid, spec in expand(yaml.safe_load(grid_path.read_text())["grid"]).items():
+    for rid, spec in expand(grid_entries(grids)).items():
         kind, fam = spec.meta["group"].split(":", 1)
         sets = dict(s.split("=", 1) for s in spec.sets)
         ev = evidence.read_run(evidence.locate(rid, runs_dir, store))
@@ -250,14 +260,44 @@ def summarize_cases(cases: dict[str, dict]) -> dict:
     return out
 
 
-def _groups(base: list[Run]) -> dict[float, dict[str, float]]:
-    return {lr: {r.family: r.final for r in base if r.lr == lr} for lr in sorted({r.lr for r in base})}
+def case_seeds(runs: list[Run]) -> dict[float, list[int]]:
+    """Per peak LR, the seeds its cases average: those every schedule family at that LR was run with (probes
+    excluded), so the schedules of a case stay paired by seed. Where only some families were repeated (the smoke
+    grid's seed-noise repeats) that is seed 0 alone."""
+    by: dict[float, dict[str, set[int]]] = {}
+    for r in runs:
+        if not r.probe:
+            by.setdefault(r.lr, {}).setdefault(r.family, set()).add(r.seed)
+    return {lr: sorted(set.intersection(*fams.values())) for lr, fams in sorted(by.items())}
 
 
-def top2(law_name: str, base: list[Run], tie: float, seed: int) -> dict:
-    """C1: one case per peak LR, the law fitted on the runs of the other peak LRs."""
+def case_finals(runs: list[Run]) -> dict[float, dict[str, float]]:
+    """Per peak LR, each family's actual final loss: the mean over the LR's common seeds (`case_seeds`); a diverged
+    seed makes it +inf (never best). With one seed per run this is the run's final loss: the case and tie logic
+    reads these numbers whatever the seeds."""
+    seeds = case_seeds(runs)
+    out: dict[float, dict[str, float]] = {}
+    for lr, common in seeds.items():
+        vals: dict[str, list[float]] = {}
+        for r in runs:
+            if not r.probe and r.lr == lr and r.seed in common:
+                vals.setdefault(r.family, []).append(r.final)
+        out[lr] = {fam: (math.inf if not all(math.isfinite(x) for x in v) else float(np.mean(v)))
+                   for fam, v in sorted(vals.items())}
+    return out
+
+
+def _law_runs(runs: list[Run]) -> list[Run]:
+    """The runs the laws are fitted on and predict: seed 0 of every schedule (probes excluded)."""
+    return [r for r in runs if not r.probe and r.seed == 0]
+
+
+def top2(law_name: str, runs: list[Run], tie: float, seed: int) -> dict:
+    """C1: one case per peak LR, the law fitted on the seed-0 runs of the other peak LRs; the case's actual final
+    losses are its seed means (`case_finals`)."""
     cases = {}
-    for lr, actual in _groups(base).items():
+    base = _law_runs(runs)
+    for lr, actual in case_finals(runs).items():
         law, err = _fit(law_name, _fitted([r for r in base if r.lr != lr]), seed)
         if law is None:
             case = score_case(actual, [], tie, 2)
@@ -269,10 +309,12 @@ def top2(law_name: str, base: list[Run], tie: float, seed: int) -> dict:
     return summarize_cases(cases)
 
 
-def out_of_family(law_name: str, base: list[Run], tie: float, seed: int) -> dict:
-    """C2: leave one family out of the fit; at every peak LR, is the predicted best family tied-best?"""
+def out_of_family(law_name: str, runs: list[Run], tie: float, seed: int) -> dict:
+    """C2: leave one family out of the fit (seed-0 runs); at every peak LR, is the predicted best family tied-best
+    (actual final losses: the case's seed means, `case_finals`)?"""
     cases = {}
-    groups = _groups(base)
+    base = _law_runs(runs)
+    groups = case_finals(runs)
     for fam in OUT_OF_FAMILY:
         law, err = _fit(law_name, _fitted([r for r in base if r.family != fam]), seed)
         for lr, actual in groups.items():
@@ -286,10 +328,10 @@ def out_of_family(law_name: str, base: list[Run], tie: float, seed: int) -> dict
     return summarize_cases(cases)
 
 
-def fixed_pick(base: list[Run], tie: float, pick: list[str], k: int, repeat: int = 1) -> dict:
+def fixed_pick(runs: list[Run], tie: float, pick: list[str], k: int, repeat: int = 1) -> dict:
     """The placebo: the same schedules picked in every case, whatever the runs. `repeat` copies each peak-LR case
     (C2 scores every peak LR once per left-out family). Also the best fixed pick over all choices (after the fact)."""
-    groups = _groups(base)
+    groups = case_finals(runs)
 
     def score(names: list[str]) -> dict:
         cases = {f"{i}@{lr:g}": score_case(actual, [s for s in names if s in actual], tie, k)
@@ -297,7 +339,7 @@ def fixed_pick(base: list[Run], tie: float, pick: list[str], k: int, repeat: int
         return summarize_cases(cases)
 
     out = score(list(pick))
-    families = sorted({r.family for r in base})
+    families = sorted({r.family for r in runs if not r.probe})
     best = min((score(list(c)) | {"pick": list(c)} for c in itertools.combinations(families, k)),
                key=lambda s: (s["p"] if s["p"] is not None else 1.0, -s["hits"]), default=None)
     return {**out, "pick": list(pick),
@@ -427,20 +469,26 @@ def scaling_limit(law: Law | None, runs: list[Run], extend: int = 10, points: in
     return out
 
 
-def run_study(grid: Path, runs_dir: Path, out: Path, md: Path, figures: Path, seed: int = 0,
+def run_study(grid: Path | list[Path], runs_dir: Path, out: Path, md: Path, figures: Path, seed: int = 0,
               store: Path | None = None) -> dict:
+    """The study over the runs of `grid`: one grid file, or several (the cpu tier: the smoke grid, whose `study:`
+    block holds the settings, then the tier's extra entries)."""
     import torch
 
     torch.set_num_threads(1)
-    cfg = settings(yaml.safe_load(grid.read_text()), str(grid))
-    runs, unusable = load_runs(grid, runs_dir, store)
-    base = [r for r in runs if not r.probe and r.seed == 0]
+    grids = [Path(grid)] if isinstance(grid, (str, Path)) else [Path(g) for g in grid]
+    cfg = settings(load_grid(grids[0]), str(grids[0]))
+    runs, unusable = load_runs(grids, runs_dir, store)
+    base = _law_runs(runs)
+    sched = [r for r in runs if not r.probe]
     tie, draws, bseed = cfg["tie_nats"], cfg["bootstrap_draws"], cfg["bootstrap_seed"]
-    result: dict = {"grid": str(grid), "settings": cfg, "tie_nats": tie, "runs": len(runs), "law_runs": len(base),
+    result: dict = {"grid": str(grids[0]) if len(grids) == 1 else [str(g) for g in grids], "settings": cfg,
+                    "tie_nats": tie, "runs": len(runs), "law_runs": len(base),
                     "diverged_law_runs": sum(r.status == "diverged" for r in base), "not_usable": unusable,
+                    "case_seeds": {f"{lr:g}": s for lr, s in case_seeds(runs).items()},
                     "seed_noise": seed_noise(runs),
-                    "placebo": {"top2": fixed_pick(base, tie, cfg["fixed_pick_top2"], 2),
-                                "out_of_family": fixed_pick(base, tie, [cfg["fixed_pick_best"]], 1,
+                    "placebo": {"top2": fixed_pick(sched, tie, cfg["fixed_pick_top2"], 2),
+                                "out_of_family": fixed_pick(sched, tie, [cfg["fixed_pick_best"]], 1,
                                                             repeat=len(OUT_OF_FAMILY))},
                     "laws": {}}
     for name in LAW_ORDER:
@@ -449,8 +497,8 @@ def run_study(grid: Path, runs_dir: Path, out: Path, md: Path, figures: Path, se
             "label": LAWS[name].label,
             "exact": LAWS[name].exact,
             "held_out": held_out(name, base, seed, draws, bseed),
-            "top2": top2(name, base, tie, seed),
-            "out_of_family": out_of_family(name, base, tie, seed),
+            "top2": top2(name, sched, tie, seed),
+            "out_of_family": out_of_family(name, sched, tie, seed),
             "divergence": divergence(full, runs, draws, bseed),
             "scaling_limit": scaling_limit(full, runs),
             "full_fit": {"failed": err} if full is None else {"params": full.params, "info": full.info},
