@@ -62,7 +62,10 @@ def placebo(claim, arm_values: dict[str, dict], values: dict) -> H.Outcome | Non
     if not pl:
         return None
     if "from_file" in pl or "metric" in pl:
-        return run_test(claim, {}, placebo_values(values), relax=True)
+        pv = placebo_values(values)
+        if pv.get("n") == 0:  # the analysis had no placebo runs (e.g. one LR only): unchecked, never "passed"
+            return H.Outcome("unchecked", pv.get("reason") or "no placebo runs at this tier", values={"have": 0})
+        return run_test(claim, {}, pv, relax=True)
     if claim.test["kind"] not in H.ARM_TESTS:
         return None
     if "arms" in pl:
@@ -90,7 +93,9 @@ def judge(claim, arm_values: dict[str, dict], values: dict, cost_s: float | None
     o = run_test(claim, arm_values, values)
     out.update(verdict=o.verdict, why=o.why, p=o.p, estimate=o.estimate, ci=[o.ci_lo, o.ci_hi], outcome=o.values)
     pl = placebo(claim, arm_values, values)
-    if pl is not None and pl.verdict == "unchecked":
+    if pl is not None and pl.verdict == "unchecked" and "split" not in claim.placebo:
+        out["placebo"] = f"unchecked ({pl.why})"
+    elif pl is not None and pl.verdict == "unchecked":
         out["placebo"] = f"unchecked ({pl.values['have']} seeds; the split needs >= {SPLIT_SEEDS})"
         out["placebo_plan"] = {"arm": claim.placebo["split"], "seeds": SPLIT_SEEDS, "have": pl.values["have"]}
     elif pl is not None:

@@ -134,9 +134,15 @@ def test_nowarmup_crash_claim_reuses_the_smoke_profile_runs():
     paper_runs = set(expand(grid["grid"]))
     by_id = {c.id: c for c in load_all(CLAIMS_DIR)}
     for cid in ("nowarmup.crash", "nowarmup.sigma_growth", "nowarmup.sec_concentration", "nowarmup.parity_gpt",
-                "nowarmup.malignant_collapse", "nowarmup.tau_band", "nowarmup.cost"):
+                "nowarmup.malignant_collapse", "nowarmup.adamw2_sigma", "nowarmup.adamw2_sec",
+                "nowarmup.adamw2_collapse", "nowarmup.cost"):
         claim_runs = {rid for specs in by_id[cid].arms("smoke").values() for rid in specs}
         assert claim_runs and claim_runs <= paper_runs, cid
+    # tau_band's tau 1.0 runs are in the cpu tier only (config/papers/nowarmup.cpu.yaml): nothing at smoke
+    cpu_runs = set(expand(yaml.safe_load((REPO / "config" / "papers" / "nowarmup.cpu.yaml").read_text())["grid"]))
+    assert not by_id["nowarmup.tau_band"].arms("smoke")
+    tau_runs = {rid for specs in by_id["nowarmup.tau_band"].arms("cpu").values() for rid in specs}
+    assert tau_runs and tau_runs <= paper_runs | cpu_runs
 
 
 @pytest.mark.parametrize("paper", ["lrm", "flerm"])

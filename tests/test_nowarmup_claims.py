@@ -131,7 +131,7 @@ def test_malignant_collapse_band():
 def test_cost_is_never_decided_without_a_speed_suite_interval():
     c = CLAIMS["nowarmup.cost"]
     # the speed suite's output (results/speed/<profile>.json), not tokens/s of runs
-    assert c.statistic["kind"] == "from_file" and c.statistic["path"] == "{results}/speed/{profile}.json"
+    assert c.statistic["kind"] == "from_file" and c.statistic["path"] == "{speed}"
     assert c.statistic["key"] == "overheads.adamw2.overhead" and c.statistic["values"] == {"n": "overheads.adamw2.n"}
     # a point estimate without an interval: out of scope, naming the speed suite
     out = judge(c, {}, {"estimate": 0.039, "ci_lo": math.nan, "ci_hi": math.nan, "n": math.nan}, None)
@@ -156,3 +156,43 @@ def test_malignant_collapse_placebo_from_the_analysis():
     assert j["verdict"] == "reproduced" and j["placebo"] == "passed"
     j = judge(c, {}, {**real, **lr_too}, None)
     assert j["verdict"] == "inconclusive" and j["placebo"] == "uninformative"
+
+
+def test_adamw2_sigma_band_premise_and_placebo():
+    """AdamW^2 against plain no-warmup AdamW: the 10x band of sigma_growth; out of scope when no-warmup AdamW is
+    shown to have no runaway (sigma_growth's interval below 10x); uninformative when warmup/AdamW^2 is 10x too."""
+    c = CLAIMS["nowarmup.adamw2_sigma"]
+    run_away = {"growth_estimate": 30.0, "growth_ci_hi": 60.0}
+    calm = {"placebo_estimate": 1.2, "placebo_ci_lo": 0.9, "placebo_ci_hi": 1.6, "placebo_n": 6}
+    hit = {"estimate": 25.0, "ci_lo": 12.0, "ci_hi": 50.0, "n": 6}
+    j = judge(c, {}, {**hit, **run_away, **calm}, None)
+    assert j["verdict"] == "reproduced" and j["placebo"] == "passed", j
+    assert judge(c, {}, {"estimate": 1.5, "ci_lo": 1.1, "ci_hi": 2.0, "n": 6, **run_away, **calm},
+                 None)["verdict"] == "not_reproduced"
+    no_runaway = {"growth_estimate": 1.6, "growth_ci_hi": 3.0}
+    assert judge(c, {}, {**hit, **no_runaway, **calm}, None)["verdict"] == OUT_OF_SCOPE
+    shrinks = {"placebo_estimate": 20.0, "placebo_ci_lo": 11.0, "placebo_ci_hi": 40.0, "placebo_n": 6}
+    j = judge(c, {}, {**hit, **run_away, **shrinks}, None)
+    assert j["verdict"] == "inconclusive" and j["placebo"] == "uninformative"
+
+
+def test_adamw2_sec_directional_with_split_placebo():
+    c = CLAIMS["nowarmup.adamw2_sec"]
+    plain = [0.85, 0.88, 0.82, 0.86, 0.84, 0.87]
+    spread = judge(c, {"adamw2": _arm([p - 0.3 - 0.01 * i for i, p in enumerate(plain)]), "nowarmup": _arm(plain)},
+                   {}, None)
+    assert spread["verdict"] == "reproduced" and spread["placebo"] == "passed", spread
+    same = judge(c, {"adamw2": _arm([p + d for p, d in zip(plain, (0.01, -0.02, 0.0, 0.01, -0.01, 0.0),
+                                                               strict=True)]), "nowarmup": _arm(plain)}, {}, None)
+    assert same["verdict"] != "reproduced"
+
+
+def test_adamw2_collapse_band_and_placebo():
+    c = CLAIMS["nowarmup.adamw2_collapse"]
+    real = {"estimate": 0.5, "ci_lo": 0.2, "ci_hi": 0.8, "n": 12}
+    calm = {"placebo_estimate": 0.0, "placebo_ci_lo": -0.2, "placebo_ci_hi": 0.2, "placebo_n": 12}
+    assert judge(c, {}, {**real, **calm}, None)["verdict"] == "reproduced"
+    assert judge(c, {}, {"estimate": -0.4, "ci_lo": -0.6, "ci_hi": -0.1, "n": 12, **calm},
+                 None)["verdict"] == "not_reproduced"
+    fewer_anyway = {"placebo_estimate": 0.5, "placebo_ci_lo": 0.2, "placebo_ci_hi": 0.8, "placebo_n": 12}
+    assert judge(c, {}, {**real, **fewer_anyway}, None)["placebo"] == "uninformative"

@@ -128,7 +128,8 @@ def test_study_end_to_end_on_written_runs(tmp_path):
 
 
 def test_every_smoke_claim_trains_inside_the_papers_grid():
-    """The DAG's `nowarmup` target trains what every smoke claim of the paper reads, vision parity included."""
+    """The DAG's `nowarmup` target trains what every smoke claim of the paper reads; the cpu tier's claims read
+    the smoke grid plus nowarmup.cpu.yaml (vision parity and tau_band there only)."""
     from pathlib import Path
 
     from claimbench.claims import load_file
@@ -136,13 +137,81 @@ def test_every_smoke_claim_trains_inside_the_papers_grid():
 
     repo = Path(__file__).resolve().parents[1]
     grid = yaml.safe_load((repo / "config" / "papers" / "nowarmup.smoke.yaml").read_text())["grid"]
-    paper_runs = set(expand(grid))
+    extra = yaml.safe_load((repo / "config" / "papers" / "nowarmup.cpu.yaml").read_text())["grid"]
+    paper_runs, cpu_runs = set(expand(grid)), set(expand(extra))
+    assert len(paper_runs) == 18 and len(cpu_runs) == 42 and not paper_runs & cpu_runs
     claims = load_file(repo / "benchmarks" / "claims" / "nowarmup.yaml")
     smoke = [c for c in claims if c.arms("smoke")]
-    assert {"nowarmup.parity_vit", "nowarmup.parity_swin", "nowarmup.crash"} <= {c.id for c in smoke}
+    assert {"nowarmup.crash", "nowarmup.parity_gpt", "nowarmup.sigma_growth", "nowarmup.sec_concentration",
+            "nowarmup.malignant_collapse", "nowarmup.adamw2_sigma", "nowarmup.adamw2_sec",
+            "nowarmup.adamw2_collapse"} <= {c.id for c in smoke}
     for c in smoke:
         claim_runs = {rid for specs in c.arms("smoke").values() for rid in specs}
         assert claim_runs <= paper_runs, c.id
+    cpu = {c.id: c for c in claims if c.arms("cpu")}
+    assert {"nowarmup.parity_vit", "nowarmup.parity_swin", "nowarmup.tau_band", "nowarmup.parity_gpt"} <= set(cpu)
+    assert {"nowarmup.parity_vit", "nowarmup.parity_swin", "nowarmup.tau_band"}.isdisjoint(c.id for c in smoke)
+    for c in cpu.values():
+        claim_runs = {rid for specs in c.arms("cpu").values() for rid in specs}
+        assert claim_runs <= paper_runs | cpu_runs, c.id
+    assert all(len(specs) == 13 for specs in cpu["nowarmup.parity_gpt"].arms("cpu").values())
+
+
+def test_one_lr_grid_decides_nothing_from_the_sweep_and_leaves_the_lr_placebo_unchecked(tmp_path):
+    """The smoke grid has LR_crash (0.1) only: the analysis still writes every output, the claims read the
+    pre-registered LR, there are no arms at 3x LR_crash, and the malignant LR placebo has nothing below LR_crash
+    (n = 0), which the judge reads as unchecked, never as passed."""
+    from claimbench.claims import load_file
+    from claimbench.judge import judge
+
+    data = tmp_path / "data"
+    data.mkdir()
+    tokens = np.random.default_rng(2).integers(0, 16, 40000).astype(np.uint16)
+    tokens.tofile(data / "train.bin")
+    tokens[:8000].tofile(data / "val.bin")
+    (data / "meta.json").write_text(json.dumps({"vocab_size": 16}))
+    uni = unigram_loss(str(data))
+    runs = []
+    for s in range(6):
+        for recipe, val in (("adamw", uni - 0.5 - 0.01 * s), ("adamw_nowarmup", uni - 0.05 + 0.004 * s)):
+            d = tmp_path / "runs" / f"{recipe}-{s}"
+            _write_run(d, "gpt", recipe, 0.1, s, {"status": "ok", "final_val_loss": val, "wall_s": 10.0}, str(data))
+            runs.append(str(d / "result.json"))
+    out = tmp_path / "out"
+    main(["--sweep", *runs, "--arms", *runs, "--tau", "--vision", "--out", str(out)])
+    crash = json.loads((out / "lr_crash.json").read_text())
+    assert crash["lr_crash"] == 0.1 and crash["arms_at_crash"] is False and crash["prereg"]["n"] == 6
+    assert crash["prereg"]["ci_lo"] > 0 and crash["prereg"]["warmup_ci_hi"] < 0
+    assert json.loads((out / "tau_band.json").read_text())["log2_band_width"] is None
+    mal = json.loads((out / "malignant.json").read_text())
+    assert mal["placebo"]["n"] == 0 and "below" in mal["placebo"]["reason"]
+    c = {x.id: x for x in load_file(Path(__file__).resolve().parents[1] / "benchmarks" / "claims" / "nowarmup.yaml")}
+    vals = {"estimate": 0.4, "ci_lo": 0.2, "ci_hi": 0.6, "n": 18, "placebo_estimate": math.nan,
+            "placebo_ci_lo": math.nan, "placebo_ci_hi": math.nan, "placebo_n": 0}
+    j = judge(c["nowarmup.malignant_collapse"], {}, vals, None)
+    assert j["verdict"] == "reproduced" and j["placebo"].startswith("unchecked"), j
+
+
+def test_adamw2_blocks_compare_against_plain_no_warmup():
+    """sigma_growth.json and malignant.json carry the AdamW^2-vs-no-warmup comparison (block `adamw2`) with its
+    placebo, warmup against AdamW^2 (two arms that train)."""
+    from methods.adamw2.analysis import sigma_growth
+
+    def probed(arm, seed, sig, erank):
+        row = {"step": 50, "attn/qk_sigma1_max": sig, "attn/entropy_min": 0.1, "attn/head_entropy/L0H0": 0.1,
+               "attn/head_erank/L0H0": erank}
+        return RunInfo(Path(f"{arm}-{seed}"), arm, 0.1, seed, None, "ok", None, UNIGRAM - 1, 16,
+                       [{"step": 0, "attn/qk_sigma1_max": 1.0}, row], unigram=UNIGRAM)
+
+    runs = [probed("nowarmup", s, 50.0 * (1 + 0.1 * s), 1.0) for s in range(4)]
+    runs += [probed("adamw2", s, 2.0 + 0.1 * s, 8.0) for s in range(4)]
+    runs += [probed("warmup", s, 2.5 + 0.1 * s, 8.0) for s in range(4)]
+    g = sigma_growth(runs, 0.1)
+    assert g["ratio"] == "nowarmup / warmup" and g["adamw2"]["ratio"] == "nowarmup / adamw2"
+    assert g["adamw2"]["n"] == 4 and g["adamw2"]["ci_lo"] > 10
+    assert g["adamw2"]["placebo"]["ratio"] == "warmup / adamw2" and g["adamw2"]["placebo"]["ci_hi"] < 10
+    m = malignant(runs, n_boot=200, lr_crash=0.1)["adamw2"]
+    assert m["value"] == 1.0 and m["n"] == 8 and m["placebo"]["estimate"] == 0.0 and m["placebo"]["n"] == 8
 
 
 def test_tau_band_uses_a_fixed_margin_and_counts_a_miss():

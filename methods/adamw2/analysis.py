@@ -240,10 +240,34 @@ def malignant(runs: list[RunInfo], n_boot: int = 2000, seed: int = 0, lr_crash: 
         low = [r for r in stable_runs if r.lr < lr_crash]
         pv, plo, phi = _share_difference([low_entropy_heads(r) for r in high], [low_entropy_heads(r) for r in low],
                                          n_boot, seed)
-        out["placebo"] = {"estimate": pv, "ci_lo": plo, "ci_hi": phi, "n": len(high) + len(low),
+        # one group empty (a grid with LR_crash only, as at smoke): n = 0, which the judge reads as an unchecked
+        # placebo, never as a passed one; there every crashed and stable run shares the one LR
+        out["placebo"] = {"estimate": pv, "ci_lo": plo, "ci_hi": phi, "n": len(high) + len(low) if high and low else 0,
                           "what": f"stable runs at lr >= {lr_crash:g} (LR_crash) minus stable runs below it",
                           "runs": sorted(r.path.name for r in high + low)}
+        if not (high and low):
+            out["placebo"]["reason"] = f"no stable runs {'below' if high else 'at or above'} LR_crash {lr_crash:g}"
+        out["adamw2"] = malignant_vs_adamw2(runs, lr_crash, n_boot, seed)
     return out
+
+
+def malignant_vs_adamw2(runs: list[RunInfo], lr: float, n_boot: int = 2000, seed: int = 0) -> dict:
+    """The same share (low-entropy heads that are also low-rank, at each run's last probe before a crash), in the
+    no-warmup AdamW runs minus the AdamW^2 runs at the pre-registered LR_crash, whatever each run's crash status:
+    positive when AdamW^2 removes the malignant collapse plain no-warmup AdamW shows (nowarmup.adamw2_collapse).
+    `placebo`: warmup minus AdamW^2, two arms that train (positive there: AdamW^2 has fewer low-rank heads than any
+    AdamW, not a collapse removed)."""
+    at = {a: [r for r in runs if r.arm == a and math.isclose(r.lr, lr, rel_tol=1e-6)]
+          for a in ("nowarmup", "adamw2", "warmup")}
+    heads = {a: [low_entropy_heads(r) for r in v] for a, v in at.items()}
+    value, lo, hi = _share_difference(heads["nowarmup"], heads["adamw2"], n_boot, seed)
+    pv, plo, phi = _share_difference(heads["warmup"], heads["adamw2"], n_boot, seed)
+    return {"value": value, "ci_lo": lo, "ci_hi": hi, "n": len(at["nowarmup"]) + len(at["adamw2"]),
+            "runs": {a: len(v) for a, v in at.items()}, "lr": lr,
+            "low_entropy_heads": {a: sum(h for h, _ in v) for a, v in heads.items()},
+            "placebo": {"estimate": pv, "ci_lo": plo, "ci_hi": phi,
+                        "n": len(at["warmup"]) + len(at["adamw2"]) if at["warmup"] and at["adamw2"] else 0,
+                        "what": "warmup AdamW runs minus AdamW^2 runs at LR_crash (neither crashes)"}}
 
 
 def tau_band(tau_runs: list[RunInfo], warmup_runs: list[RunInfo], margin: float = MARGIN) -> dict:
@@ -331,20 +355,26 @@ def _sigma_max(r: RunInfo) -> float | None:
     return max(vals) if vals else None
 
 
-def sigma_growth(runs: list[RunInfo], lr: float | None) -> dict:
-    """Max sigma1(W_q^T W_k), no warmup over warmup, paired by seed at the pre-registered LR_crash: the geometric
-    mean ratio with the t interval (LEVEL) of the log ratios over seeds, and n pairs."""
+def sigma_growth(runs: list[RunInfo], lr: float | None, num: str = "nowarmup", ref: str = "warmup") -> dict:
+    """Max sigma1(W_q^T W_k), the `num` arm over the `ref` arm (no warmup over warmup: nowarmup.sigma_growth),
+    paired by seed at the pre-registered LR_crash: the geometric mean ratio with the t interval (LEVEL) of the log
+    ratios over seeds, and n pairs. The default call also carries, as its block `adamw2`, no warmup over AdamW^2
+    (nowarmup.adamw2_sigma) with that block's `placebo`, warmup over AdamW^2 (two arms without a runaway)."""
     at = {a: {r.seed: _sigma_max(r) for r in runs if r.arm == a and lr is not None
-              and math.isclose(r.lr, lr, rel_tol=1e-6)} for a in ("nowarmup", "warmup")}
-    seeds = sorted(set(at["nowarmup"]) & set(at["warmup"]))
-    unprobed = [s for s in seeds if not (at["nowarmup"][s] and at["warmup"][s])]
-    logs = [math.log(at["nowarmup"][s] / at["warmup"][s]) for s in seeds if s not in unprobed]
+              and math.isclose(r.lr, lr, rel_tol=1e-6)} for a in (num, ref)}
+    seeds = sorted(set(at[num]) & set(at[ref]))
+    unprobed = [s for s in seeds if not (at[num][s] and at[ref][s])]
+    logs = [math.log(at[num][s] / at[ref][s]) for s in seeds if s not in unprobed]
     m, lo, hi = t_interval(logs) if not unprobed else (math.nan,) * 3
-    return {"estimate": math.exp(m) if math.isfinite(m) else math.nan,
-            "ci_lo": math.exp(lo) if math.isfinite(lo) else math.nan,
-            "ci_hi": math.exp(hi) if math.isfinite(hi) else math.nan, "n": len(seeds) if not unprobed else 0,
-            "lr": lr, "level": LEVEL, "seeds": seeds, "unprobed_seeds": unprobed,
-            "sigma_max": {a: {str(k): v for k, v in d.items()} for a, d in at.items()}}
+    out = {"estimate": math.exp(m) if math.isfinite(m) else math.nan,
+           "ci_lo": math.exp(lo) if math.isfinite(lo) else math.nan,
+           "ci_hi": math.exp(hi) if math.isfinite(hi) else math.nan, "n": len(seeds) if not unprobed else 0,
+           "lr": lr, "level": LEVEL, "ratio": f"{num} / {ref}", "seeds": seeds, "unprobed_seeds": unprobed,
+           "sigma_max": {a: {str(k): v for k, v in d.items()} for a, d in at.items()}}
+    if (num, ref) == ("nowarmup", "warmup"):
+        out["adamw2"] = {**sigma_growth(runs, lr, "nowarmup", "adamw2"),
+                         "placebo": sigma_growth(runs, lr, "warmup", "adamw2")}
+    return out
 
 
 def cost_from_speed(path: str | None) -> dict:
