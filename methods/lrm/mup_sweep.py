@@ -215,14 +215,15 @@ def plan(runs: dict[str, RunSpec], sweeps: list[Sweep]) -> Plan:
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--grid", required=True, nargs="+",
-                   help="config/papers/lrm.<profile>.yaml (its mup_sweep section; several files: a tier's, merged)")
+    p.add_argument("--grid", required=True,
+                   help="config/papers/lrm.<profile>.yaml (its mup_sweep section; a tier's file includes the grid it "
+                        "extends)")
     p.add_argument("--runs-dir", required=True)
     p.add_argument("--out", required=True)
     a = p.parse_args(argv)
-    from methods.lrm.analysis import load_grids
+    from claimbench.tiers import load_grid
 
-    sweep = load_sweep(load_grids(a.grid), " + ".join(a.grid))
+    sweep = load_sweep(load_grid(a.grid), a.grid)
     if sweep is None:
         raise SystemExit(f"{a.grid}: no mup_sweep section")
     atomic_write_json(Path(a.out), pick(sweep, Path(a.runs_dir)))
