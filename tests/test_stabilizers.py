@@ -84,7 +84,9 @@ def test_paper_grid_runs_all_validate(tmp_path, profile):
 
     grid = yaml.safe_load((REPO / "config" / "papers" / f"nowarmup.{profile}.yaml").read_text())["grid"]
     runs = expand(grid)
-    assert {e["study"] for e in grid} == {"sweep", "arms", "tau", "vision"} and any(e.get("replay") for e in grid)
+    # the smoke grid runs LR_crash's arms only; tau and vision are the cpu tier's (nowarmup.cpu.yaml)
+    assert {"sweep", "arms"} <= {e["study"] for e in grid} <= {"sweep", "arms", "tau", "vision"}
+    assert any(e.get("replay") for e in grid)
     for spec in runs.values():
         data = micro_data_dir() if spec.run_id.startswith("gpt-") else micro_image_dir()
         cfg = load_config(REPO / spec.config, [*spec.sets, f"data.dir={data}"])
