@@ -7,6 +7,8 @@ before anything is built or written.
 
   hidden_states   forward(..., needs) returns embeddings + each block's output (Outputs.hidden_states)
   attn_probs      forward(..., needs) returns each attention layer's probabilities (Outputs.attn_probs)
+  logz            forward(..., needs) returns each row's logsumexp(logits) from the loss's own pass
+                  (Outputs.logz; claimbench.losses.cross_entropy_logz)
   attention       attention_layers(model): an AttentionView per layer (W_q, W_k, W_v as row segments of
                   their tensors, heads, scale); role_segments(model): fused qkv tensors as row segments by role
   attn_logits     attn_logits(model, fn): the model hands each layer's pre-softmax logits (masked entries
@@ -28,8 +30,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 
-CAPABILITIES = frozenset({"hidden_states", "attn_probs", "attention", "attn_logits", "multipliers", "depth",
-                          "readout", "heldout_batch", "tokenizer", "mlp_slots", "heldout_text"})
+CAPABILITIES = frozenset({"hidden_states", "attn_probs", "logz", "attention", "attn_logits", "multipliers",
+                          "depth", "readout", "heldout_batch", "tokenizer", "mlp_slots", "heldout_text"})
 MULTIPLIER_ROLES = frozenset({"embedding", "logit", "attn_scale"})
 
 

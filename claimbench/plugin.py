@@ -24,7 +24,7 @@ PARTS = frozenset({"optimizer"})  # parts of a run a method may take over (Metho
 ROLES = frozenset({"embedding", "hidden_matrix", "attn_q", "attn_k", "attn_v", "attn_out",
                    "readout", "norm", "bias", "multiplier"})
 MATRIX_ROLES = frozenset({"embedding", "hidden_matrix", "attn_q", "attn_k", "attn_v", "attn_out", "readout"})
-NEEDS = frozenset({"hidden_states", "attn_probs"})  # the capabilities a forward pass serves on request
+NEEDS = frozenset({"hidden_states", "attn_probs", "logz"})  # the capabilities a forward pass serves on request
 
 
 class NoOptions(BaseModel):
@@ -46,6 +46,7 @@ class Outputs:
     logits: torch.Tensor
     hidden_states: list[torch.Tensor] | None = None  # embeddings, then each block's output (pre final norm)
     attn_probs: list[torch.Tensor] | None = None  # per layer (batch, heads, q, k)
+    logz: torch.Tensor | None = None  # logsumexp(logits) per row of the loss, when a method needs "logz"
     extra: dict[str, Any] = field(default_factory=dict)
 
 

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 
 from benchmarks.data.images import ImageData, ImagePipeline
 from claimbench.capabilities import GroupMultiplier, Multiplier, OutputScale
+from claimbench.losses import cross_entropy_logz
 from claimbench.plugin import Outputs, Workload
 
 # Sizes trained for a few hundred steps: random crop + flip only slows them (ViT smoke, step 80: train loss
@@ -23,7 +24,7 @@ class ImageClassifier(Workload):
     DataOptions = ImageData
     unit = "samples"
     chance_acc = 0.1  # set to 1 / classes once the data is known
-    provides = frozenset({"hidden_states", "multipliers"})
+    provides = frozenset({"hidden_states", "logz", "multipliers"})
 
     def image_size(self) -> int | None:
         """The side the model takes (None: the data's own)."""
@@ -50,8 +51,11 @@ class ImageClassifier(Workload):
     def forward(self, model, batch, needs: frozenset[str]) -> Outputs:
         x, y = batch
         logits, hidden, probs = self.logits(model, x, needs)
-        loss = F.cross_entropy(logits.float(), y)  # y: class ids, or class probabilities under mixup
-        return Outputs(loss, logits, hidden, probs)
+        if "logz" in needs:  # y: class ids, or class probabilities under mixup
+            loss, logz = cross_entropy_logz(logits.float(), y)
+        else:
+            loss, logz = F.cross_entropy(logits.float(), y), None
+        return Outputs(loss, logits, hidden, probs, logz=logz)
 
     @torch.no_grad()
     def evaluate(self, model, device: torch.device, batches: int, batch_size: int) -> dict[str, float]:

@@ -13,6 +13,7 @@ from benchmarks.models import gpt as gpt_model
 from benchmarks.models.gpt import GPT, GPTConfig, param_roles
 from claimbench.capabilities import AttentionView, GroupMultiplier, Multiplier, Readout, Segment, attr_multiplier
 from claimbench.config import ConfigError
+from claimbench.losses import cross_entropy_logz
 from claimbench.plugin import Outputs, Workload
 from claimbench.registry import register_workload
 from claimbench.seeding import batch_indices, stable_key
@@ -80,7 +81,7 @@ class GPTWorkload(Workload):
     Options = GPTOptions
     DataOptions = TextData
     unit = "tokens"
-    provides = frozenset({"hidden_states", "attn_probs", "attention", "attn_logits", "multipliers", "depth",
+    provides = frozenset({"hidden_states", "attn_probs", "logz", "attention", "attn_logits", "multipliers", "depth",
                           "readout", "heldout_batch", "tokenizer", "mlp_slots", "heldout_text"})
 
     def check_data(self) -> None:
@@ -111,8 +112,11 @@ class GPTWorkload(Workload):
     def forward(self, model, batch, needs: frozenset[str]) -> Outputs:
         x, y = batch
         out = model(x, want_hidden="hidden_states" in needs, want_probs="attn_probs" in needs)
-        loss = F.cross_entropy(out.logits.flatten(0, 1).float(), y.flatten())
-        return Outputs(loss, out.logits, out.hidden_states, out.attn_probs)
+        if "logz" in needs:
+            loss, logz = cross_entropy_logz(out.logits.flatten(0, 1).float(), y.flatten())
+        else:
+            loss, logz = F.cross_entropy(out.logits.flatten(0, 1).float(), y.flatten()), None
+        return Outputs(loss, out.logits, out.hidden_states, out.attn_probs, logz=logz)
 
     @torch.no_grad()
     def evaluate(self, model, device: torch.device, batches: int, batch_size: int) -> dict[str, float]:

@@ -78,7 +78,7 @@ class SwinOptions(BaseModel):
 
 
 class _TimmClassifier(ImageClassifier):
-    provides = frozenset({"hidden_states", "attn_probs", "attention", "attn_logits", "multipliers"})
+    provides = frozenset({"hidden_states", "attn_probs", "logz", "attention", "attn_logits", "multipliers"})
 
     def attention_layers(self, model) -> list[AttentionView]:
         """timm's attention modules; a fused qkv holds W_q, W_k, W_v as thirds of its rows (heads contiguous)."""
