@@ -12,9 +12,9 @@ import torch
 from claimbench.config import ConfigError, load_config
 from claimbench.testing import micro_overrides, run_micro
 from claimbench.train import prepare
-from methods.adamw2.diagnostics import attention_maps, effective_rank, qk_spectrum
-from methods.adamw2.optimizer import AdamW2, Watch
-from methods.adamw2.power import as_matrix, init_vector, power_iteration
+from methods.nowarmup.diagnostics import attention_maps, effective_rank, qk_spectrum
+from methods.nowarmup.optimizer import AdamW2, Watch
+from methods.nowarmup.power import as_matrix, init_vector, power_iteration
 
 
 def _toy(seed: int = 0) -> torch.nn.Sequential:
@@ -170,7 +170,7 @@ def test_scope_selecting_nothing_is_refused(tmp_path):
     registry.discover()
     if "mlp" not in registry.WORKLOADS:
         pytest.skip("the mlp workload is not there")
-    from methods.adamw2.method import AdamW2Options, AdamWSquared
+    from methods.nowarmup.method import AdamW2Options, AdamWSquared
 
     cfg = load_config(None, micro_overrides(methods=[]) + ["workload=mlp", "data.dir=data/fashion-mnist"], base={})
     try:
@@ -213,7 +213,7 @@ def test_attn_probe_leaves_training_unchanged(tmp_path):
 
 
 def test_lr_crash_rule_and_tau_band():
-    from methods.adamw2.analysis import RunInfo, lr_crash, tau_band
+    from methods.nowarmup.analysis import RunInfo, lr_crash, tau_band
 
     def run(arm, lr, seed, status, val=None, tau=None):
         return RunInfo(None, arm, lr, seed, tau, status, 50 if status == "diverged" else None, val, 128)

@@ -1,4 +1,4 @@
-"""The nowarmup crash study's reconstructed crash statistic (methods/adamw2/analysis.py), on synthetic runs."""
+"""The nowarmup crash study's reconstructed crash statistic (methods/nowarmup/analysis.py), on synthetic runs."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import yaml
 
-from methods.adamw2.analysis import (
+from methods.nowarmup.analysis import (
     STALL_MARGIN,
     RunInfo,
     crash_kind,
@@ -195,7 +195,7 @@ def test_one_lr_grid_decides_nothing_from_the_sweep_and_leaves_the_lr_placebo_un
 def test_adamw2_blocks_compare_against_plain_no_warmup():
     """sigma_growth.json and malignant.json carry the AdamW^2-vs-no-warmup comparison (block `adamw2`) with its
     placebo, warmup against AdamW^2 (two arms that train)."""
-    from methods.adamw2.analysis import sigma_growth
+    from methods.nowarmup.analysis import sigma_growth
 
     def probed(arm, seed, sig, erank):
         row = {"step": 50, "attn/qk_sigma1_max": sig, "attn/entropy_min": 0.1, "attn/head_entropy/L0H0": 0.1,
@@ -217,7 +217,7 @@ def test_adamw2_blocks_compare_against_plain_no_warmup():
 def test_tau_band_uses_a_fixed_margin_and_counts_a_miss():
     """Each tau is good when the one-sided bound of its paired difference to warmup is below the fixed 0.05 nats
     (never a margin from the seeds' SD); a better tau is good; a diverged tau run is a miss, never dropped."""
-    from methods.adamw2.analysis import MARGIN, tau_band
+    from methods.nowarmup.analysis import MARGIN, tau_band
 
     assert MARGIN == 0.05
     ref = [_run("warmup", 0.1, s, 5.0 + 0.01 * s, unigram=None) for s in range(3)]
@@ -235,7 +235,7 @@ def test_tau_band_uses_a_fixed_margin_and_counts_a_miss():
 
 
 def test_prereg_crash_interval_counts_divergence_and_survives_a_near_miss():
-    from methods.adamw2.analysis import height, prereg_crash
+    from methods.nowarmup.analysis import height, prereg_crash
 
     line = UNIGRAM - STALL_MARGIN
     warm = [_run("warmup", 0.1, s, line - 0.2 - 0.03 * s) for s in range(3)]
@@ -258,7 +258,7 @@ def test_prereg_crash_interval_counts_divergence_and_survives_a_near_miss():
 
 
 def test_sigma_growth_pairs_by_seed_and_keeps_diverged_values():
-    from methods.adamw2.analysis import sigma_growth
+    from methods.nowarmup.analysis import sigma_growth
 
     def probed(arm, seed, sig, status="ok"):
         r = _run(arm, 0.1, seed, 5.0, status)
@@ -275,7 +275,7 @@ def test_sigma_growth_pairs_by_seed_and_keeps_diverged_values():
 
 
 def test_cost_reads_the_speed_suite_only(tmp_path):
-    from methods.adamw2.analysis import cost_from_speed
+    from methods.nowarmup.analysis import cost_from_speed
 
     assert math.isnan(cost_from_speed(None)["estimate"])
     speed = tmp_path / "speed.json"

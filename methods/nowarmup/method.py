@@ -18,8 +18,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from claimbench.config import ConfigError
 from claimbench.plugin import Method, Outputs, Workload
 from claimbench.registry import register_method
-from methods.adamw2 import diagnostics
-from methods.adamw2.optimizer import AdamW2, Watch
+from methods.nowarmup import diagnostics
+from methods.nowarmup.optimizer import AdamW2, Watch
 
 # scope -> roles watched. `all`: every >=2-D weight (the suite's default); `attn`: W_q, W_k, W_v, W_o;
 # `attn_qk`: W_q and W_k only (reviewer 3's reading). Fused timm qkv tensors (role hidden_matrix) count as attention.

@@ -2,7 +2,7 @@
 statistic, the tau band and the figures (docs/papers/nowarmup.md). Reads only run files (config.yaml, result.json,
 metrics.jsonl), so it re-runs without training.
 
-    python -m methods.adamw2.analysis --sweep RUN... --arms RUN... [--tau RUN...] [--vision RUN...] --out DIR
+    python -m methods.nowarmup.analysis --sweep RUN... --arms RUN... [--tau RUN...] [--vision RUN...] --out DIR
         [--figures DIR]
 
 Writes DIR/lr_crash.json (with `prereg`: the crash at the pre-registered LR_crash, estimate/ci/n),
@@ -98,7 +98,7 @@ def arm_of(cfg: dict) -> tuple[str, float | None]:
     recipe = cfg["recipe"]["name"]
     methods = {m["name"]: m.get("options", {}) for m in cfg.get("methods", [])}
     if "adamw2" in methods:
-        from methods.adamw2.method import DEFAULT_TAU
+        from methods.nowarmup.method import DEFAULT_TAU
 
         return "adamw2" + ("_warmup" if recipe == "adamw" else ""), float(methods["adamw2"].get("tau", DEFAULT_TAU))
     if "sigma_reparam" in methods:
@@ -157,7 +157,7 @@ def lr_crash(runs: list[RunInfo], arm_lrs: list[float] | None = None) -> dict:
            "by_lr": {str(k): v for k, v in table.items()},
            "rule": "smallest LR with crashed fraction >= 2/3 without warmup and 0 with warmup",
            "crash_definition": f"diverged (harness) or collapsed (val acc < chance + 5 points) or stalled (final val "
-                               f"loss > unigram loss - {STALL_MARGIN} nats); ours, methods/adamw2/analysis.py",
+                               f"loss > unigram loss - {STALL_MARGIN} nats); ours, methods/nowarmup/analysis.py",
            "unigram_loss": unigram[0] if len(unigram) == 1 else unigram or None, "stall_margin": STALL_MARGIN,
            "highest_lr": max(table, default=None)}
     # numeric twins for the claim tables (claimbench.study reads numbers): NaN where no LR crashes

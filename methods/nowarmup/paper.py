@@ -62,7 +62,7 @@ def dag(paper: Paper, d: Dag) -> Plan:
             "out": lambda w, output: str(Path(output.summary).parent),
             "figures": f"{d.results}/figures/nowarmup"},
         log=f"{d.results}/logs/nowarmup_study.log",
-        shell="{params.py} -m methods.adamw2.analysis --sweep {input.sweep} --arms {input.arms} --tau {input.tau} "
+        shell="{params.py} -m methods.nowarmup.analysis --sweep {input.sweep} --arms {input.arms} --tau {input.tau} "
               "--vision {input.vision} --speed {params.speed} --out {params.out} --figures {params.figures} "
               "> {log} 2>&1",
     )
@@ -70,4 +70,4 @@ def dag(paper: Paper, d: Dag) -> Plan:
                 targets=[f"{out}/summary.md"] if on else [], aliases={"nowarmup": [f"{out}/summary.md"]})
 
 
-PAPER = register_paper(in_repo("nowarmup", methods=("methods.adamw2",), runs=runs, dag=dag))
+PAPER = register_paper(in_repo("nowarmup", methods=("methods.nowarmup",), runs=runs, dag=dag))

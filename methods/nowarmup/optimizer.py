@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import torch
 
-from methods.adamw2.power import as_matrix, init_vector, power_iteration
+from methods.nowarmup.power import as_matrix, init_vector, power_iteration
 
 
 @dataclass(frozen=True)
