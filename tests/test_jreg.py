@@ -197,8 +197,8 @@ def test_task_regressions_counts_only_beyond_noise():
 
 
 def test_summary_pairs_arms_by_seed(tmp_path):
+    from methods.jreg.analysis import main
     from methods.jreg.measure import from_checkpoint, profile_record
-    from methods.jreg.summary import main
 
     sets = {"model.n_layer": 4, "model.arch": "llama", "log.every": 10}
     for name, lam in (("base", 0.0), ("reg", 1.0)):

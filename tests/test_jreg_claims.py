@@ -230,7 +230,7 @@ def test_c7_diverged_run_scores_chance_and_missing_run_stops(tmp_path):
 
 
 def test_summary_reads_the_store_and_keeps_diverged_runs(tmp_path):
-    from methods.jreg.summary import main
+    from methods.jreg.analysis import main
 
     runs, store = tmp_path / "runs", tmp_path / "store"
 

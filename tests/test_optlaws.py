@@ -198,8 +198,8 @@ def test_plugin_registers_an_analysis_method():
 
 def _study_run(family: str, lr: float, loss: np.ndarray | float, seed: int = 0, probe: bool = False,
                status: str = "ok", total: int = 100, every: int = 1):
+    from methods.optlaws.analysis import Run
     from methods.optlaws.curves import Curve
-    from methods.optlaws.study import Run
 
     steps = np.arange(every, total + 1, every)
     loss = np.broadcast_to(np.asarray(loss, float), steps.shape).copy()
@@ -210,7 +210,7 @@ def test_seed_noise_is_pooled_over_repeated_groups_and_a_diverged_seed_is_a_miss
     """Seed noise (C6's premise): pooled seed SD over groups with >= 2 seeds; a diverged seed makes it infinite."""
     import math
 
-    from methods.optlaws.study import seed_noise
+    from methods.optlaws.analysis import seed_noise
 
     runs = [_study_run("constant", 3e-3, 3.0), _study_run("constant", 3e-3, 3.1, seed=1),
             _study_run("constant", 3e-3, 3.2, seed=2), _study_run("cosine", 3e-3, 4.0),
@@ -224,7 +224,7 @@ def test_seed_noise_is_pooled_over_repeated_groups_and_a_diverged_seed_is_a_miss
 
 
 def test_power_law_fit_recovers_a_power_law_and_rejects_other_shapes():
-    from methods.optlaws.study import power_law_fit
+    from methods.optlaws.analysis import power_law_fit
 
     x = np.geomspace(0.1, 1.0, 100)
     f = power_law_fit(x, 2.0 + 0.5 * x ** -0.3)
@@ -236,8 +236,8 @@ def test_power_law_fit_recovers_a_power_law_and_rejects_other_shapes():
 
 def test_scaling_limit_of_a_fitted_law_and_of_a_non_monotone_one():
     """C8: a law fitted on power-law-like curves gives a monotone power law at constant LR; a bumpy one does not."""
+    from methods.optlaws.analysis import scaling_limit
     from methods.optlaws.base import Units
-    from methods.optlaws.study import scaling_limit
 
     runs = []
     for fam in ("constant", "cosine"):
@@ -334,7 +334,7 @@ def test_cpu_tier_grid_adds_runs_and_the_study_reads_seed_means(tmp_path):
     """config/papers/optlaws.cpu.yaml holds only runs the smoke grid lacks (59 schedule runs, 21 probes); with the
     smoke grid they make 4 peak LRs x 7 families x 3 seeds, and every case then reads the mean of its 3 seeds. With
     the smoke grid alone a case reads seed 0 (only constant and cosine are repeated at 3e-3)."""
-    import methods.optlaws.study as S
+    import methods.optlaws.analysis as S
     from claimbench.grid import expand
 
     smoke, cpu = "config/papers/optlaws.smoke.yaml", "config/papers/optlaws.cpu.yaml"
@@ -403,10 +403,10 @@ def test_paper_dag_reads_both_grids_in_the_cpu_tier_and_writes_under_its_results
 def test_law_study_reads_the_evidence_store_with_store(tmp_path, monkeypatch, capsys):
     """`--store DIR` reaches the study's run loader (evidence.locate: the runs directory first, then the store);
     a store that is not a directory is a one-line error before anything is read."""
-    import methods.optlaws.study as S
+    import methods.optlaws.analysis as S
 
     seen = {}
-    monkeypatch.setattr(S, "run_study", lambda *a: seen.setdefault("args", a))
+    monkeypatch.setattr(S, "run_analysis", lambda *a: seen.setdefault("args", a))
     store = tmp_path / "store"
     store.mkdir()
     args = ["law", "study", "--grid", "config/papers/optlaws.smoke.yaml", "--runs-dir", str(tmp_path / "runs"),

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from claimbench.judge import judge
-from methods.optlaws import study as S
+from methods.optlaws import analysis as S
 from methods.optlaws.curves import Curve
 
 REPO = Path(__file__).resolve().parents[1]

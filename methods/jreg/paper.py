@@ -43,7 +43,7 @@ def dag(paper: Paper, d: Dag) -> Plan:
               params={"runs_dir": lambda w, input: str(Path(input.results[0]).parent.parent), "store": ev,
                       "runs": " ".join(runs), "out": lambda w, output: str(Path(output.summary).parent)},
               log=f"{res}/logs/jreg_summary.log",
-              shell="{params.py} -m methods.jreg.summary --runs-dir {params.runs_dir} --store {params.store} "
+              shell="{params.py} -m methods.jreg.analysis --runs-dir {params.runs_dir} --store {params.store} "
                     "--runs {params.runs} --profiles {input.profiles} --out {params.out} > {log} 2>&1"),
         Stage(name="jreg_task_regressions",
               input={"jreg": [f"{d.runs_dir}/{rid}/lm_eval.json" for rid in c7_arms.get("jreg", [])],

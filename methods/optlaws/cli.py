@@ -148,7 +148,7 @@ def cmd_select(args) -> int:
 
 
 def cmd_study(args) -> int:
-    from methods.optlaws.study import run_study
+    from methods.optlaws.analysis import run_analysis
 
     check_out(args.out)
     check_out(args.md, "--md")
@@ -158,7 +158,7 @@ def cmd_study(args) -> int:
     store = Path(args.store) if args.store else None
     if store is not None and not store.is_dir():
         raise ConfigError(f"--store {store}: not a directory")
-    run_study([Path(g) for g in args.grid], Path(args.runs_dir), Path(args.out), Path(args.md), Path(args.figures),
+    run_analysis([Path(g) for g in args.grid], Path(args.runs_dir), Path(args.out), Path(args.md), Path(args.figures),
               args.seed, store)
     print(f"wrote {args.out}, {args.md}")
     return 0

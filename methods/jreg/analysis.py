@@ -7,7 +7,7 @@ its estimate, a bootstrap-over-seeds interval and n; a diverged run stays in n a
 an undefined jump or distance, so that arm's jump statistic has no interval). The claims read the runs
 themselves (benchmarks/claims/jreg.yaml); CLAIM_STATISTICS says which of these numbers mirrors each.
 
-    python -m methods.jreg.summary --runs-dir runs/smoke --store results/evidence/smoke --runs <run_id> ... \
+    python -m methods.jreg.analysis --runs-dir runs/smoke --store results/evidence/smoke --runs <run_id> ... \
         --profiles results/jreg/profiles/<run_id>.json ... --out results/jreg
 """
 
@@ -246,7 +246,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         runs = [load_run(ev, profiles.get(ev.run_id)) for ev in load_runs(args.runs, args.runs_dir, args.store)]
     except ConfigError as e:
-        print(f"methods.jreg.summary: error: {e}", file=sys.stderr)
+        print(f"methods.jreg.analysis: error: {e}", file=sys.stderr)
         return 2
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

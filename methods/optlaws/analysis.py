@@ -469,7 +469,7 @@ def scaling_limit(law: Law | None, runs: list[Run], extend: int = 10, points: in
     return out
 
 
-def run_study(grid: Path | list[Path], runs_dir: Path, out: Path, md: Path, figures: Path, seed: int = 0,
+def run_analysis(grid: Path | list[Path], runs_dir: Path, out: Path, md: Path, figures: Path, seed: int = 0,
               store: Path | None = None) -> dict:
     """The study over the runs of `grid`: one grid file, or several (the cpu tier: the smoke grid, whose `study:`
     block holds the settings, then the tier's extra entries)."""
