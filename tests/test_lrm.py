@@ -334,9 +334,9 @@ REPO = Path(__file__).resolve().parents[1]
 def _smoke_grid() -> dict:
 
     # the cpu tier's grid: lrm.cpu.yaml includes lrm.smoke.yaml and adds the muP sweep, levels, downstream
-    from methods.lrm.analysis import load_grids
+    from claimbench.tiers import load_grid
 
-    return load_grids([str(REPO / "config" / "papers" / "lrm.cpu.yaml")])
+    return load_grid(REPO / "config" / "papers" / "lrm.cpu.yaml")
 
 
 def _write_result(d: Path, status: str = "ok", loss: float | None = None) -> None:

@@ -16,6 +16,7 @@ from claimbench.claims import load_file
 from claimbench.grid import expand
 from claimbench.judge import judge
 from claimbench.study import compute
+from claimbench.tiers import load_grid
 from methods.lrm import analysis
 
 REPO = Path(__file__).resolve().parents[1]
@@ -24,7 +25,7 @@ CLAIMS = {c.id: c for c in load_file(REPO / "benchmarks" / "claims" / "lrm.yaml"
 
 def _grid(*tiers: str) -> dict:
     """The grid of the last tier named (lrm.cpu.yaml includes lrm.smoke.yaml)."""
-    return analysis.load_grids([str(REPO / "config" / "papers" / f"lrm.{tiers[-1]}.yaml")])
+    return load_grid(REPO / "config" / "papers" / f"lrm.{tiers[-1]}.yaml")
 
 
 # studies no CPU tier trains any more (their premises fail there; docs/designs.md), kept here as the old smoke entries

@@ -630,29 +630,18 @@ def summary_md(s: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def load_grids(paths: list[str]) -> dict:
-    """One grid config from grid files (a tier's file includes the grid it extends: claimbench.tiers.load_grid);
-    several files: the `grid` lists concatenated, every other section from the last file that has it."""
-    from claimbench.tiers import load_grid
-
-    out: dict = {"grid": []}
-    for p in paths:
-        cfg = load_grid(p)
-        out["grid"] += cfg.get("grid") or []
-        out.update({k: v for k, v in cfg.items() if k != "grid"})
-    return out
-
-
 def grid_cli(description: str, argv: list[str] | None) -> tuple[dict, str, Path, Path, Path | None]:
     """The lrm analysis stages' shared command line: (grid config, its path(s), runs dir, output file, evidence
-    store: where a run the runs dir lacks is read from). Several --grid files (a tier's) are merged (load_grids)."""
+    store: where a run the runs dir lacks is read from). A tier's grid file includes the grid it extends."""
+    from claimbench.tiers import load_grid
+
     p = argparse.ArgumentParser(description=description)
-    p.add_argument("--grid", required=True, nargs="+")
+    p.add_argument("--grid", required=True)
     p.add_argument("--runs-dir", required=True)
     p.add_argument("--store", default=None)
     p.add_argument("--out", required=True)
     a = p.parse_args(argv)
-    return (load_grids(a.grid), " + ".join(a.grid), Path(a.runs_dir), Path(a.out),
+    return (load_grid(a.grid), a.grid, Path(a.runs_dir), Path(a.out),
             Path(a.store) if a.store else None)
 
 

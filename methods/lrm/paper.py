@@ -19,23 +19,19 @@ CLAIM_FILES = ("c1_norm_slope.json", "c2_projector.json", "c3_mlp_scale.json", "
                "c6_symmetry.json", "c7_width.json", "c10_perf.json", "c10_levels.json")
 
 
-def grid_paths(paper: Paper, profile: str) -> list[str]:
-    """The profile's grid file (the cpu tier's includes the smoke grid); [] when the profile has none."""
-    return [str(paper.grid_path(profile))] if paper.grid_file(profile) is not None else []
-
-
 def _grid(paper: Paper, d: Dag):
-    """(on, grid config, muP sweep, the paper's runs, grid files), computed once per DAG."""
+    """(on, grid config, muP sweep, the paper's runs, grid file), computed once per DAG. The profile's grid file
+    (the cpu tier's includes the smoke grid) is read only when the paper is selected."""
+    from claimbench.tiers import load_grid
     from methods.lrm import mup_sweep
-    from methods.lrm.analysis import load_grids
 
     if "lrm" not in d.cache:
-        files = grid_paths(paper, d.profile) if "lrm" in d.selected else []
-        on = bool(files)
-        cfg = load_grids(files) if on else {}
-        sweep = mup_sweep.load_sweep(cfg, " + ".join(files)) if on else None
+        f = paper.grid_file(d.profile) if "lrm" in d.selected else None
+        on = f is not None
+        cfg = load_grid(f) if on else {}
+        sweep = mup_sweep.load_sweep(cfg, str(f)) if on else None
         d.cache["lrm"] = (on, cfg, sweep, expand(cfg.get("grid", []) + (mup_sweep.trial_grid(sweep) if sweep else [])),
-                          files)
+                          str(f) if on else "")
     return d.cache["lrm"]
 
 
@@ -47,9 +43,8 @@ def dag(paper: Paper, d: Dag) -> Plan:
     from methods.lrm import mup_sweep
     from methods.lrm.downstream import pairs
 
-    on, cfg, sweep, own, files = _grid(paper, d)
+    on, cfg, sweep, own, grid = _grid(paper, d)
     mup = mup_sweep.plan(d.runs, [sweep] if sweep else [])  # every run of the DAG may read a tuned file
-    grid = " ".join(files)
     out = f"{d.results}/analysis/lrm"
     downstream = f"{out}/c11_downstream.json" if "downstream" in cfg else None
     down_runs = sorted({rid for arms in (pairs(cfg, grid).values() if downstream else []) for specs in arms.values()

@@ -123,17 +123,11 @@ def _curve(ev: evidence.RunEvidence) -> Curve:
         return Curve(ev.run_id, lrs, np.array([], int), np.array([], float), str(ev.run_dir), dict(ev.result))
 
 
-def grid_entries(grids: Path | list[Path]) -> list[dict]:
-    """The grid entries of one grid file or of several (a tier's extra entries after the smoke grid's)."""
-    paths = [grids] if isinstance(grids, (str, Path)) else list(grids)
-    return [e for g in paths for e in load_grid(g).get("grid") or []]  # a tier's file includes the smoke grid
-
-
-def load_runs(grids: Path | list[Path], runs_dir: Path, store: Path | None = None) -> tuple[list[Run], list[str]]:
-    """(usable runs: ok and diverged, the ids of runs that failed or are missing) of the grid (or grids: a run
-    listed by two of them is read once)."""
+def load_runs(grid: Path, runs_dir: Path, store: Path | None = None) -> tuple[list[Run], list[str]]:
+    """(usable runs: ok and diverged, the ids of runs that failed or are missing) of the grid file (a tier's file
+    includes the smoke grid)."""
     runs, unusable = [], []
-    for rid, spec in expand(grid_entries(grids)).items():
+    for rid, spec in expand(load_grid(grid).get("grid") or []).items():
         kind, fam = spec.meta["group"].split(":", 1)
         sets = dict(s.split("=", 1) for s in spec.sets)
         ev = evidence.read_run(evidence.locate(rid, runs_dir, store))
@@ -469,20 +463,19 @@ def scaling_limit(law: Law | None, runs: list[Run], extend: int = 10, points: in
     return out
 
 
-def run_analysis(grid: Path | list[Path], runs_dir: Path, out: Path, md: Path, figures: Path, seed: int = 0,
-              store: Path | None = None) -> dict:
-    """The study over the runs of `grid`: one grid file, or several (the cpu tier: the smoke grid, whose `study:`
-    block holds the settings, then the tier's extra entries)."""
+def run_analysis(grid: Path, runs_dir: Path, out: Path, md: Path, figures: Path, seed: int = 0,
+                 store: Path | None = None) -> dict:
+    """The three laws over the runs of one grid file (the cpu tier's includes the smoke grid, whose `study:` block
+    holds the settings)."""
     import torch
 
     torch.set_num_threads(1)
-    grids = [Path(grid)] if isinstance(grid, (str, Path)) else [Path(g) for g in grid]
-    cfg = settings(load_grid(grids[0]), str(grids[0]))
-    runs, unusable = load_runs(grids, runs_dir, store)
+    cfg = settings(load_grid(grid), str(grid))
+    runs, unusable = load_runs(grid, runs_dir, store)
     base = _law_runs(runs)
     sched = [r for r in runs if not r.probe]
     tie, draws, bseed = cfg["tie_nats"], cfg["bootstrap_draws"], cfg["bootstrap_seed"]
-    result: dict = {"grid": str(grids[0]) if len(grids) == 1 else [str(g) for g in grids], "settings": cfg,
+    result: dict = {"grid": str(grid), "settings": cfg,
                     "tie_nats": tie, "runs": len(runs), "law_runs": len(base),
                     "diverged_law_runs": sum(r.status == "diverged" for r in base), "not_usable": unusable,
                     "case_seeds": {f"{lr:g}": s for lr, s in case_seeds(runs).items()},

@@ -158,8 +158,8 @@ def cmd_study(args) -> int:
     store = Path(args.store) if args.store else None
     if store is not None and not store.is_dir():
         raise ConfigError(f"--store {store}: not a directory")
-    run_analysis([Path(g) for g in args.grid], Path(args.runs_dir), Path(args.out), Path(args.md), Path(args.figures),
-              args.seed, store)
+    run_analysis(Path(args.grid), Path(args.runs_dir), Path(args.out), Path(args.md), Path(args.figures), args.seed,
+                 store)
     print(f"wrote {args.out}, {args.md}")
     return 0
 
@@ -194,9 +194,9 @@ def register(subparsers) -> None:
     s.add_argument("--top-k", type=int, default=3)
     s.set_defaults(fn=cmd_select)
     t = sub.add_parser("study", help="the three laws compared on a grid of runs (DAG stage)")
-    t.add_argument("--grid", required=True, nargs="+",
-                   help="config/papers/optlaws.<profile>.yaml (the cpu tier: the smoke grid, then optlaws.cpu.yaml's "
-                        "extra entries; the first file's `study:` block holds the settings)")
+    t.add_argument("--grid", required=True,
+                   help="config/papers/optlaws.<profile>.yaml (the cpu tier's includes the smoke grid, whose `study:` "
+                        "block holds the settings)")
     t.add_argument("--runs-dir", required=True)
     t.add_argument("--store", help="evidence store (e.g. results/evidence/smoke) to read the runs --runs-dir lacks")
     t.add_argument("--out", required=True, help="study JSON")

@@ -15,19 +15,13 @@ from claimbench.grid import expand
 from claimbench.papers import Dag, Paper, Plan, Stage, in_repo, register_paper, result_files
 
 
-def grid_paths(paper: Paper, d: Dag) -> list[Path]:
-    """The profile's grid file (the cpu tier's includes the smoke grid, whose `study:` block holds the constants)."""
-    f = paper.grid_file(d.profile)
-    return [f] if f is not None else []
-
-
 def dag(paper: Paper, d: Dag) -> Plan:
-    grids = grid_paths(paper, d) if "optlaws" in d.selected else []
-    entries = paper.grid_config(d.profile).get("grid") or [] if grids else []
-    runs = result_files(d, expand(entries) if grids else {})
+    # the profile's grid file (the cpu tier's includes the smoke grid, whose `study:` block holds the constants)
+    grid = paper.grid_file(d.profile) if "optlaws" in d.selected else None
+    runs = result_files(d, expand(paper.grid_config(d.profile).get("grid") or []) if grid else {})
     study = Stage(
         name="optlaws_study",
-        input={"grid": [str(g) for g in grids] or [str(paper.grid_path(d.profile))], "runs": runs},
+        input={"grid": str(grid or paper.grid_path(d.profile)), "runs": runs},
         output={"md": f"{d.results}/analysis/optlaws/summary.md", "js": f"{d.results}/optlaws.json"},
         params={"runs_dir": lambda w, input: Path(input.runs[0]).parent.parent,
                 "figures": f"{d.results}/figures/optlaws"},
