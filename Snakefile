@@ -30,6 +30,12 @@ for extra in [f for t in tiers.chain(config["profile"], REPO / "config")
     extra_cfg = yaml.safe_load(extra.read_text()) or {}
     GRID += extra_cfg.get("grid", [])
     DATA.update(extra_cfg.get("data", {}))
+# ... plus the data sets the selected papers' own grids declare (a paper may bring its corpus), which their claims'
+# arms may name ...
+PAPERS = papers.discover()
+SELECTED = [PAPERS[p] for p in sorted(PAPERS) if p in (config.get("papers") or [])]
+for _paper in SELECTED:
+    DATA.update(_paper.grid_config(config["profile"]).get("data", {}))
 # ... plus the grids of every claim of the papers selected with `papers: [...]` (benchmarks/claims/<paper>.yaml);
 # an unknown paper, workload, recipe, method or data set stops here, before any training. Runs several claims
 # share have one run id and are trained once.
@@ -39,11 +45,9 @@ RUNS = expand(GRID)
 # the runs it derives from them (claimbench/papers.py: every methods/<pkg>/paper.py and `claimbench.papers` entry
 # point). Then, with the run list complete, every registered paper's plan: its analysis stages (rules/papers.smk
 # makes one rule each), the files some runs read before they train (inputs of `train`), and its final targets.
-PAPERS = papers.discover()
 PAPER_DAG = papers.Dag(config, REPO, RUNS, DATA)
-for paper_id in sorted(PAPERS):
-    if paper_id in (config.get("papers") or []):
-        PAPERS[paper_id].add_runs(PAPER_DAG)
+for _paper in SELECTED:
+    _paper.add_runs(PAPER_DAG)
 PLANS = {paper_id: PAPERS[paper_id].plan(PAPER_DAG) for paper_id in sorted(PAPERS)}
 RUN_INPUTS = {}
 for _plan in PLANS.values():

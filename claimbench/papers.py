@@ -9,6 +9,7 @@ entry point) registers a `Paper`:
         claims="toy.yaml",                          # its claims (benchmarks/claims/<id>.yaml in the repo)
         grids={"smoke": "grid.smoke.yaml"},         # profile -> grid file (`grid:` entries, optional `data:`)
         methods=("toy_pkg.method",),                # modules that register its methods (imported by discovery)
+        data=("toy_pkg.data",),                     # modules that register its data sources (@register_data)
         dag=dag,                                    # (paper, Dag) -> Plan: its stages, run inputs, targets
     ))
 
@@ -101,6 +102,7 @@ class Paper:
     # profile -> grid file, or one path with {profile} in it
     grids: dict[str, str] | str = field(default_factory=dict)
     methods: tuple[str, ...] = ()  # modules registering the paper's methods (claimbench.registry)
+    data: tuple[str, ...] = ()  # modules registering its data sources: `claimbench prepare-data NAME` finds them
     # (paper, dag) -> runs the paper adds when selected: default its grid at the profile; may derive more
     runs: Callable[[Paper, Dag], dict[str, RunSpec]] | None = None
     # (paper, dag) -> Plan; called for every registered paper (selected or not) once the run list is complete
@@ -189,8 +191,9 @@ def external_claims_files(claims_dir: Path) -> list[Path]:
 
 
 def method_modules() -> list[str]:
-    """Modules registering the methods of third-party papers (in-repo methods are found by package scan)."""
-    return [m for p in discover().values() for m in p.methods]
+    """Modules registering the methods and data sources of third-party papers (in-repo ones are found by package
+    scan)."""
+    return [m for p in discover().values() for m in (*p.methods, *p.data)]
 
 
 def in_repo(paper_id: str, **kw) -> Paper:

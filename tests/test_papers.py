@@ -59,7 +59,7 @@ def toy_env(site: Path) -> dict:
 TOY_CONFIG = {
     "profile": "paper", "runs_dir": "runs/paper", "results_dir": "results", "evidence_dir": "evidence",
     "threads_per_run": 1, "warm": False, "grid": [], "papers": ["toy"],
-    "data": {"shakespeare": {"corpus": "shakespeare", "vocab_size": 512, "dir": "data/shakespeare"}},
+    "data": {},  # the paper brings its own data set (its grid's `data:`)
 }
 
 
@@ -83,6 +83,7 @@ def test_a_paper_from_outside_plans_its_runs_stage_and_claim(toy):
     assert r.returncode == 0, r.stderr[-3000:]
     out = r.stdout + r.stderr
     assert out.count("rule train:") == 4 and "rule toy_analysis:" in out
+    assert "rule prepare_data:" in out and "data/toy_text/train.bin" in out  # the paper's own data source
     assert "results/studies/toy.lower_lr_trains_slower.json" in out
 
 
@@ -96,6 +97,7 @@ def test_a_paper_from_outside_gets_a_verdict(toy):
     assert r.returncode == 0, r.stderr[-3000:]
     summary = yaml.safe_load((work / "results" / "analysis" / "toy" / "summary.json").read_text())
     assert set(summary["loss"]) == {"base", "scaled"}
+    assert yaml.safe_load((work / "data" / "toy_text" / "meta.json").read_text())["train_tokens"] > 0
     claims = pd.read_csv(work / "results" / "claims.csv")
     row = claims[claims["claim"] == "toy.lower_lr_trains_slower"].iloc[0]
     assert row["verdict"] in {"reproduced", "not_reproduced", "inconclusive"}, row.to_dict()
