@@ -289,6 +289,22 @@ def test_c4_wide_reads_a_second_model_size(claims):
     assert c.entries("gpu")["base"]["set"]["model.n_embd"] == 512 and c.entries("cpu")["base"]["seeds"] == [0, 1, 2]
 
 
+def test_cpu_arms_are_the_smoke_runs_plus_the_cpu_grid(claims):
+    """The `cpu:` arms name config/papers/jreg.cpu.yaml's entries, some widened to seeds 0-8: those seeds 0-2 must be
+    the smoke arms' runs (the cpu file's settings are the smoke grid's), and the rest is exactly the cpu file's."""
+    from claimbench.grid import expand
+    from claimbench.tiers import load_grid
+
+    cpu_grid = set(expand(load_grid(CLAIMS.parents[2] / "config" / "papers" / "jreg.cpu.yaml")["grid"]))
+    extra = set()
+    for c in (c for c in claims.values() if "cpu" in c.grid):
+        smoke = c.arms("smoke")
+        for arm, runs in c.arms("cpu").items():
+            assert set(smoke.get(arm, {})) <= set(runs), (c.id, arm)
+            extra |= set(runs) - set(smoke.get(arm, {}))
+    assert extra == cpu_grid and len(cpu_grid) == 18
+
+
 def test_c3_placebo_is_the_trend_of_a_middle_layer(claims):
     """c3's placebo: the same rho on J's form at the middle layer ceil(L/2) (from jreg/dist/*). J rising while the
     middle layer's ratio stays flat reproduces; the whole profile drifting the same way is uninformative."""
