@@ -190,7 +190,7 @@ def test_plugin_registers_an_analysis_method():
     paper = papers.discover()["optlaws"]
     stages = paper.plan(papers.Dag({"profile": "smoke", "runs_dir": "runs/smoke", "results_dir": "results",
                                     "papers": ["optlaws"]}, paper.root, {}, {})).stages
-    assert [s.name for s in stages] == ["optlaws_study"] and "methods.optlaws" in paper.methods
+    assert [s.name for s in stages] == ["optlaws_analysis"] and "methods.optlaws" in paper.methods
     assert not any(m.overrides(h) for h in ("transform_model", "param_groups", "extra_loss", "before_step"))
     assert issubclass(m, Method)
     assert LAWS["optlaws"].label == "Opt-Laws (reconstructed)"

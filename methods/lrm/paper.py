@@ -1,5 +1,5 @@
 """The Learnable Multipliers paper (`lrm`): the runs of config/papers/lrm.<profile>.yaml (each grid entry names its
-`study`), then `lrm_study` -> results/analysis/lrm/summary.{json,md}, one number per claim (methods/lrm/analysis.py),
+`study`), then `lrm_analysis` -> results/analysis/lrm/summary.{json,md}, one number per claim (methods/lrm/analysis.py),
 which benchmarks/claims/lrm.yaml reads with `from_file`:
   snakemake --profile config/smoke --config 'papers=[lrm]' lrm
 The muP tuning levels (C10 levels): the `mup_sweep` trials at base width -> `lrm_mup_pick` writes the tuned file
@@ -58,13 +58,13 @@ def dag(paper: Paper, d: Dag) -> Plan:
               log=f"{d.results}/logs/lrm_mup_pick/{{tuned}}.log",
               shell="{params.py} -m methods.lrm.mup_sweep --grid {params.grid} --runs-dir {params.runs_dir} "
                     "--out {output} > {log} 2>&1"),
-        Stage(name="lrm_study",
+        Stage(name="lrm_analysis",
               input={"runs": result_files(d, own), "tuned": sorted(mup.records)},
               output={"json": f"{out}/summary.json", "md": f"{out}/summary.md",
                       "claims": [f"{out}/{f}" for f in CLAIM_FILES]},
               params={"grid": grid, "runs_dir": lambda w, input: str(Path(input.runs[0]).parent.parent),
                       "store": d.evidence},
-              log=f"{d.results}/logs/lrm_study.log",
+              log=f"{d.results}/logs/lrm_analysis.log",
               shell="{params.py} -m methods.lrm.analysis --grid {params.grid} --runs-dir {params.runs_dir} "
                     "--store {params.store} --out {output.json} > {log} 2>&1"),
         Stage(name="lrm_downstream",

@@ -1,6 +1,6 @@
 """The AdamW^2 no-warmup crash paper (`nowarmup`): LR sweep -> LR_crash; all arms at LR_crash and 3x LR_crash; a tau
 sweep; a replayed-warmup run per AdamW^2 run (its schedule read from that run's metrics, which is its run input);
-then `nowarmup_study` -> results/analysis/nowarmup/{lr_crash,arms,malignant,sigma_growth,tau_band,cost,vision}.json
+then `nowarmup_analysis` -> results/analysis/nowarmup/{lr_crash,arms,malignant,sigma_growth,tau_band,cost,vision}.json
 + summary.md and results/figures/nowarmup/{sigma1,entropy}.png:
   snakemake --profile config/smoke --config 'papers=[nowarmup]' nowarmup
 The grid is config/papers/nowarmup.<profile>.yaml; each entry's `study` (sweep | arms | tau | vision) says where the
@@ -52,7 +52,7 @@ def dag(paper: Paper, d: Dag) -> Plan:
     on, _, by_study, source = _grid(paper, d)
     out = f"{d.results}/analysis/nowarmup"
     study = Stage(
-        name="nowarmup_study",
+        name="nowarmup_analysis",
         input={s: result_files(d, by_study[s]) for s in STUDIES},
         output={"summary": f"{out}/summary.md", **{k: f"{out}/{k}.json" for k in OUTPUTS}},
         params={
@@ -61,7 +61,7 @@ def dag(paper: Paper, d: Dag) -> Plan:
             "speed": tiers.speed_file(d.profile, d.results),
             "out": lambda w, output: str(Path(output.summary).parent),
             "figures": f"{d.results}/figures/nowarmup"},
-        log=f"{d.results}/logs/nowarmup_study.log",
+        log=f"{d.results}/logs/nowarmup_analysis.log",
         shell="{params.py} -m methods.nowarmup.analysis --sweep {input.sweep} --arms {input.arms} --tau {input.tau} "
               "--vision {input.vision} --speed {params.speed} --out {params.out} --figures {params.figures} "
               "> {log} 2>&1",

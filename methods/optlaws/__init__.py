@@ -1,6 +1,6 @@
 """Opt-Laws: loss laws over LR schedules, fitted on many runs -- an analysis-kind method.
 
-It changes nothing in a training run; its work is the `optlaws_study` DAG stage (methods/optlaws/paper.py) that fits
+It changes nothing in a training run; its work is the `optlaws_analysis` DAG stage (methods/optlaws/paper.py) that fits
 three laws on a grid of runs and compares their held-out predictions. The laws (one module each) share
 the interface of methods.optlaws.base: `Law.fit(curves) -> law`, `law.predict(schedule)`,
 `law.final_loss(schedule)`:

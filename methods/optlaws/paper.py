@@ -20,12 +20,12 @@ def dag(paper: Paper, d: Dag) -> Plan:
     grid = paper.grid_file(d.profile) if "optlaws" in d.selected else None
     runs = result_files(d, expand(paper.grid_config(d.profile).get("grid") or []) if grid else {})
     study = Stage(
-        name="optlaws_study",
+        name="optlaws_analysis",
         input={"grid": str(grid or paper.grid_path(d.profile)), "runs": runs},
         output={"md": f"{d.results}/analysis/optlaws/summary.md", "js": f"{d.results}/optlaws.json"},
         params={"runs_dir": lambda w, input: Path(input.runs[0]).parent.parent,
                 "figures": f"{d.results}/figures/optlaws"},
-        log=f"{d.results}/logs/optlaws_study.log",
+        log=f"{d.results}/logs/optlaws_analysis.log",
         shell="{params.py} -m claimbench law study --grid {input.grid} --runs-dir {params.runs_dir} "
               "--out {output.js} --md {output.md} --figures {params.figures} > {log} 2>&1",
     )
