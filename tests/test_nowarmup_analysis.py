@@ -93,14 +93,19 @@ def _write_run(d, workload: str, recipe: str, lr: float, seed: int, res: dict, d
     (d / "metrics.jsonl").write_text(json.dumps({"step": 10, "train_loss": 7.0}) + "\n")
 
 
-def test_study_end_to_end_on_written_runs(tmp_path):
+def _token_data(tmp_path, seed: int):
+    """A 16-token data dir (uniform random tokens) and its unigram loss."""
     data = tmp_path / "data"
     data.mkdir()
-    tokens = np.random.default_rng(1).integers(0, 16, 40000).astype(np.uint16)
+    tokens = np.random.default_rng(seed).integers(0, 16, 40000).astype(np.uint16)
     tokens.tofile(data / "train.bin")
     tokens[:8000].tofile(data / "val.bin")
     (data / "meta.json").write_text(json.dumps({"vocab_size": 16}))
-    uni = unigram_loss(str(data))
+    return data, unigram_loss(str(data))
+
+
+def test_study_end_to_end_on_written_runs(tmp_path):
+    data, uni = _token_data(tmp_path, 1)
     sweep = []
     for lr in (0.01, 0.03):
         for s in range(3):
@@ -164,13 +169,7 @@ def test_one_lr_grid_decides_nothing_from_the_sweep_and_leaves_the_lr_placebo_un
     from claimbench.claims import load_file
     from claimbench.judge import judge
 
-    data = tmp_path / "data"
-    data.mkdir()
-    tokens = np.random.default_rng(2).integers(0, 16, 40000).astype(np.uint16)
-    tokens.tofile(data / "train.bin")
-    tokens[:8000].tofile(data / "val.bin")
-    (data / "meta.json").write_text(json.dumps({"vocab_size": 16}))
-    uni = unigram_loss(str(data))
+    data, uni = _token_data(tmp_path, 2)
     runs = []
     for s in range(6):
         for recipe, val in (("adamw", uni - 0.5 - 0.01 * s), ("adamw_nowarmup", uni - 0.05 + 0.004 * s)):

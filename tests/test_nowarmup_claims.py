@@ -109,14 +109,18 @@ def test_sigma_growth_band():
     assert judge(c, {}, {"estimate": 1.0, "ci_lo": 1.0, "ci_hi": 1.0, "n": 3}, None)["verdict"] == "inconclusive"
 
 
-def test_sec_concentration_directional_with_split_placebo():
-    c = CLAIMS["nowarmup.sec_concentration"]
-    warm = [0.55, 0.58, 0.52, 0.56, 0.54, 0.57]
-    planted = judge(c, {"nowarmup": _arm([w + 0.3 + 0.01 * i for i, w in enumerate(warm)]), "warmup": _arm(warm)},
+@pytest.mark.parametrize("cid,arms,ref,sign", [
+    ("nowarmup.sec_concentration", ("nowarmup", "warmup"), [0.55, 0.58, 0.52, 0.56, 0.54, 0.57], 1),
+    ("nowarmup.adamw2_sec", ("adamw2", "nowarmup"), [0.85, 0.88, 0.82, 0.86, 0.84, 0.87], -1),
+])
+def test_sec_directional_with_split_placebo(cid, arms, ref, sign):
+    """A planted 0.3 gap in the claim's direction reproduces with the placebo passed; seed-level noise does not."""
+    c = CLAIMS[cid]
+    planted = judge(c, {arms[0]: _arm([r + sign * (0.3 + 0.01 * i) for i, r in enumerate(ref)]), arms[1]: _arm(ref)},
                     {}, None)
     assert planted["verdict"] == "reproduced" and planted["placebo"] == "passed", planted
-    null = judge(c, {"nowarmup": _arm([w + d for w, d in zip(warm, (0.01, -0.02, 0.0, 0.01, -0.01, 0.0),
-                                                                 strict=True)]), "warmup": _arm(warm)}, {}, None)
+    noise = (0.01, -0.02, 0.0, 0.01, -0.01, 0.0)
+    null = judge(c, {arms[0]: _arm([r + d for r, d in zip(ref, noise, strict=True)]), arms[1]: _arm(ref)}, {}, None)
     assert null["verdict"] != "reproduced"
 
 
@@ -174,17 +178,6 @@ def test_adamw2_sigma_band_premise_and_placebo():
     shrinks = {"placebo_estimate": 20.0, "placebo_ci_lo": 11.0, "placebo_ci_hi": 40.0, "placebo_n": 6}
     j = judge(c, {}, {**hit, **run_away, **shrinks}, None)
     assert j["verdict"] == "inconclusive" and j["placebo"] == "uninformative"
-
-
-def test_adamw2_sec_directional_with_split_placebo():
-    c = CLAIMS["nowarmup.adamw2_sec"]
-    plain = [0.85, 0.88, 0.82, 0.86, 0.84, 0.87]
-    spread = judge(c, {"adamw2": _arm([p - 0.3 - 0.01 * i for i, p in enumerate(plain)]), "nowarmup": _arm(plain)},
-                   {}, None)
-    assert spread["verdict"] == "reproduced" and spread["placebo"] == "passed", spread
-    same = judge(c, {"adamw2": _arm([p + d for p, d in zip(plain, (0.01, -0.02, 0.0, 0.01, -0.01, 0.0),
-                                                               strict=True)]), "nowarmup": _arm(plain)}, {}, None)
-    assert same["verdict"] != "reproduced"
 
 
 def test_adamw2_collapse_band_and_placebo():
