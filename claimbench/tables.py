@@ -128,6 +128,17 @@ def verdict_counts(studies: list[dict]) -> str:
     return ", ".join(f"{k}: {v}" for k, v in counts.items())
 
 
+VERDICTS = ("reproduced", "not_reproduced", "inconclusive", "out_of_scope", "not_run")
+
+
+def verdicts_per_paper(verdicts: pd.DataFrame) -> pd.DataFrame:
+    """Claims per paper and verdict (columns `paper`, `verdict`, one row per claim), with a `total` row."""
+    t = pd.crosstab(verdicts["paper"], verdicts["verdict"])
+    t = t.reindex(columns=[*VERDICTS, *sorted(set(t.columns) - set(VERDICTS))], fill_value=0)
+    t.loc["total"] = t.sum()
+    return t.reset_index().rename_axis(columns=None)
+
+
 def _tier(profile: str) -> str:
     """'smoke profile', or for a tier 'cpu tier: the smoke tier's runs plus its own; tables separate'."""
     from claimbench.tiers import chain
@@ -148,6 +159,7 @@ def write_tables(studies: list[dict], claims: list[Claim], results_dir: str | Pa
     md = frame(studies, claims, results, md=True)
     summary = md[["paper", "claim", "paper_value", "our_value", "scale", "verdict", "code", "ours", "runs"]]
     text = (f"# All claims ({_tier(profile)})\n\n{len(studies)} claims; {verdict_counts(studies)}.\n\n"
+            f"{markdown_table(verdicts_per_paper(csv))}\n\n"
             f"{_provenance_line(studies)}\n\n"
             "Our value is the claim's statistic with its 95% interval; `ours` lists the choices that are the "
             "suite's, not the paper's (details in each paper's page). Verdicts follow each claim's pre-registered "

@@ -100,3 +100,26 @@ def test_markdown_tables_have_as_many_cells_as_their_header():
             elif _cells(line) != header:
                 bad.append(f"{rel}:{n}: {_cells(line)} cells under a {header}-cell header")
     assert not bad, "\n".join(bad)
+
+
+def test_the_readmes_verdict_counts_are_the_committed_tables():
+    """The README's per-paper, per-tier verdict counts equal the committed claims.csv of each tier."""
+    import pandas as pd
+
+    from claimbench.tables import VERDICTS
+
+    readme = (REPO / "README.md").read_text()
+    section = readme.split("### Verdicts per paper and tier", 1)[1].split("\n## ", 1)[0]
+    rows = {m[0]: m[1:] for m in re.findall(r"^\| `(\w+)` \| ([\d / ]+) \| ([\d / ]+) \| (\d+) \|$", section, re.M)}
+    tiers = {t: pd.read_csv(REPO / d / "claims.csv") for t, d in (("smoke", "results"), ("cpu", "results/cpu"))}
+    papers = sorted(set(tiers["smoke"]["paper"]))
+    assert sorted(rows) == papers
+
+    def decided(df, p):
+        return set(df[(df["paper"] == p) & df["verdict"].isin(VERDICTS[:2])]["claim"])
+
+    for p in papers:
+        for cell, df in zip(rows[p][:2], tiers.values(), strict=True):
+            counts = df[df["paper"] == p]["verdict"].value_counts()
+            assert [int(x) for x in cell.split(" / ")] == [int(counts.get(v, 0)) for v in VERDICTS], p
+        assert int(rows[p][2]) == len(decided(tiers["smoke"], p) | decided(tiers["cpu"], p)), p
