@@ -33,7 +33,6 @@ def selections() -> dict[str, list[str]]:
     for p in PAPERS:
         out[p] = ["--profile", "config/smoke", "--config", f"papers=[{p}]"]
     out["all"] = ["--profile", "config/smoke", "--config", f"papers=[{','.join(PAPERS)}]"]
-    out["jreg-smoke"] = ["--configfile", "config/jreg-smoke.yaml", "--cores", "2"]
     return out
 
 

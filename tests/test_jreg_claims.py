@@ -291,18 +291,43 @@ def test_c4_wide_reads_a_second_model_size(claims):
 
 def test_cpu_arms_are_the_smoke_runs_plus_the_cpu_grid(claims):
     """The `cpu:` arms name config/papers/jreg.cpu.yaml's entries, some widened to seeds 0-8: those seeds 0-2 must be
-    the smoke arms' runs (the cpu file's settings are the smoke grid's), and the rest is exactly the cpu file's."""
+    the smoke arms' runs (the cpu file's settings are the smoke grid's), and the rest is exactly what the cpu file
+    adds to the smoke grid file it includes."""
     from claimbench.grid import expand
     from claimbench.tiers import load_grid
 
-    cpu_grid = set(expand(load_grid(CLAIMS.parents[2] / "config" / "papers" / "jreg.cpu.yaml")["grid"]))
+    papers_dir = CLAIMS.parents[2] / "config" / "papers"
+    smoke_grid = set(expand(load_grid(papers_dir / "jreg.smoke.yaml")["grid"]))
+    cpu_grid = set(expand(load_grid(papers_dir / "jreg.cpu.yaml")["grid"]))
+    assert smoke_grid <= cpu_grid
     extra = set()
     for c in (c for c in claims.values() if "cpu" in c.grid):
         smoke = c.arms("smoke")
         for arm, runs in c.arms("cpu").items():
             assert set(smoke.get(arm, {})) <= set(runs), (c.id, arm)
             extra |= set(runs) - set(smoke.get(arm, {}))
-    assert extra == cpu_grid and len(cpu_grid) == 18
+    assert extra == cpu_grid - smoke_grid and len(extra) == 18
+
+
+def test_arms_name_the_paper_grid_entries(claims):
+    """Every arm at every profile names an entry of config/papers/jreg.<profile>.yaml (`entry:`, no copied settings;
+    only `seeds` may widen one), and the arms' runs are that grid's: all of it at smoke (9 runs) and in the cpu tier
+    (27), sizes S and M of the gpu grid's 27 (12; size L and the final_only arms are the summary's alone)."""
+    from claimbench.grid import expand
+    from claimbench.papers import discover
+
+    for c in yaml.safe_load(CLAIMS.read_text())["claims"]:
+        for profile, arms in c["grid"].items():
+            for arm, e in arms.items():
+                assert "entry" in e and set(e) <= {"entry", "seeds"}, (c["id"], profile, arm)
+    paper = discover()["jreg"]
+    for profile, n_grid, n_arms in (("smoke", 9, 9), ("cpu", 27, 27), ("gpu", 27, 12)):
+        grid = expand(paper.grid_config(profile)["grid"])
+        arms = {rid: spec for c in claims.values() for runs in c.arms(profile).values() for rid, spec in runs.items()}
+        assert len(grid) == n_grid and len(arms) == n_arms and set(arms) <= set(grid), profile
+        assert all(arms[rid] == grid[rid] for rid in arms), profile  # same config, data set and --set list
+    assert {s.meta["group"] for s in expand(paper.grid_config("gpu")["grid"]).values()} == {
+        f"jreg:{size}:{arm}" for size in "SML" for arm in ("base", "final_only", "jreg")}
 
 
 def test_c3_placebo_is_the_trend_of_a_middle_layer(claims):

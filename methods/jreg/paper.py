@@ -1,8 +1,9 @@
-"""The JREG paper: the held-out jump profile of every run of a `jreg*` grid entry (the claims' grids of
-`papers: [jreg]`, or config/jreg-smoke.d), one summary (summary.json with the statistic each JREG claim reads,
-jump.md, jump_over_training.png, profiles.png) and claim C7's per-task regressions from lm_eval.json. Both
-analyses read runs through claimbench.evidence (the runs directory, else the evidence store) by run id.
-  snakemake jreg_summary --cores 2 --configfile config/jreg-smoke.yaml   (target first: --configfile takes a list)
+"""The JREG paper: the held-out jump profile of every run of a `jreg*` grid entry (with `papers: [jreg]`: its grid
+config/papers/jreg.<profile>.yaml, whose entries the claims' arms name), one summary (summary.json with the
+statistic each JREG claim reads, jump.md, jump_over_training.png, profiles.png) and claim C7's per-task regressions
+from lm_eval.json. Both analyses read runs through claimbench.evidence (the runs directory, else the evidence store)
+by run id.
+  snakemake jreg_summary --profile config/smoke --config 'papers=[jreg]'   (target first: --config takes a list)
 With no jreg run in the DAG these stages are never scheduled. Claim jreg.c1_open_weight reads the jump profiles
 of real open-weight LMs shipped in PyPI packages (no download): results name -> `claimbench jump pkg:NAME`
 (methods/jreg/measure.py PACKAGED_MODELS; requirements-data.txt).
