@@ -1,7 +1,7 @@
 """The Learnable Multipliers paper (`lrm`): the runs of config/papers/lrm.<profile>.yaml (each grid entry names its
 `study`), then `lrm_analysis` -> results/analysis/lrm/summary.{json,md}, one number per claim (methods/lrm/analysis.py),
 which benchmarks/claims/lrm.yaml reads with `from_file`:
-  snakemake --profile config/smoke --config 'papers=[lrm]' lrm
+  snakemake lrm --profile config/smoke --config 'papers=[lrm]'
 The muP tuning levels (C10 levels): the `mup_sweep` trials at base width -> `lrm_mup_pick` writes the tuned file
 (methods/lrm/mup_sweep.py) -> the runs whose `mup` names it (`tuned:`) read it as a run input, so a changed sweep
 retrains them and nothing else. C11/C12: `lrm_downstream` reads lm-eval's scores of the `downstream` pairs

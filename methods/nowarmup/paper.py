@@ -2,7 +2,7 @@
 sweep; a replayed-warmup run per AdamW^2 run (its schedule read from that run's metrics, which is its run input);
 then `nowarmup_analysis` -> results/analysis/nowarmup/{lr_crash,arms,malignant,sigma_growth,tau_band,cost,vision}.json
 + summary.md and results/figures/nowarmup/{sigma1,entropy}.png:
-  snakemake --profile config/smoke --config 'papers=[nowarmup]' nowarmup
+  snakemake nowarmup --profile config/smoke --config 'papers=[nowarmup]'
 The grid is config/papers/nowarmup.<profile>.yaml; each entry's `study` (sweep | arms | tau | vision) says where the
 analysis reads it, and `replay: true` adds the replayed-warmup twin of each of its runs.
 """

@@ -1,7 +1,7 @@
 """The Opt-Laws paper: schedule-family grid -> three loss laws fitted and compared -> results/optlaws.json (read
 by the claims of benchmarks/claims/optlaws.yaml) + results/analysis/optlaws/summary.md (linked from the paper page
 results/optlaws.md) + figures. Grid entries are named 'optlaws:<family>' / 'optlaws-probe:<family>':
-  snakemake --profile config/smoke --config 'papers=[optlaws]' optlaws
+  snakemake optlaws --profile config/smoke --config 'papers=[optlaws]'
 The cpu tier's grid, config/papers/optlaws.cpu.yaml, includes the smoke grid and adds more peak LRs, seeds 1-2 of
 every schedule and a divergence probe band; its study writes under that tier's results directory ({results}),
 never over the smoke tier's outputs.
