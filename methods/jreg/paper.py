@@ -3,7 +3,7 @@ config/papers/jreg.<profile>.yaml, whose entries the claims' arms name), one sum
 statistic each JREG claim reads, jump.md, jump_over_training.png, profiles.png) and claim C7's per-task regressions
 from lm_eval.json. Both analyses read runs through claimbench.evidence (the runs directory, else the evidence store)
 by run id.
-  snakemake jreg_summary --profile config/smoke --config 'papers=[jreg]'   (target first: --config takes a list)
+  snakemake jreg_analysis --profile config/smoke --config 'papers=[jreg]'   (target first: --config takes a list)
 With no jreg run in the DAG these stages are never scheduled. Claim jreg.c1_open_weight reads the jump profiles
 of real open-weight LMs shipped in PyPI packages (no download): results name -> `claimbench jump pkg:NAME`
 (methods/jreg/measure.py PACKAGED_MODELS; requirements-data.txt).
@@ -36,14 +36,14 @@ def dag(paper: Paper, d: Dag) -> Plan:
               log=f"{res}/logs/jreg_profile/{{run_id}}.log",
               shell="{params.py} -m claimbench jump {params.ckpt} --json {output.json} --png {output.png} "
                     "> {log} 2>&1"),
-        Stage(name="jreg_summary",
+        Stage(name="jreg_analysis",
               input={"results": [f"{d.runs_dir}/{rid}/result.json" for rid in runs],
                      "profiles": [f"{res}/jreg/profiles/{rid}.json" for rid in runs]},
               output={"summary": f"{res}/jreg/summary.json", "md": f"{res}/jreg/jump.md",
                       "curve": f"{res}/jreg/jump_over_training.png", "profiles": f"{res}/jreg/profiles.png"},
               params={"runs_dir": lambda w, input: str(Path(input.results[0]).parent.parent), "store": ev,
                       "runs": " ".join(runs), "out": lambda w, output: str(Path(output.summary).parent)},
-              log=f"{res}/logs/jreg_summary.log",
+              log=f"{res}/logs/jreg_analysis.log",
               shell="{params.py} -m methods.jreg.analysis --runs-dir {params.runs_dir} --store {params.store} "
                     "--runs {params.runs} --profiles {input.profiles} --out {params.out} > {log} 2>&1"),
         Stage(name="jreg_task_regressions",
