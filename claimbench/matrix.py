@@ -31,6 +31,17 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 @dataclass(frozen=True)
+class Analysis:
+    """A table another stage writes (a JSON block with `columns`, `rows`, `status` and `why`), shown under the
+    interaction table: what tests a combination beyond this table's runs (FLeRM's transfer to a wider model)."""
+
+    title: str
+    file: str  # relative to the repository
+    table: str  # dotted key of the block in the file
+    about: str = ""
+
+
+@dataclass(frozen=True)
 class Row:
     name: str
     methods: tuple  # method refs as a run config takes them: names or {name: ..., option: value}
@@ -38,6 +49,7 @@ class Row:
     paper: str | None = None  # the paper whose claims page it links to (results/<paper>.md)
     parts: tuple = ()  # interaction rows: the rows each part is alone (compared against as well)
     note: str = ""  # shown under the interaction table (what the row does and does not test)
+    analysis: Analysis | None = None  # interaction rows: a section of its own under the table
 
     @property
     def method_names(self) -> list[str]:
@@ -80,15 +92,24 @@ class Matrix:
 def _row(spec: dict, where: str) -> Row:
     if not isinstance(spec, dict) or "name" not in spec:
         raise ConfigError(f"{where}: a row is a mapping with `name` (and `methods`, `recipe`, `paper`)")
-    unknown = set(spec) - {"name", "methods", "recipe", "paper", "parts", "note"}
+    unknown = set(spec) - {"name", "methods", "recipe", "paper", "parts", "note", "analysis"}
     if unknown:
         raise ConfigError(f"{where}: unknown key '{sorted(unknown)[0]}' (keys: name, methods, recipe, paper, parts, "
-                          "note)")
+                          "note, analysis)")
     methods = tuple(spec.get("methods") or ())
     if not methods and not spec.get("recipe"):
         raise ConfigError(f"{where} '{spec['name']}': give `methods` or a `recipe`")
     return Row(spec["name"], methods, spec.get("recipe"), spec.get("paper"), tuple(spec.get("parts") or ()),
-               str(spec.get("note") or ""))
+               str(spec.get("note") or ""), _analysis(spec.get("analysis"), f"{where} '{spec['name']}'.analysis"))
+
+
+def _analysis(spec, where: str) -> Analysis | None:
+    if spec is None:
+        return None
+    keys = {"title", "file", "table", "about"}
+    if not isinstance(spec, dict) or not {"title", "file", "table"} <= set(spec) or set(spec) - keys:
+        raise ConfigError(f"{where}: a mapping with title, file, table (and about)")
+    return Analysis(**{k: str(v) for k, v in spec.items()})
 
 
 def load(path: str | Path) -> Matrix:

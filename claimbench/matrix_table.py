@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from claimbench import hypotheses, registry
-from claimbench.matrix import BASELINE, EntryState, Matrix, Row, baseline_row, refusal, state
+from claimbench.matrix import BASELINE, REPO, EntryState, Matrix, Row, baseline_row, refusal, state
 
 NA, NOT_RUN, PENDING, ALL_DIVERGED, FAILED, OK = "n/a", "not run", "pending", "diverged", "failed", "ok"
 
@@ -281,7 +281,29 @@ def interactions_md(m: Matrix, built: dict, speed: dict | None) -> str:
     notes = [f"- `{r.name}`: {r.note}" for r in m.interactions if r.note]
     if notes:
         lines += ["Notes:", "", *notes, ""]
+    for r in m.interactions:
+        if r.analysis:
+            lines += analysis_md(r)
     return "\n".join(lines)
+
+
+def analysis_md(row: Row) -> list[str]:
+    """An interaction row's own section: the table its `analysis` names, as the stage that wrote it laid it out
+    (a missing file or block, or a study not run, is one line saying so)."""
+    a = row.analysis
+    src = f"`{a.file}` (`{a.table}`)"
+    lines = [f"## {row.name}: {a.title}", ""] + ([a.about, ""] if a.about else [])
+    try:
+        block = json.loads((REPO / a.file).read_text())
+        for part in a.table.split("."):
+            block = block[int(part)] if isinstance(block, list) else block[part]
+        cols, rows = block["columns"], block["rows"]
+    except (OSError, ValueError, KeyError, IndexError, TypeError) as e:
+        return [*lines, f"Not run: no table at {src} ({type(e).__name__}).", ""]
+    if block.get("status") != "ok":
+        return [*lines, f"Not run: {block.get('why') or block.get('status')} ({src}).", ""]
+    return [*lines, f"From {src}:", "", "| " + " | ".join(map(str, cols)) + " |", "|" + "---|" * len(cols),
+            *("| " + " | ".join(map(str, r)) + " |" for r in rows), ""]
 
 
 def heatmap(m: Matrix, rows: list[Row], built: dict, path: Path) -> Path:

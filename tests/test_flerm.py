@@ -488,7 +488,7 @@ def test_claims_cpu_arms_are_runs_of_the_cpu_tier():
 
     smoke = set(expand(yaml.safe_load(open("config/papers/flerm.smoke.yaml"))["grid"]))
     cpu = set(expand(yaml.safe_load(open("config/papers/flerm.cpu.yaml"))["grid"]))
-    assert len(smoke) == 246 and len(cpu) == 106 and not smoke & cpu
+    assert len(smoke) == 246 and len(cpu) == 169 and not smoke & cpu
     claims = {c.id: c for c in load_all() if c.paper["id"] == "flerm"}
     for c in claims.values():
         assert {r for arm in c.arms("smoke").values() for r in arm} <= smoke, c.id
@@ -498,3 +498,103 @@ def test_claims_cpu_arms_are_runs_of_the_cpu_tier():
     for c in claims.values():
         for prem in (p for p in c.premises if "interior" in p):
             assert prem["interior"] == {"arms": ["base", "sp", "fl"], "over": "train.lr"}, c.id
+
+
+# ---------------------------------------------------------------------------------------------- LRM models
+
+def test_transfer_of_an_lrm_record_with_0d_and_1d_multipliers(tmp_path):
+    """An LRM base's record holds its multipliers' FSLRs (1-d row and column vectors, the final norm's 0-d scalar)
+    beside the wrapped weights (`...parametrizations.weight.original`); FLeRM listed after lrm maps it onto a wider
+    LRM model name for name (the check before training builds the names through LRM's transform on the meta
+    device) and sets one factor per tensor. Listed before lrm, which regroups the multipliers, it is refused."""
+    lrm = {"name": "lrm", "final_norm": "scalar"}
+    lr = {"train.lr": 1e-2, "log.every": 2}
+    run_micro(tmp_path / "base", steps=2, methods=[lrm, {"name": "flerm", "every": 2, "warmup_passes": 2}], **lr)
+    rec = record_from_runs([tmp_path / "base"])
+    state = torch.load(tmp_path / "base" / "ckpt.pt", weights_only=True)["model"]
+    dims = {state[n].ndim for n in rec["tensors"]}
+    assert {0, 1, 2} <= dims  # the scalar, the row/column vectors, the matrices
+    assert any(n.endswith("parametrizations.weight.original") for n in rec["tensors"])
+    (tmp_path / "r_lr0.01.json").write_text(json.dumps(rec))
+    tmpl = str(tmp_path / "r_lr{lr}.json")
+    _, rows = run_micro(tmp_path / "wide", steps=2, methods=[lrm, {"name": "flerm", "base": tmpl, "warmup_passes": 2}],
+                        **lr, **{"model.n_embd": 64})
+    factors = {k[len("flerm/factor/"):]: v for k, v in rows[0].items() if k.startswith("flerm/factor/")}
+    assert set(factors) == set(rec["tensors"]) and all(math.isfinite(v) and v > 0 for v in factors.values())
+    with pytest.raises(ConfigError, match="list `lrm` before `flerm`"):
+        _prepare(tmp_path, f'methods=[{{"name": "flerm", "base": "{tmpl}"}}, {{"name": "lrm"}}]')
+    assert not (tmp_path / "bad").exists()
+
+
+def test_study_of_lrm_models_beside_the_plain_study(tmp_path):
+    """A study whose every run carries lrm (a plain name in the method lists) is read as any other; `against` sets
+    its shifts beside the plain study's at the scales both have; claim 13's FSLR analysis leaves its base out."""
+    import yaml
+
+    from claimbench.grid import expand
+    from methods.flerm.study import fslr_analysis, markdown, run
+
+    grid, studies, lrs = _grid(tmp_path)
+    x1, w8 = studies["m_width"]["values"][0], studies["m_width"]["values"][2]
+    lrec = str(tmp_path / "lrec" / "lr{lr}.json")
+    common = {k: grid[0][k] for k in ("config", "data", "workload", "size", "seeds")}
+    grid += [{**common, "name": "flerm:l:base", "methods": [["lrm", {"name": "flerm", "record": lrec, "every": 100}]],
+              "set": {"model": x1}, "sweep": {"train.lr": lrs}},
+             {**common, "name": "flerm:l_width:sp", "methods": [["lrm"]], "sweep": {"model": [w8], "train.lr": lrs}},
+             {**common, "name": "flerm:l_width:fl", "methods": [["lrm", {"name": "flerm", "base": lrec}]],
+              "sweep": {"model": [w8], "train.lr": lrs}}]
+    studies["l_width"] = {"kind": "width", "base": "l", "across": "model", "scales": [1, 8], "values": [x1, w8],
+                          "against": "m_width"}
+    opt = {("sp", 16): -9, ("sp", 32): -10, ("sp", 128): -12, ("fl", 32): -9, ("fl", 128): -9}
+    for entry in grid:
+        arm = entry["name"].split(":")[2]
+        for rid, spec in expand([entry]).items():
+            sets = dict(s.split("=", 1) for s in spec.sets)
+            centre = opt[("sp" if arm == "base" else arm, json.loads(sets["model"])["width"])]
+            centre += 0.5 if entry["name"].startswith("flerm:l") and arm == "fl" else 0  # LRM's FLeRM: +0.5
+            (tmp_path / "runs" / rid).mkdir(parents=True)
+            (tmp_path / "runs" / rid / "result.json").write_text(json.dumps(
+                {"status": "ok", "final_train_loss": 1.0 + 0.1 * (math.log2(float(sets["train.lr"])) - centre) ** 2}))
+    gfile = tmp_path / "grid.yaml"
+    gfile.write_text(yaml.safe_dump({"grid": grid, "studies": studies}))
+    res = run(gfile, tmp_path / "runs", draws=50)
+    cmp = res["studies"]["l_width"]["against"]
+    assert res["studies"]["l_width"]["status"] == "ok" and cmp["status"] == "ok" and cmp["study"] == "m_width"
+    assert [r[:3] for r in cmp["rows"]] == [["m_width", "none", "x8"], ["l_width", "lrm", "x8"]]
+    assert [r[3].split()[0] for r in cmp["rows"]] == ["-3.00", "-3.00"]  # SP: the planted shifts
+    assert [r[4].split()[0] for r in cmp["rows"]] == ["+0.00", "+0.50"]  # FLeRM
+    assert cmp["rows"][0][5] == 2
+    assert "Beside study m_width" in markdown(res, "")
+    assert set(fslr_analysis(grid, res, tmp_path / "runs")["groups"]) == {"m"}  # no FSLR rows: only the plain base
+
+
+def test_cpu_grid_lrm_width_study_resolves():
+    """The cpu tier's study lrm_width: its runs (lrm in every one, flerm after it) resolve to its two scales, its FLeRM
+    runs read records that only its LRM base runs make, and it is read beside mlp_width."""
+    from claimbench.grid import expand
+    from methods.flerm.dag import plan
+    from methods.flerm.study import _sets, load_grids, scale_value
+
+    cfg = load_grids(["config/papers/flerm.cpu.yaml"])
+    st = cfg["studies"]["lrm_width"]
+    assert st["base"] == "mlp_lrm" and st["against"] in cfg["studies"] and st["scales"] == [1, 8]
+    assert st["values"][0] == cfg["studies"]["mlp_width"]["values"][0]
+    assert st["values"][1] == cfg["studies"]["mlp_width"]["values"][2]  # x8 of both studies: the same model
+    entries = {e["name"]: e for e in cfg["grid"] if e["name"].startswith(("flerm:mlp_lrm:", "flerm:lrm_width:"))}
+    assert sorted(entries) == ["flerm:lrm_width:fl", "flerm:lrm_width:sp", "flerm:mlp_lrm:base"]
+    runs = {n: expand([e]) for n, e in entries.items()}
+    assert [len(r) for r in runs.values()] == [21, 21, 21]
+    for name, rs in runs.items():
+        for spec in rs.values():
+            s = _sets(spec)
+            assert [m if isinstance(m, str) else m["name"] for m in s["methods"]][0] == "lrm"
+            if not name.endswith(":base"):
+                assert st["values"].index(scale_value(s, "model")) == 1
+    p = plan(expand(cfg["grid"]))
+    base_ids = set(runs["flerm:mlp_lrm:base"])
+    lrm_records = {rec for rec, ids in p.records.items() if set(ids) <= base_ids}
+    assert len(lrm_records) == 7 and {p.inputs[r] for r in runs["flerm:lrm_width:fl"]} == lrm_records
+    from claimbench.matrix import load
+
+    shown = load("config/matrix.smoke.yaml").row("flerm+lrm").analysis  # results/interactions.md's section
+    assert (shown.file, shown.table) == ("results/cpu/analysis/flerm/transfer.json", "studies.lrm_width.against")

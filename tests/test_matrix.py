@@ -181,6 +181,31 @@ def test_interaction_rows_compare_against_each_part(planted, tmp_path):
     assert "| lrm+zloss |" in md and "not measured" in md
 
 
+def test_interaction_row_analysis_section(planted, tmp_path):
+    """An interaction row's `analysis` is a section of its own under the table: the block another stage wrote
+    (columns, rows) as it is, or one line saying why there is none (no file or block yet, a study not run)."""
+    m, runs = planted
+    table = tmp_path / "analysis.json"
+    spec = {"name": "lrm+zloss", "methods": ["lrm", "zloss"], "parts": ["lrm", "zloss"],
+            "analysis": {"title": "T", "file": str(table), "table": "studies.s.against", "about": "A"}}
+    m2 = matrix.load(_config(tmp_path, interactions={"workloads": ["gpt"], "rows": [spec]}))
+    built = matrix_table.build(m2, m2.rows, runs, None)
+
+    def section(block) -> str:
+        table.write_text(json.dumps({"studies": {"s": {"against": block}}}))
+        return matrix_table.interactions_md(m2, built, None).split("## lrm+zloss: T\n\nA\n\n")[1]
+
+    table.unlink(missing_ok=True)
+    assert matrix_table.interactions_md(m2, built, None).endswith(
+        f"## lrm+zloss: T\n\nA\n\nNot run: no table at `{table}` (`studies.s.against`) (FileNotFoundError).\n")
+    assert section({"status": "not_run", "why": "runs missing", "columns": [], "rows": []}).startswith(
+        "Not run: runs missing")
+    assert "| a | b |\n|---|---|\n| x | 1 |\n" in section({"status": "ok", "columns": ["a", "b"], "rows": [["x", 1]]})
+    with pytest.raises(ConfigError, match="analysis: a mapping with title, file, table"):
+        matrix.load(_config(tmp_path, interactions={"workloads": ["gpt"], "rows": [
+            {**spec, "analysis": {"title": "T", "file": "f"}}]}))
+
+
 def test_refusals_from_declarations(tmp_path):
     m = matrix.load(_config(tmp_path))
     assert matrix.refusal(matrix.Row("x", ("lora",)), "mlp") == "'lora' declares workloads gpt, not mlp"

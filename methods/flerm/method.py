@@ -29,8 +29,9 @@ import torch
 import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 
+from claimbench import registry
 from claimbench.config import ConfigError
-from claimbench.plugin import Method, Workload
+from claimbench.plugin import Method, RunContext, Workload, validate_options
 from claimbench.registry import register_method
 from claimbench.seeding import stable_key
 from methods.flerm.estimator import Moments, projection_products
@@ -65,17 +66,35 @@ def output_space(option: str, workload: str) -> str:
 
 
 def trainable_names(workload: Workload) -> list[str]:
-    """Parameter names of the workload's model, built on the meta device (no memory, no init cost), with the
-    adapters of a `lora` method in the same run (FLeRM then sees only the adapters)."""
+    """Parameter names of the run's model as the trainer builds it, on the meta device (no memory, no init cost):
+    the workload's model, the adapters of a `lora` method (FLeRM then sees only the adapters) and the model
+    transforms of the run's other methods (LRM's multipliers rename a wrapped weight
+    `<module>.parametrizations.weight.original`), so a base record made with the same methods maps name for name."""
     from methods.flerm.lora import LoraOptions, inject
 
     workload.check_data()
+    cfg = workload.cfg
     with torch.device("meta"):
         model = workload.build_model()
-        for m in workload.cfg.methods:
+        ctx = RunContext(cfg, workload, workload.param_roles(model), torch.device("meta"), cfg.train.steps)
+        for i, m in enumerate(cfg.methods):
             if m.name == "lora":
                 model = inject(model, LoraOptions(**m.options))
+                continue
+            cls = registry.get("method", m.name)
+            if cls.transform_model is not Method.transform_model and m.name != "flerm":
+                model = cls(validate_options(cls.Options, m.options, f"methods[{i}] ({m.name})"),
+                            ctx).transform_model(model)
     return [n for n, p in model.named_parameters() if p.requires_grad]
+
+
+def regrouped_after(workload: Workload) -> list[str]:
+    """The methods listed after flerm that regroup the parameters (override `param_groups`): in transfer mode each
+    tensor's LR lives in a param group of its own, which a later regrouping would merge again (one factor for
+    all of LRM's multipliers), so such a method must come first."""
+    names = [m.name for m in workload.cfg.methods]
+    later = names[names.index("flerm") + 1:] if "flerm" in names else []
+    return [n for n in later if registry.get("method", n).param_groups is not Method.param_groups]
 
 
 @register_method("flerm")
@@ -94,6 +113,10 @@ class Flerm(Method):
             raise ConfigError(f"methods (flerm): 'every' ({options.every}) must be >= log.every ({cfg.log.every}) "
                               "so no measurement is lost between log rows")
         if options.base:
+            later = regrouped_after(workload)
+            if later:
+                raise ConfigError(f"methods (flerm): list `{later[0]}` before `flerm`: in transfer mode FLeRM gives "
+                                  f"every tensor a param group of its own, which `{later[0]}` would regroup")
             rec = read_record(record_path(options.base, cfg.train.lr))
             out = output_space(options.output, cfg.workload)
             if rec.get("estimator") != options.estimator or output_space(rec.get("output", "auto"),

@@ -6,6 +6,9 @@ model at every LR, the record runs) and `flerm:<study>:<arm>` (arm `sp` or `fl`)
 its `studies:` section gives each study's base group, `across` key (a config key, or `<method>.<option>` such as
 `lora.rank`), scale `values` (first = base) with their `scales` labels, and kind (`width`, `depth` or `rank`).
 Both arms share the base runs as their x1 point, so every shift is measured against the base model's optimum.
+A study may name another as `against` (the same design without one change, e.g. lrm_width's LRM against
+mlp_width): its result then carries `against`, the two studies' shifts at the scales both have, as a table
+(`columns`, `rows`) that results/interactions.md shows as it is.
 
 Runs are read only through `claimbench.evidence` (runs directory, else the evidence store). Metric: final train
 loss (the paper's); a diverged run counts as a miss (infinite loss), never dropped. Per arm and scale the seed-mean
@@ -248,9 +251,44 @@ def run(grid_file, runs_dir: Path, store: Path | None = None, draws: int = DRAWS
                           f": no interval (needs >= {MIN_SEEDS})")
                           + ("; an optimum sits at a grid edge" if res["at_edge_any"] else ""))
         out["studies"][name] = res
+    for name, st in studies.items():
+        if st.get("against"):
+            out["studies"][name]["against"] = against(out["studies"], name, st["against"], cfg["grid"])
     out["missing"] = missing
     out["curves"] = {s: {a: {str(i): {str(sd): c for sd, c in v.items()} for i, v in ps.items()}
                          for a, ps in arms.items()} for s, arms in data.items()}
+    return out
+
+
+def arm_methods(grid: list[dict], study: str, arm: str) -> str:
+    """The methods of a study arm's runs besides flerm (`lrm`, or `none`), as its grid entry lists them."""
+    entry = next((e for e in grid if e.get("name") == f"flerm:{study}:{arm}"), {})
+    names = {m if isinstance(m, str) else m["name"] for ms in entry.get("methods") or [[]] for m in ms}
+    return ", ".join(sorted(names - {"flerm"})) or "none"
+
+
+def against(results: dict, name: str, other: str, grid: list[dict]) -> dict:
+    """Study `name` beside study `other` at the scales both have: per study and scale, SP's and FLeRM's shift
+    (log2, with its interval; `edge` where that arm's optimum or the base's sits on an LR grid edge) and n."""
+    cols = ["study", "methods besides flerm", "scale", "SP shift (log2)", "FLeRM shift (log2)", "n"]
+    out: dict = {"study": other, "columns": cols, "rows": []}
+    pair = [(other, results.get(other)), (name, results.get(name))]
+    missing = [s for s, r in pair if not r or r.get("status") != "ok"]
+    if missing:
+        out["status"], out["why"] = "not_run", f"study {missing[0]}: {(results.get(missing[0]) or {}).get('why', '')}"
+        return out
+    labels = [lab for lab in results[name]["scales"][1:] if lab in results[other]["scales"][1:]]
+    for lab in labels:
+        for study, res in pair:
+            i = res["scales"].index(lab)
+            cells = []
+            for arm in ("sp", "fl"):
+                a = res["arms"][arm]
+                edge = " edge" if a["at_edge"][0] or a["at_edge"][i] else ""
+                cells.append(_fmt(a["shift"][i]) + edge)
+            out["rows"].append([study, arm_methods(grid, study, "sp"), f"x{lab}", *cells,
+                                min(res["arms"]["sp"]["shift"][i]["n"], res["arms"]["fl"]["shift"][i]["n"])])
+    out["status"] = "ok"
     return out
 
 
@@ -286,6 +324,14 @@ def markdown(res: dict, notes: str, fig_rel: str = "figures/flerm") -> str:
                          f"| {_fmt(st['best_loss_fl_minus_sp'][i])} |")
         lines += ["", f"max |shift| over scales: SP {_fmt(sp['max_abs_shift'])}, FL {_fmt(fl['max_abs_shift'])} "
                       f"(n = {st['n']})", "", f"![{name}]({fig_rel}/{name}.png)", ""]
+        if st.get("against"):
+            cmp = st["against"]
+            lines += [f"Beside study {cmp['study']} (the same design without this study's change):", ""]
+            if cmp["status"] != "ok":
+                lines += [f"not run ({cmp['why']})", ""]
+                continue
+            lines += ["| " + " | ".join(cmp["columns"]) + " |", "|" + "---|" * len(cmp["columns"])]
+            lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in cmp["rows"]] + [""]
     if res["missing"]:
         lines += [f"Missing runs: {len(res['missing'])} (e.g. {', '.join(res['missing'][:3])})", ""]
     return "\n".join(lines) + "\n"
@@ -406,6 +452,12 @@ def _ratios(f0: dict[str, float]) -> dict[str, float]:
     return out
 
 
+def plain_base(entry: dict) -> bool:
+    """A base entry whose runs have flerm as their only method: claim 13 reads Adam's FSLRs of the plain models (not
+    LoRA's adapters, nor an LRM model's split of each matrix into a weight and its multipliers)."""
+    return all((m if isinstance(m, str) else m.get("name")) == "flerm" for m in entry["methods"][0])
+
+
 def fslr_analysis(grid: list[dict], res: dict, runs_dir: Path, store: Path | None = None) -> dict:
     """Claim 13 (flerm.c13_fslr_analysis): Adam's per-tensor FSLRs at the first record step of each base run, at the
     base LR closest to its optimum, one value per seed (read through claimbench.evidence). ResMLP: input weight over
@@ -420,7 +472,7 @@ def fslr_analysis(grid: list[dict], res: dict, runs_dir: Path, store: Path | Non
     per_key: dict[str, list[np.ndarray]] = {}
     for entry in grid:
         parts = str(entry.get("name", "")).split(":")
-        if len(parts) != 3 or parts[2] != "base" or any(m.get("name") == "lora" for m in entry["methods"][0]):
+        if len(parts) != 3 or parts[2] != "base" or not plain_base(entry):
             continue
         lr = _base_lr(entry, res)
         rows, runs, steps = [], [], set()

@@ -117,7 +117,9 @@ class LRM(Method):
         roles.clear()
         roles.update(new)
         tracked = next((m for _, m, r, _ in self.matrices if r == o.abm_role), None)
-        if tracked is not None:
+        # a meta-device model (a pre-flight check that reads parameter names, FLeRM's) has no values to start
+        # the ABM reference from
+        if tracked is not None and not weight_hat(tracked).is_meta:
             w = weight_hat(tracked)
             tc = self.ctx.cfg.train
             self.abm_param = w
