@@ -326,7 +326,7 @@ def test_study_recovers_known_shifts(tmp_path):
     import yaml
 
     from claimbench.grid import expand
-    from methods.flerm.study import run
+    from methods.flerm.analysis import run
 
     grid, studies, _ = _grid(tmp_path)
     opt = {("sp", 16): -9, ("sp", 32): -10, ("sp", 128): -12, ("fl", 32): -9, ("fl", 128): -9}
@@ -348,11 +348,11 @@ def test_study_recovers_known_shifts(tmp_path):
     assert [s["estimate"] for s in fl["shift"]] == pytest.approx([0, 0, 0], abs=1e-6)
     assert res["status"] == "ok" and res["n"] == 2
     assert sp["at_edge"] == [False, False, True] and fl["at_edge"] == [False] * 3 and res["at_edge_any"]
-    # a tier's extra grid file read after the profile's (here the FLeRM arm): the same study
+    # a tier's grid file that includes the profile's and adds the FLeRM arm: the same study
     first, extra = tmp_path / "first.yaml", tmp_path / "extra.yaml"
     first.write_text(yaml.safe_dump({"grid": grid[:2], "studies": studies}))
-    extra.write_text(yaml.safe_dump({"grid": grid[2:]}))
-    split = run([first, extra], tmp_path / "runs", draws=50)["studies"]["m_width"]
+    extra.write_text(yaml.safe_dump({"include": ["first.yaml"], "grid": grid[2:]}))
+    split = run(extra, tmp_path / "runs", draws=50)["studies"]["m_width"]
     assert [s["estimate"] for s in split["arms"]["fl"]["shift"]] == pytest.approx([0, 0, 0], abs=1e-6)
     assert run(first, tmp_path / "runs", draws=50)["studies"]["m_width"]["status"] == "not_run"  # no FLeRM arm
     (tmp_path / "runs" / next(iter(expand([grid[2]]))) / "result.json").unlink()
@@ -407,8 +407,8 @@ def test_cpu_grid_lora_checkpoint_is_a_run_of_the_grid():
     import yaml
 
     from claimbench.grid import expand
+    from methods.flerm.analysis import scale_value
     from methods.flerm.dag import plan
-    from methods.flerm.study import scale_value
 
     smoke = yaml.safe_load(open("config/papers/flerm.smoke.yaml"))["grid"]
     assert not plan(expand(smoke)).checkpoints  # the smoke tier has no LoRA runs
@@ -434,7 +434,7 @@ def test_cpu_grid_lora_checkpoint_is_a_run_of_the_grid():
 def test_fslr_analysis_ratios_from_runs(tmp_path):
     """Claim 13's numbers: per base run (seed) at the LR closest to the SP base optimum, the first FSLR row of its
     metrics, read through claimbench.evidence; mean over seeds with a Student-t interval over seeds and n."""
-    from methods.flerm.study import fslr_analysis
+    from methods.flerm.analysis import fslr_analysis
 
     mlp = {"inp.weight": 900.0, "blocks.0.layers.0.weight": 20.0, "blocks.1.layers.0.weight": 30.0,
            "blocks.2.layers.0.weight": 40.0, "head.weight": 50.0}
@@ -532,7 +532,7 @@ def test_study_of_lrm_models_beside_the_plain_study(tmp_path):
     import yaml
 
     from claimbench.grid import expand
-    from methods.flerm.study import fslr_analysis, markdown, run
+    from methods.flerm.analysis import fslr_analysis, markdown, run
 
     grid, studies, lrs = _grid(tmp_path)
     x1, w8 = studies["m_width"]["values"][0], studies["m_width"]["values"][2]
@@ -572,10 +572,11 @@ def test_cpu_grid_lrm_width_study_resolves():
     """The cpu tier's study lrm_width: its runs (lrm in every one, flerm after it) resolve to its two scales, its FLeRM
     runs read records that only its LRM base runs make, and it is read beside mlp_width."""
     from claimbench.grid import expand
+    from claimbench.tiers import load_grid
+    from methods.flerm.analysis import _sets, scale_value
     from methods.flerm.dag import plan
-    from methods.flerm.study import _sets, load_grids, scale_value
 
-    cfg = load_grids(["config/papers/flerm.cpu.yaml"])
+    cfg = load_grid("config/papers/flerm.cpu.yaml")
     st = cfg["studies"]["lrm_width"]
     assert st["base"] == "mlp_lrm" and st["against"] in cfg["studies"] and st["scales"] == [1, 8]
     assert st["values"][0] == cfg["studies"]["mlp_width"]["values"][0]

@@ -14,7 +14,7 @@ from claimbench.claims import CLAIMS_DIR, load_file
 from claimbench.grid import expand
 from claimbench.judge import judge
 from claimbench.study import compute
-from methods.flerm.study import analyse_study, run
+from methods.flerm.analysis import analyse_study, run
 
 CLAIMS = {c.id: c for c in load_file(CLAIMS_DIR / "flerm.yaml")}
 LRS = [2.0 ** k for k in range(-12, -5)]  # log2 LR -12..-6

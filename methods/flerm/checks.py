@@ -14,7 +14,7 @@ import numpy as np
 
 from claimbench.claims import load_file
 from claimbench.grid import expand
-from methods.flerm.study import _sets, collect, scale_value
+from methods.flerm.analysis import _sets, collect, scale_value
 
 
 def _grid_lrs(grid: list[dict], studies: dict) -> dict:

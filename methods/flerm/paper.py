@@ -1,6 +1,6 @@
 """The FLeRM paper: base runs record per-tensor function-space LRs -> `flerm_record` averages them over seeds into
 one record per base LR -> scaled runs (method flerm, `base:` that record) train with the record as an input ->
-`flerm_study` writes the optimal-LR shift tables, figures and verdicts:
+`flerm_analysis` writes the optimal-LR shift tables, figures and verdicts:
   snakemake flerm --profile config/smoke --config 'papers=[flerm]'
 The grid is config/papers/flerm.<profile>.yaml (the cpu tier's, flerm.cpu.yaml, includes the smoke grid and adds
 the LoRA rank study). A changed base run re-makes its
@@ -15,17 +15,11 @@ from claimbench.grid import expand
 from claimbench.papers import Dag, Paper, Plan, Stage, in_repo, register_paper, result_files
 
 
-def grid_files(paper: Paper, d: Dag) -> list[Path]:
-    """The grid file the study reads: the profile's (a tier's file includes the smoke grid it extends)."""
-    f = paper.grid_file(d.profile)
-    return [f] if f is not None else []
-
-
 def dag(paper: Paper, d: Dag) -> Plan:
     from methods.flerm.dag import plan
 
-    grids = grid_files(paper, d)
-    on = "flerm" in d.selected and bool(grids)
+    grid = paper.grid_file(d.profile)  # the profile's (a tier's file includes the smoke grid it extends)
+    on = "flerm" in d.selected and grid is not None
     fplan = plan(d.runs, str(paper.root))  # every run of the DAG: another paper's grid may use flerm too
     runs = expand(paper.grid_config(d.profile).get("grid", [])) if on else {}
     # the tables own results/<paper>.md once the claims file exists (and link to the stage's summary.md)
@@ -40,16 +34,15 @@ def dag(paper: Paper, d: Dag) -> Plan:
         shell="{params.py} -m methods.flerm.records {params.dirs} --out {output} > {log} 2>&1",
     )
     study = Stage(
-        name="flerm_study",
-        input={"grid": [str(g) for g in grids] if on else [], "runs": result_files(d, runs),
+        name="flerm_analysis",
+        input={"grid": str(grid) if on else [], "runs": result_files(d, runs),
                "records": sorted(fplan.records)},
         output={"md": md, "js": f"{d.results}/analysis/flerm/transfer.json",
                 "fslr": f"{d.results}/analysis/flerm/fslr.json"},
         params={"runs_dir": lambda w, input: str(Path(input.runs[0]).parent.parent) if input.runs else d.runs_dir,
-                "grids": " ".join(f"--grid {g}" for g in grids),
                 "figures": f"{d.results}/figures/flerm"},
-        log=f"{d.results}/logs/flerm_study.log",
-        shell="{params.py} -m methods.flerm.study {params.grids} --runs-dir {params.runs_dir} "
+        log=f"{d.results}/logs/flerm_analysis.log",
+        shell="{params.py} -m methods.flerm.analysis --grid {input.grid} --runs-dir {params.runs_dir} "
               "--out {output.js} --md {output.md} --figures {params.figures} --fslr {output.fslr} > {log} 2>&1",
     )
     return Plan(stages=[record, study], aliases={"flerm": [md]},
