@@ -58,10 +58,10 @@ lint: setup
 	$(BIN)/snakemake --lint
 
 bench: setup
-	$(BIN)/python benchmarks/speed/speed.py --out results/speed/smoke
+	$(BIN)/python scripts/speed/speed.py --out results/speed/smoke
 
-## the GPU check (benchmarks/speed/gpu_check.sh: env report, speed suite on CUDA, a short GPU grid) into
+## the GPU check (scripts/speed/gpu_check.sh: env report, speed suite on CUDA, a short GPU grid) into
 ## build/gpu-check; no setup here: on the GPU machine it installs from build/wheels (gpu_wheels.sh) over its torch.
 ## `make gpu-check GPU_CHECK_ARGS=--dry-run` is the CPU rehearsal (1-2.5 min on 2 cores)
 gpu-check:
-	benchmarks/speed/gpu_check.sh $(GPU_CHECK_ARGS) build/gpu-check
+	scripts/speed/gpu_check.sh $(GPU_CHECK_ARGS) build/gpu-check

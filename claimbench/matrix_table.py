@@ -112,7 +112,7 @@ def _plain_diff(a: dict, b: dict) -> float:
 
 def speed_overhead(names: list[str], speed: dict | None, recipe: str | None = None) -> str:
     """The speed suite's per-step overhead of this method (or combination) with its interval, else 'not measured'
-    (the suite's `overheads` block: benchmarks/speed/speed.py --out results/speed/<profile>)."""
+    (the suite's `overheads` block: scripts/speed/speed.py --out results/speed/<profile>)."""
     if recipe:  # the speed suite times methods over AdamW, not another optimizer
         return "not measured"
     rec = ((speed or {}).get("overheads") or {}).get("+".join(names))

@@ -18,7 +18,7 @@ STUDY_INPUTS = {
     for cid, c in STUDIED.items()
 }
 # a `from_file` statistic reads a file that a paper's analysis rule writes: it is an input of the claim's study.
-# The speed suite's output (config `speed:`, by default {results}/speed/<profile>.json; benchmarks/speed/speed.py
+# The speed suite's output (config `speed:`, by default {results}/speed/<profile>.json; scripts/speed/speed.py
 # --out) is run by hand on an idle machine, never by this DAG: an input only once it is there (then a new one reruns
 # the study); without it the claims that read it are not_run.
 PATHS = tiers.paths(config["profile"], RESULTS, RUNS_DIR)

@@ -1,4 +1,4 @@
-"""The GPU check (benchmarks/speed/gpu_check.sh) on this GPU-less machine: the script parses, every Python command it
+"""The GPU check (scripts/speed/gpu_check.sh) on this GPU-less machine: the script parses, every Python command it
 would run on the GPU accepts its flags, its helpers work on tiny inputs, the real (non-dry) run stops at once
 without CUDA, and the short GPU grid's profile stops before training with the no-GPU line. The full dry run
 (1-2.5 min on 2 cores) is a slow test."""
@@ -16,12 +16,12 @@ import pytest
 import torch
 import yaml
 
-from benchmarks.speed import bench_flerm, gpu_deps, speed, synth_data
 from claimbench.config import load_config
 from claimbench.testing import REPO
 from claimbench.train import prepare
+from scripts.speed import bench_flerm, gpu_deps, speed, synth_data
 
-SCRIPT = REPO / "benchmarks" / "speed" / "gpu_check.sh"
+SCRIPT = REPO / "scripts" / "speed" / "gpu_check.sh"
 NO_GPU = pytest.mark.skipif(os.environ.get("CUDA_VISIBLE_DEVICES", "") != "" or Path("/dev/nvidia0").exists(),
                             reason="checks the behaviour on a machine without a GPU")
 
@@ -47,7 +47,7 @@ def _printed(tmp_path: Path, *args: str) -> dict[str, list[str]]:
 
 @pytest.mark.parametrize("script", ["gpu_check.sh", "gpu_wheels.sh"])
 def test_scripts_parse(script):
-    r = subprocess.run(["bash", "-n", REPO / "benchmarks" / "speed" / script], capture_output=True, text=True)
+    r = subprocess.run(["bash", "-n", REPO / "scripts" / "speed" / script], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
 
 
@@ -59,19 +59,19 @@ def test_python_entry_points_accept_the_flags(tmp_path, dry):
     assert "--resources gpu=1" in cmds["grid"][0]
     assert ('GRID_HOOKS=([0]="--no-hooks")' in cmds["grid"][0]) is dry  # the onstart GPU check is skipped only dry
     for name in ("speed", "methods", "flerm"):
-        argv = cmds[name][cmds[name].index("benchmarks/speed/speed.py") + 1:]
+        argv = cmds[name][cmds[name].index("scripts/speed/speed.py") + 1:]
         a = speed.build_parser().parse_args(argv)
         assert a.device == ("cpu" if dry else "cuda") and a.compile is (not dry)
-    a = speed.build_parser().parse_args(cmds["speed"][cmds["speed"].index("benchmarks/speed/speed.py") + 1:])
+    a = speed.build_parser().parse_args(cmds["speed"][cmds["speed"].index("scripts/speed/speed.py") + 1:])
     if not dry:  # GPT-2 124M's shape at nanoGPT's micro-batch, bf16, on the 50,304-token set
         assert a.dtype == "bfloat16" and "gpt:gpu:12" in a.cases and a.gpt_data.endswith("gpt-50304")
-    m = speed.build_parser().parse_args(cmds["methods"][cmds["methods"].index("benchmarks/speed/speed.py") + 1:])
+    m = speed.build_parser().parse_args(cmds["methods"][cmds["methods"].index("scripts/speed/speed.py") + 1:])
     assert m.methods == ["lrm", "adamw2", "jreg"] and m.methods_size == ("micro" if dry else "gpu")
-    synth = cmds["data"][cmds["data"].index("benchmarks/speed/synth_data.py") + 1:]
+    synth = cmds["data"][cmds["data"].index("scripts/speed/synth_data.py") + 1:]
     assert synth[synth.index("--vocab") + 1] == ("512" if dry else "50304")
     assert synth_data.build_parser().parse_args(synth).gpt.name.startswith("gpt-")
     assert ("--require-cuda" in cmds["env"]) is (not dry)
-    flerm = speed.build_parser().parse_args(cmds["flerm"][cmds["flerm"].index("benchmarks/speed/speed.py") + 1:])
+    flerm = speed.build_parser().parse_args(cmds["flerm"][cmds["flerm"].index("scripts/speed/speed.py") + 1:])
     bench_flerm.build_parser().parse_args(["--size", flerm.flerm_size, "--data-dir", "x", "--set", "train.device=cpu"])
 
 

@@ -139,7 +139,7 @@ def test_ratio_interval_recovers_a_planted_ratio(planted):
     """Synthetic paired timings: a reference drifting by tens of percent between repeats (a loaded machine),
     the method `planted` times it with 2% noise. The mean ratio lands near the planted one and both intervals
     cover it; over many seeds the 95% interval covers it in most of them."""
-    from benchmarks.speed.speed import ratio_interval
+    from scripts.speed.speed import ratio_interval
 
     covered, n_sets = 0, 40
     for seed in range(n_sets):
@@ -156,7 +156,7 @@ def test_ratio_interval_recovers_a_planted_ratio(planted):
 
 
 def test_ratio_interval_small_and_degenerate_samples():
-    from benchmarks.speed.speed import overhead_summary, ratio_interval
+    from scripts.speed.speed import overhead_summary, ratio_interval
 
     iv = ratio_interval([1.0, 1.1, 0.9], [1.05, 1.14, 0.96])  # under 4 pairs: the t interval
     assert iv["interval"] == "t" and iv["ci_lo"] < iv["ratio"] < iv["ci_hi"] and iv["n"] == 3
@@ -205,8 +205,8 @@ def test_overhead_claims_read_the_speed_suite_json(tmp_path):
 def test_speed_suite_quick_writes_json_only_when_asked(tmp_path, capsys):
     """--quick over one method: without --out nothing is written; with it the JSON (overheads with interval and
     n, via a temporary file and a rename) and the markdown. Timings are not checked."""
-    from benchmarks.speed import speed
     from claimbench.testing import micro_data_dir
+    from scripts.speed import speed
 
     argv = ["--quick", "--only", "methods", "--methods", "zloss", "--methods-block", "1", "--methods-rounds", "4",
             "--gpt-data", str(micro_data_dir())]

@@ -378,7 +378,7 @@ def sigma_growth(runs: list[RunInfo], lr: float | None, num: str = "nowarmup", r
 
 
 def cost_from_speed(path: str | None) -> dict:
-    """The speed suite's step-time overhead of AdamW^2 (benchmarks/speed/speed.py: method and baseline stepped in
+    """The speed suite's step-time overhead of AdamW^2 (scripts/speed/speed.py: method and baseline stepped in
     interleaved blocks in one process), if its output is there: with its interval and n from the suite's
     `overheads` (an older output without them: the median, interval NaN); run wall clocks are never used."""
     out = {"estimate": math.nan, "ci_lo": math.nan, "ci_hi": math.nan, "n": math.nan, "source": path}

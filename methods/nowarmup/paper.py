@@ -56,7 +56,7 @@ def dag(paper: Paper, d: Dag) -> Plan:
         input={s: result_files(d, by_study[s]) for s in STUDIES},
         output={"summary": f"{out}/summary.md", **{k: f"{out}/{k}.json" for k in OUTPUTS}},
         params={
-            # read if there (not an input: the speed suite is run by hand, benchmarks/speed/speed.py --out); cost.json
+            # read if there (not an input: the speed suite is run by hand, scripts/speed/speed.py --out); cost.json
             # carries a copy of its AdamW^2 overhead (nowarmup.cost reads the suite's file itself), never a run's clock
             "speed": tiers.speed_file(d.profile, d.results),
             "out": lambda w, output: str(Path(output.summary).parent),

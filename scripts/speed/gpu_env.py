@@ -1,7 +1,7 @@
 """The environment a GPU check ran in, as JSON: GPU (nvidia-smi and torch), driver, torch / CUDA / cuDNN versions,
 Python, the project's dependencies' versions (and where each was imported from), CPU and load.
 
-    python benchmarks/speed/gpu_env.py --out env.json [--require-cuda]
+    python scripts/speed/gpu_env.py --out env.json [--require-cuda]
 
 `--require-cuda` exits 2 with one line when torch sees no CUDA device (gpu_check.sh stops there on a real run).
 Works without a GPU and without nvidia-smi (those fields are then null / the error).

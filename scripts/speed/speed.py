@@ -15,14 +15,14 @@
 3. MFU per workload from claimbench.flops: FLOPs counted from the model, against the measured matmul peak on a CPU
    and the datasheet peak on a known GPU.
 
-    python benchmarks/speed/speed.py [--quick] [--threads 1] [--note "measured under load"] [--out results/speed/smoke]
+    python scripts/speed/speed.py [--quick] [--threads 1] [--note "measured under load"] [--out results/speed/smoke]
 
 Nothing is written unless `--out PREFIX` is given: then PREFIX.json (machine-readable; `overheads` holds each
 method's overhead with its interval and n, which the claims nowarmup.cost, lrm.throughput and flerm.overhead
 read from results/speed/smoke.json) and PREFIX.md, each via a temporary file and a rename.
-    python benchmarks/speed/speed.py --device cuda --dtype bfloat16 --compile   # on a GPU
+    python scripts/speed/speed.py --device cuda --dtype bfloat16 --compile   # on a GPU
 
-Selections (benchmarks/speed/gpu_check.sh uses them): `--cases gpt:gpu vit:gpu` (workload:size[:batch]), `--steps`
+Selections (scripts/speed/gpu_check.sh uses them): `--cases gpt:gpu vit:gpu` (workload:size[:batch]), `--steps`
 / `--repeats` for every case, `--gpt-data` / `--image-data` (e.g. synth_data.py's 50,304-token set for GPT-2 124M's
 exact shape), `--methods lrm adamw2 jreg --methods-size gpu --methods-batch 12` (the overheads at that size) and
 `--flerm-size gpu`.
@@ -50,14 +50,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from benchmarks.speed import bench_flerm
-from benchmarks.speed.bench_lrm import make_trainer as make_gpt_trainer
-from benchmarks.speed.bench_lrm import time_block
 from claimbench.config import ConfigError, load_config
 from claimbench.flops import mfu, peak_flops, train_flops_per_unit
 from claimbench.io import atomic_write_json, atomic_write_text, git_sha
 from claimbench.testing import REPO
 from claimbench.train import Trainer, prepare
+from scripts.speed import bench_flerm
+from scripts.speed.bench_lrm import make_trainer as make_gpt_trainer
+from scripts.speed.bench_lrm import time_block
 
 TARGET = 0.95  # harness / plain throughput on this CPU, every workload
 DATA = {"gpt": "data/shakespeare", "vit": "data/fashion-mnist", "swin": "data/fashion-mnist",
@@ -428,7 +428,7 @@ def render(res: dict) -> str:
     if f:
         lines += ["", f"FLeRM's cost is a fixed EMA warm-up at step 0 ({f['warmup_s']:.2f} s here), not a per-step "
                   f"one: {f['setting']}: {f['overhead_once']:+.1%} applied once, {f['overhead_periodic']:+.1%} "
-                  "re-applied every 100 steps (wall clock, from benchmarks/speed/bench_flerm.py)."]
+                  "re-applied every 100 steps (wall clock, from scripts/speed/bench_flerm.py)."]
         o = f.get("interval_once")
         if o:
             lines[-1] += (f" Applied once, the mean over rounds: {o['overhead']:+.2%} [{o['ci_lo']:+.2%}, "
@@ -519,8 +519,8 @@ def main(argv: list[str] | None = None) -> int:
     res["meta"] = {"machine": machine(device), "threads": a.threads, "device": a.device, "dtype": a.dtype,
                    "compile": a.compile, "torch": torch.__version__, "git_sha": git_sha(),
                    "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
-                   "command": shlex.join(["python", "benchmarks/speed/speed.py", *sys.argv[1:]] if argv is None
-                                         else ["python", "benchmarks/speed/speed.py", *argv]),
+                   "command": shlex.join(["python", "scripts/speed/speed.py", *sys.argv[1:]] if argv is None
+                                         else ["python", "scripts/speed/speed.py", *argv]),
                    "note": a.note, "quick": a.quick, "suite_s": time.perf_counter() - t_start,
                    "load_start": load_start, "load_end": os.getloadavg()[0]}
     res = {"meta": res.pop("meta"), "overheads": overheads(res, device), **res}

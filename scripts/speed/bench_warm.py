@@ -4,7 +4,7 @@ client (claimbench/warm.py), both on a 1-step micro GPT run, so almost all of th
 Reports CPU seconds per run (the job's own process tree: for the warm client, the client plus the forked
 child's CPU time from result.json) and wall seconds; on a shared machine read the CPU column.
 
-    python benchmarks/speed/bench_warm.py --runs 5
+    python scripts/speed/bench_warm.py --runs 5
 """
 
 from __future__ import annotations

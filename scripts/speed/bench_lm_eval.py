@@ -6,7 +6,7 @@ same token rows, right-padded per batch, and does nothing but the forward pass: 
 `plain_sorted` longest first (the padding our model class also saves). All run in one process, alternating,
 best of `--repeats` (timings on this machine vary by up to 40% between repeats).
 
-    .venv/bin/python benchmarks/speed/bench_lm_eval.py [--requests 512] [--batch-size 16] [--threads 2]
+    .venv/bin/python scripts/speed/bench_lm_eval.py [--requests 512] [--batch-size 16] [--threads 2]
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ in alternating blocks (A B A B ...) and the median per-step times compared, beca
 repeats. `train_step` is the forward/backward/clip/optimizer step the harness runs; the `+metrics` line adds the
 lrm/ diagnostics at the default logging interval (one log row every `--log-every` steps).
 
-    python benchmarks/speed/bench_lrm.py [--size smoke] [--block 10] [--rounds 5] [--threads 1]
+    python scripts/speed/bench_lrm.py [--size smoke] [--block 10] [--rounds 5] [--threads 1]
 """
 
 from __future__ import annotations

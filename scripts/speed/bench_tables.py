@@ -5,7 +5,7 @@ Synthetic run files (claimbench.synthetic) in the stable format: 16 two-arm clai
 no plugin module is imported (the registry is consulted only to explain missing runs); the time a cold plugin
 discovery would add (imports of torch, timm and every plugin; once per process) is printed apart.
 
-    .venv/bin/python benchmarks/speed/bench_tables.py
+    .venv/bin/python scripts/speed/bench_tables.py
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ alternately (A B A B ...) and the medians compared, because CPU timings drift by
 between repeats. Reports whole-step throughput and the optimizer step alone (where the power
 iterations run). The suite's target: at most 10% on CPU at the smoke sizes.
 
-    python benchmarks/speed/bench_nowarmup.py [--workloads gpt vit] [--steps 30] [--repeats 3]
+    python scripts/speed/bench_nowarmup.py [--workloads gpt vit] [--steps 30] [--repeats 3]
 """
 
 from __future__ import annotations

@@ -1,17 +1,17 @@
 """Training throughput of one workload: the claimbench harness vs a plain PyTorch loop, in one process.
 
-One entry of the speed suite (benchmarks/speed/speed.py, which holds the two loops and says how they are timed),
+One entry of the speed suite (scripts/speed/speed.py, which holds the two loops and says how they are timed),
 printed rather than written to results/. The plain loop is nanoGPT's (GPT) or timm's train loop reduced to
 batch, forward, loss, backward, clip, step (ViT, Swin: the bare timm model; mlp: the bare ResMLP).
 
-    python benchmarks/speed/bench_train.py [--workload gpt] [--size smoke] [--steps 40] [--repeats 3]
+    python scripts/speed/bench_train.py [--workload gpt] [--size smoke] [--steps 40] [--repeats 3]
 """
 
 from __future__ import annotations
 
 import argparse
 
-from benchmarks.speed.speed import DATA, Case, compare
+from scripts.speed.speed import DATA, Case, compare
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -4,7 +4,7 @@ Two (or more) trainers of the same config differ only in their methods; their st
 interleaved blocks (A, B, A, B, ...) so machine load drifts hit both alike, and the median per-step
 time of each is compared. Target: at most 3% for the default final-layer penalty.
 
-    .venv/bin/python benchmarks/speed/bench_jreg.py [--size smoke] [--arch llama] [--layers 6] [--rounds 8]
+    .venv/bin/python scripts/speed/bench_jreg.py [--size smoke] [--arch llama] [--layers 6] [--rounds 8]
 """
 
 from __future__ import annotations

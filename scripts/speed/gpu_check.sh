@@ -5,7 +5,7 @@
 # the method overheads lrm, adamw2, jreg and flerm at that size) and a short GPU grid through Snakemake with
 # `--resources gpu=1` (DAG, slot pinning, run files, wall time).
 #
-#   benchmarks/speed/gpu_check.sh [--dry-run] [--print] [--stages env,install,data,speed,grid,methods,flerm] [--pack DIR] [OUT]
+#   scripts/speed/gpu_check.sh [--dry-run] [--print] [--stages env,install,data,speed,grid,methods,flerm] [--pack DIR] [OUT]
 #   make gpu-check                      # the same, OUT=build/gpu-check
 #
 # OUT: argument, else $OUT, else build/gpu-check. Written there: env.json, speed.{json,md} (throughput),
@@ -16,7 +16,7 @@
 # gpu-check.tgz: at most 8 files) into DIR, for a runner that brings back only a handful of top-level files.
 #
 # The GPU machine has PyTorch and no network: the other dependencies come from wheels made here by
-# benchmarks/speed/gpu_wheels.sh (build/wheels, gitignored) and go into an overlay venv on top of the interpreter
+# scripts/speed/gpu_wheels.sh (build/wheels, gitignored) and go into an overlay venv on top of the interpreter
 # that holds torch (`pip install --no-index --find-links ... --no-deps`; torch is never touched), then the project
 # with `pip install --no-deps -e .`.
 #
@@ -116,7 +116,7 @@ say "OUT=$OUT WORK=$WORK DRY=$DRY stages=$STAGES device=$DEVICE dtype=$DTYPE bud
 
 # ---------------------------------------------------------------- env: the report, before anything is installed
 if want env; then
-  stage env 60 "$PY" benchmarks/speed/gpu_env.py --out "$OUT/env.json" $([ "$DRY" = 1 ] || echo --require-cuda) \
+  stage env 60 "$PY" scripts/speed/gpu_env.py --out "$OUT/env.json" $([ "$DRY" = 1 ] || echo --require-cuda) \
     || { [ "$DRY" = 1 ] || { say "no CUDA device: stopping (use --dry-run on a CPU machine)"; exit 2; }; }
 fi
 
@@ -154,13 +154,13 @@ elif [ -x "$VENV/bin/python" ]; then
 fi
 [ "$PRINT" = 1 ] || "$PY" -c "$IMPORTS" 2>>"$LOG" || say "WARNING: $PY cannot import the project's packages; the next stages will fail"
 [ -f "$OUT/env.json" ] && want install && [ "$PY" = "$VENV/bin/python" ] && \
-  "$PY" benchmarks/speed/gpu_env.py --out "$OUT/env.json" >> "$LOG" 2>&1  # again: the installed versions
+  "$PY" scripts/speed/gpu_env.py --out "$OUT/env.json" >> "$LOG" 2>&1  # again: the installed versions
 
 # ---------------------------------------------------------------- data: random tokens and images (throughput only)
 GPT_DATA=$WORK/data/gpt-$VOCAB
 IMG_DATA=$WORK/data/images-32x32x3-100
 if want data; then
-  stage data 120 "$PY" benchmarks/speed/synth_data.py --gpt "$GPT_DATA" --vocab "$VOCAB" --tokens "$TOKENS" \
+  stage data 120 "$PY" scripts/speed/synth_data.py --gpt "$GPT_DATA" --vocab "$VOCAB" --tokens "$TOKENS" \
     --images "$IMG_DATA" --n "$IMAGES"
 fi
 
@@ -168,7 +168,7 @@ fi
 COMMON=(--device "$DEVICE" --dtype "$DTYPE" "${COMPILE[@]}" --threads "$([ "$DRY" = 1 ] && echo 1 || echo 4)"
         --gpt-data "$GPT_DATA" --image-data "$IMG_DATA" --note "gpu_check.sh$([ "$DRY" = 1 ] && echo ' --dry-run')")
 if want speed; then
-  stage speed 200 "$PY" benchmarks/speed/speed.py "${COMMON[@]}" --only throughput --cases "${SPEED_CASES[@]}" \
+  stage speed 200 "$PY" scripts/speed/speed.py "${COMMON[@]}" --only throughput --cases "${SPEED_CASES[@]}" \
     --steps "$SPEED_STEPS" --repeats "$SPEED_REPEATS" --out "$OUT/speed"
 fi
 
@@ -231,11 +231,11 @@ fi
 
 # ---------------------------------------------------------------- methods: per-step overheads at that size
 if want methods; then
-  stage methods 120 "$PY" benchmarks/speed/speed.py "${COMMON[@]}" --only methods "${METHODS_ARGS[@]}" \
+  stage methods 120 "$PY" scripts/speed/speed.py "${COMMON[@]}" --only methods "${METHODS_ARGS[@]}" \
     --out "$OUT/methods"
 fi
 if want flerm; then
-  stage flerm 60 "$PY" benchmarks/speed/speed.py "${COMMON[@]}" --only flerm "${FLERM_ARGS[@]}" --out "$OUT/flerm"
+  stage flerm 60 "$PY" scripts/speed/speed.py "${COMMON[@]}" --only flerm "${FLERM_ARGS[@]}" --out "$OUT/flerm"
 fi
 
 # ---------------------------------------------------------------- summary and pack

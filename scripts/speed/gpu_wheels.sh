@@ -4,9 +4,9 @@
 # own needs, the versions installed in this venv), never torch/torchvision/triton/nvidia-*. Run here, where PyPI
 # is reachable; the folder is gitignored (build/) and travels with the device tool's `carry`.
 #
-#   benchmarks/speed/gpu_wheels.sh [DIR]          # default build/wheels
-#   ALL=1 benchmarks/speed/gpu_wheels.sh          # also the heavy compiled packages the GPU image already has
-#   PY_VERSIONS="3.11 3.12" benchmarks/speed/gpu_wheels.sh   # default "3.12" (the lent machines' Python)
+#   scripts/speed/gpu_wheels.sh [DIR]          # default build/wheels
+#   ALL=1 scripts/speed/gpu_wheels.sh          # also the heavy compiled packages the GPU image already has
+#   PY_VERSIONS="3.11 3.12" scripts/speed/gpu_wheels.sh   # default "3.12" (the lent machines' Python)
 #
 # The device tool carries at most 64 MiB with the working tree (~6 MiB), so by default the big packages the lent
 # machines' image already brings (numpy, pandas, scipy, matplotlib, pyarrow, scikit-learn, transformers, ...: the
@@ -22,7 +22,7 @@ ON_IMAGE="numpy pandas scipy matplotlib contourpy kiwisolver fonttools pillow py
 skip=()
 [ "${ALL:-0}" = 1 ] || read -r -a skip <<<"$(echo $ON_IMAGE)"
 mkdir -p "$DIR"
-"$PY" benchmarks/speed/gpu_deps.py --skip "${skip[@]}" > "$DIR/requirements.txt"
+"$PY" scripts/speed/gpu_deps.py --skip "${skip[@]}" > "$DIR/requirements.txt"
 echo "gpu_wheels: $(wc -l < "$DIR/requirements.txt") distributions -> $DIR (python ${PY_VERSIONS})"
 plat=()
 for n in 17 24 27 28 31 34 35 38 39; do plat+=(--platform "manylinux_2_${n}_x86_64"); done

@@ -6,7 +6,7 @@ brings itself are left out: the torch stack always (`torch`, `torchvision`, `tri
 with `--skip NAME ...` more (gpu_wheels.sh passes the heavy compiled packages the lent machines' image already
 has). Offline: it reads the installed distributions, never a registry.
 
-    python benchmarks/speed/gpu_deps.py [--skip numpy scipy ...]
+    python scripts/speed/gpu_deps.py [--skip numpy scipy ...]
 """
 
 from __future__ import annotations

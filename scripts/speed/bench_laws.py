@@ -4,7 +4,7 @@ Curves: cosine, constant and two-stage schedules of 2000 steps (warmup 100, peak
 steps, loss from an annealing-law shape plus seeded noise (0.2%). Prints wall and CPU seconds per law;
 CPU time is the stable number on a shared machine.
 
-    .venv/bin/python benchmarks/speed/bench_laws.py
+    .venv/bin/python scripts/speed/bench_laws.py
 """
 
 from __future__ import annotations

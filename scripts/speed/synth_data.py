@@ -5,8 +5,8 @@ check (gpu_check.sh) times GPT-2 124M's shape with nanoGPT's 50,304-token vocabu
 shape from these. Losses on them mean nothing: never use them for a claim. Each directory's meta.json says
 `"synthetic": true` and is written last, so its presence means the set is complete.
 
-    python benchmarks/speed/synth_data.py --gpt DIR [--vocab 50304] [--tokens 4000000]
-    python benchmarks/speed/synth_data.py --images DIR [--shape 32 32 3] [--classes 100] [--n 50000]
+    python scripts/speed/synth_data.py --gpt DIR [--vocab 50304] [--tokens 4000000]
+    python scripts/speed/synth_data.py --images DIR [--shape 32 32 3] [--classes 100] [--n 50000]
 """
 
 from __future__ import annotations

@@ -6,8 +6,8 @@ once (the paper's main results), C = FLeRM re-applied every `--every` steps (the
 the periodic passes, is reported too but is the difference of two noisy numbers). Extrapolated to a run of
 `--target-steps` (2,000 by default): once = (B - A) / (A * target/steps); periodic adds target/100 passes.
 
-    python benchmarks/speed/bench_flerm.py [--workload gpt|mlp] [--steps 60] [--rounds 3] [--out bench.json]
-    python benchmarks/speed/bench_flerm.py --size gpu --data-dir DIR --set train.device=cuda \
+    python scripts/speed/bench_flerm.py [--workload gpt|mlp] [--steps 60] [--rounds 3] [--out bench.json]
+    python scripts/speed/bench_flerm.py --size gpu --data-dir DIR --set train.device=cuda \
         --set train.dtype=bfloat16 --set train.compile=true     # GPT-2 124M's shape (12L x d768, 12 x 1024)
 """
 
