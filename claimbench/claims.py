@@ -18,7 +18,7 @@ import yaml
 
 from claimbench.config import ConfigError, closest
 from claimbench.evidence import check_metric_name
-from claimbench.grid import RunSpec, expand
+from claimbench.grid import RunSpec, expand, method_name
 from claimbench.study import PER_ARM, output_names
 from claimbench.verdicts import names_in
 
@@ -302,7 +302,7 @@ def unknown_plugins(claim: Claim, profile: str) -> list[str]:
         sweep = e.get("sweep", {})
         names += [("recipe", r) for r in sweep.get("recipe", [])]
         method_lists = e.get("methods", [[]]) + sweep.get("methods", [])
-        names += [("method", m if isinstance(m, str) else m["name"]) for ms in method_lists for m in ms]
+        names += [("method", method_name(m)) for ms in method_lists for m in ms]
         for kind, name in names:
             label = f"{kind} '{name}'"
             if name not in known[kind] and label not in missing:

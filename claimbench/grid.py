@@ -25,9 +25,14 @@ def _fmt(value) -> str:
     return json.dumps(value) if isinstance(value, (list, dict)) else str(value)
 
 
+def method_name(spec: str | dict) -> str:
+    """The name of a method as a method list gives it: `lrm` or `{name: lrm, ...options}`."""
+    return spec if isinstance(spec, str) else spec["name"]
+
+
 def run_id(sets: dict, seed: int) -> str:
     methods = sets.get("methods") or []
-    mnames = "+".join(m if isinstance(m, str) else m["name"] for m in methods) or "none"
+    mnames = "+".join(map(method_name, methods)) or "none"
     digest = hashlib.sha256(json.dumps(sets, sort_keys=True).encode()).hexdigest()[:8]
     return f"{sets.get('workload', 'x')}-{sets.get('size', 'x')}-{sets.get('recipe', 'x')}-{mnames}-{digest}-s{seed}"
 

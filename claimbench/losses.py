@@ -42,7 +42,7 @@ class _CrossEntropyLogZ(torch.autograd.Function):
     def backward(ctx, g_loss: torch.Tensor, g_logz: torch.Tensor):
         x, y, logz = ctx.saved_tensors  # d loss / dx = (softmax - target) / n; d logz / dx = softmax
         n = x.shape[0]
-        coef = (g_loss / n).expand(n) if g_logz is None else g_logz + g_loss / n
+        coef = g_logz + g_loss / n  # autograd hands zeros for an output nobody used
         rows = _rows(x)
         gx = torch.empty_like(x)
         for i in range(0, n, rows):
@@ -58,3 +58,11 @@ class _CrossEntropyLogZ(torch.autograd.Function):
 def cross_entropy_logz(logits: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(mean cross-entropy, logsumexp per row) of 2-d logits against class ids or class probabilities."""
     return _CrossEntropyLogZ.apply(logits, y)
+
+
+def cross_entropy(logits: torch.Tensor, y: torch.Tensor, logz: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """A workload's training loss and, when a method needs `logz`, log Z from the same pass; otherwise torch's
+    F.cross_entropy (bit for bit what runs without it always computed) and None."""
+    if logz:
+        return cross_entropy_logz(logits, y)
+    return torch.nn.functional.cross_entropy(logits, y), None

@@ -24,7 +24,7 @@ import yaml
 from claimbench import registry
 from claimbench.config import ConfigError
 from claimbench.evidence import locate, metric_value, read_run
-from claimbench.grid import RunSpec, expand
+from claimbench.grid import RunSpec, expand, method_name
 
 BASELINE = "baseline"
 REPO = Path(__file__).resolve().parents[1]
@@ -53,7 +53,7 @@ class Row:
 
     @property
     def method_names(self) -> list[str]:
-        return [m if isinstance(m, str) else m["name"] for m in self.methods]
+        return [method_name(m) for m in self.methods]
 
 
 @dataclass

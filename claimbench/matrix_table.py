@@ -17,6 +17,7 @@ from pathlib import Path
 
 from claimbench import hypotheses, registry
 from claimbench.matrix import BASELINE, REPO, EntryState, Matrix, Row, baseline_row, refusal, state
+from claimbench.study import block_at
 
 NA, NOT_RUN, PENDING, ALL_DIVERGED, FAILED, OK = "n/a", "not run", "pending", "diverged", "failed", "ok"
 
@@ -294,9 +295,7 @@ def analysis_md(row: Row) -> list[str]:
     src = f"`{a.file}` (`{a.table}`)"
     lines = [f"## {row.name}: {a.title}", ""] + ([a.about, ""] if a.about else [])
     try:
-        block = json.loads((REPO / a.file).read_text())
-        for part in a.table.split("."):
-            block = block[int(part)] if isinstance(block, list) else block[part]
+        block = block_at(json.loads((REPO / a.file).read_text()), a.table)
         cols, rows = block["columns"], block["rows"]
     except (OSError, ValueError, KeyError, IndexError, TypeError) as e:
         return [*lines, f"Not run: no table at {src} ({type(e).__name__}).", ""]

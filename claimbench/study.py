@@ -222,7 +222,7 @@ def _from_file(stat, evidence, grid, paths, arm_vals, out) -> dict:
     if "per_seed" in stat:
         res["per_seed"] = _dig(data, stat["per_seed"])
     if "placebo_key" in stat:  # the same numbers, computed by the analysis stage on the claim's placebo runs
-        block = _block(data, stat["placebo_key"])
+        block = block_at(data, stat["placebo_key"])
         res.update({f"placebo_{k}": _dig(block, k) for k in ("estimate", "ci_lo", "ci_hi", "n", "hits", "chance")
                     if k in block})
         if "null" in block:  # a hit count's exact null distribution, as the statistic's own `null_hits`
@@ -273,7 +273,7 @@ def _dig(data, key: str):
     return [float(x) for x in data] if isinstance(data, list) else float(data)
 
 
-def _block(data, key: str) -> dict:
+def block_at(data, key: str) -> dict:
     """The mapping at a dotted key (a KeyError when the analysis output lacks it)."""
     for part in key.split("."):
         data = data[int(part)] if isinstance(data, list) else data[part]

@@ -20,6 +20,7 @@ from claimbench.figures import figures_dir
 from claimbench.io import atomic_write_text
 from claimbench.judge import holm
 from claimbench.study import run_study
+from claimbench.verdicts import VERDICTS
 
 COLUMNS = ["paper", "claim", "statement", "source", "paper_value", "our_value", "scale", "verdict", "why", "test",
            "p", "p_holm", "placebo", "code", "ours", "runs"]
@@ -126,9 +127,6 @@ def _provenance_line(studies: list[dict]) -> str:
 def verdict_counts(studies: list[dict]) -> str:
     counts = pd.Series([s["verdict"] for s in studies]).value_counts()
     return ", ".join(f"{k}: {v}" for k, v in counts.items())
-
-
-VERDICTS = ("reproduced", "not_reproduced", "inconclusive", "out_of_scope", "not_run")
 
 
 def verdicts_per_paper(verdicts: pd.DataFrame) -> pd.DataFrame:

@@ -16,7 +16,7 @@ import operator
 
 from claimbench.config import ConfigError
 
-VERDICTS = ("reproduced", "not_reproduced", "inconclusive", "not_run")
+VERDICTS = ("reproduced", "not_reproduced", "inconclusive", "out_of_scope", "not_run")  # the order tables list them
 
 
 def _nanmax(*xs: float) -> float:

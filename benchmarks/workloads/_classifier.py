@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from benchmarks.data.images import ImageData, ImagePipeline
 from claimbench.capabilities import GroupMultiplier, Multiplier, OutputScale
-from claimbench.losses import cross_entropy_logz
+from claimbench.losses import cross_entropy
 from claimbench.plugin import Outputs, Workload
 
 # Sizes trained for a few hundred steps: random crop + flip only slows them (ViT smoke, step 80: train loss
@@ -51,10 +51,8 @@ class ImageClassifier(Workload):
     def forward(self, model, batch, needs: frozenset[str]) -> Outputs:
         x, y = batch
         logits, hidden, probs = self.logits(model, x, needs)
-        if "logz" in needs:  # y: class ids, or class probabilities under mixup
-            loss, logz = cross_entropy_logz(logits.float(), y)
-        else:
-            loss, logz = F.cross_entropy(logits.float(), y), None
+        # y: class ids, or class probabilities under mixup
+        loss, logz = cross_entropy(logits.float(), y, "logz" in needs)
         return Outputs(loss, logits, hidden, probs, logz=logz)
 
     @torch.no_grad()

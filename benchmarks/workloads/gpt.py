@@ -13,7 +13,7 @@ from benchmarks.models import gpt as gpt_model
 from benchmarks.models.gpt import GPT, GPTConfig, param_roles
 from claimbench.capabilities import AttentionView, GroupMultiplier, Multiplier, Readout, Segment, attr_multiplier
 from claimbench.config import ConfigError
-from claimbench.losses import cross_entropy_logz
+from claimbench.losses import cross_entropy
 from claimbench.plugin import Outputs, Workload
 from claimbench.registry import register_workload
 from claimbench.seeding import batch_indices, stable_key
@@ -112,10 +112,7 @@ class GPTWorkload(Workload):
     def forward(self, model, batch, needs: frozenset[str]) -> Outputs:
         x, y = batch
         out = model(x, want_hidden="hidden_states" in needs, want_probs="attn_probs" in needs)
-        if "logz" in needs:
-            loss, logz = cross_entropy_logz(out.logits.flatten(0, 1).float(), y.flatten())
-        else:
-            loss, logz = F.cross_entropy(out.logits.flatten(0, 1).float(), y.flatten()), None
+        loss, logz = cross_entropy(out.logits.flatten(0, 1).float(), y.flatten(), "logz" in needs)
         return Outputs(loss, out.logits, out.hidden_states, out.attn_probs, logz=logz)
 
     @torch.no_grad()

@@ -38,7 +38,7 @@ import numpy as np
 from claimbench import stats
 from claimbench.config import parse_value
 from claimbench.evidence import RunEvidence, locate, read_run
-from claimbench.grid import expand
+from claimbench.grid import expand, method_name
 from claimbench.io import atomic_save_png
 from claimbench.tiers import load_grid
 
@@ -248,7 +248,7 @@ def run(grid_file: str | Path, runs_dir: Path, store: Path | None = None, draws:
 def arm_methods(grid: list[dict], study: str, arm: str) -> str:
     """The methods of a study arm's runs besides flerm (`lrm`, or `none`), as its grid entry lists them."""
     entry = next((e for e in grid if e.get("name") == f"flerm:{study}:{arm}"), {})
-    names = {m if isinstance(m, str) else m["name"] for ms in entry.get("methods") or [[]] for m in ms}
+    names = {method_name(m) for ms in entry.get("methods") or [[]] for m in ms}
     return ", ".join(sorted(names - {"flerm"})) or "none"
 
 
@@ -440,7 +440,7 @@ def _ratios(f0: dict[str, float]) -> dict[str, float]:
 def plain_base(entry: dict) -> bool:
     """A base entry whose runs have flerm as their only method: claim 13 reads Adam's FSLRs of the plain models (not
     LoRA's adapters, nor an LRM model's split of each matrix into a weight and its multipliers)."""
-    return all((m if isinstance(m, str) else m.get("name")) == "flerm" for m in entry["methods"][0])
+    return all(method_name(m) == "flerm" for m in entry["methods"][0])
 
 
 def fslr_analysis(grid: list[dict], res: dict, runs_dir: Path, store: Path | None = None) -> dict:

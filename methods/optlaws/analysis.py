@@ -286,6 +286,17 @@ def _law_runs(runs: list[Run]) -> list[Run]:
     return [r for r in runs if not r.probe and r.seed == 0]
 
 
+def _case(law: Law | None, err: str | None, base: list[Run], lr: float, actual: dict, tie: float, k: int) -> dict:
+    """One case: the law's top-k families at peak LR `lr` against the case's actual finals (a failed fit picks
+    nothing and says why)."""
+    if law is None:
+        case = score_case(actual, [], tie, k)
+        return case and {**case, "failed": err}
+    pred = {r.family: pred_final(law, r) for r in base if r.lr == lr}
+    case = score_case(actual, _ranked(pred, k), tie, k)
+    return case and {**case, "actual_best": min(actual, key=actual.get)}
+
+
 def top2(law_name: str, runs: list[Run], tie: float, seed: int) -> dict:
     """C1: one case per peak LR, the law fitted on the seed-0 runs of the other peak LRs; the case's actual final
     losses are its seed means (`case_finals`)."""
@@ -293,13 +304,7 @@ def top2(law_name: str, runs: list[Run], tie: float, seed: int) -> dict:
     base = _law_runs(runs)
     for lr, actual in case_finals(runs).items():
         law, err = _fit(law_name, _fitted([r for r in base if r.lr != lr]), seed)
-        if law is None:
-            case = score_case(actual, [], tie, 2)
-            cases[f"{lr:g}"] = case and {**case, "failed": err}
-            continue
-        pred = {r.family: pred_final(law, r) for r in base if r.lr == lr}
-        case = score_case(actual, _ranked(pred, 2), tie, 2)
-        cases[f"{lr:g}"] = case and {**case, "actual_best": min(actual, key=actual.get)}
+        cases[f"{lr:g}"] = _case(law, err, base, lr, actual, tie, 2)
     return summarize_cases(cases)
 
 
@@ -312,13 +317,7 @@ def out_of_family(law_name: str, runs: list[Run], tie: float, seed: int) -> dict
     for fam in OUT_OF_FAMILY:
         law, err = _fit(law_name, _fitted([r for r in base if r.family != fam]), seed)
         for lr, actual in groups.items():
-            if law is None:
-                case = score_case(actual, [], tie, 1)
-                cases[f"{fam}@{lr:g}"] = case and {**case, "failed": err}
-                continue
-            pred = {r.family: pred_final(law, r) for r in base if r.lr == lr}
-            case = score_case(actual, _ranked(pred, 1), tie, 1)
-            cases[f"{fam}@{lr:g}"] = case and {**case, "actual_best": min(actual, key=actual.get)}
+            cases[f"{fam}@{lr:g}"] = _case(law, err, base, lr, actual, tie, 1)
     return summarize_cases(cases)
 
 
