@@ -151,15 +151,32 @@ def test_runs_are_read_from_the_evidence_store_when_the_runs_dir_lacks_them(tmp_
 def test_equilibrium_premise_reads_steps_lr_wd(tmp_path, study, claim_id, file):
     """300 steps at lr 4e-3, wd 0.1 are 0.12 relaxation times 1/(lr*wd): out_of_scope naming the premise, and the
     file says what the premise read."""
-    for rid, spec in expand([_entry(study)]).items():
+    legacy = next(e for e in _LEGACY if e["study"] == study)
+    for rid, spec in expand([legacy]).items():
         sets = analysis._sets(spec)
         _write(tmp_path / "runs" / rid, loss=5.0 + 0.001 * sets["seed"],
                rows=[{"lrm/final_norm_rms": 64 / sets.get("model.n_embd", 64)}])
-    s = analysis.analyse([_entry(study)], tmp_path / "runs")
+    s = analysis.analyse([legacy], tmp_path / "runs")
     f = analysis.claim_files(s)[file]
     assert (f["steps"], f["lr"], f["wd"]) == (300.0, 4e-3, 0.1) and f["lr_wd_steps"] == pytest.approx(0.12)
     j = _judge_file(claim_id, analysis.claim_files(s), tmp_path)
     assert j["verdict"] == "out_of_scope" and "weight-decay equilibrium" in j["why"]
+
+
+def test_the_cpu_width_study_meets_the_equilibrium_premise_and_reads_the_exponent(tmp_path):
+    """The cpu tier's lrm:width runs 400 constant-LR steps at lr 4e-3, wd 2.5 (K = 4): the premise holds, and a
+    projector multiplier ~ d^-0.8 in every seed reads reproduced, ~ d^-0.3 not reproduced."""
+    entry = next(e for e in _grid("cpu")["grid"] if e["name"] == "lrm:width")
+    for a, verdict in ((0.8, "reproduced"), (0.3, "not_reproduced")):
+        runs = tmp_path / str(a)
+        for rid, spec in expand([entry]).items():
+            sets = analysis._sets(spec)
+            _write(runs / rid, loss=5.0, rows=[{"lrm/final_norm_rms": (64 / sets["model.n_embd"]) ** a
+                                                * (1 + 0.01 * sets["seed"])}])
+        s = analysis.analyse([entry], runs)
+        f = analysis.claim_files(s)["c7_width.json"]
+        assert f["lr_wd_steps"] == pytest.approx(4.0) and f["n"] == 12
+        assert _judge_file("lrm.c7_width", analysis.claim_files(s), runs)["verdict"] == verdict
 
 
 def test_c4_needs_depth_and_c10_needs_an_inner_optimum():
