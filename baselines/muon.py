@@ -14,6 +14,7 @@ from typing import Any, Literal
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
+from baselines.adamw import kernel
 from baselines.schedules import from_train_config
 from claimbench.plugin import Recipe
 from claimbench.registry import register_recipe
@@ -97,7 +98,8 @@ class Muon(Recipe):
             muon, adamw,
             dict(lr=train.lr * o.lr_scale, weight_decay=train.weight_decay, momentum=o.momentum, nesterov=o.nesterov,
                  ns_steps=o.ns_steps, ns_coefficients=o.ns_coefficients, adjust_lr_fn=o.adjust_lr),
-            dict(lr=train.lr, betas=(train.beta1, train.beta2), eps=train.eps, weight_decay=train.weight_decay))
+            dict(lr=train.lr, betas=(train.beta1, train.beta2), eps=train.eps, weight_decay=train.weight_decay,
+                 **kernel(train.device)))
 
     def lr_lambda(self, train):
         return from_train_config(train)

@@ -106,6 +106,37 @@ def test_bit_identical(name: str, tmp_path: Path) -> None:
             assert _same(g.get(key), want), (name, i, key, g.get(key), want)
 
 
+
+def test_cpu_update_kernels_match_the_per_tensor_loop() -> None:
+    """On a CPU the recipes' AdamW and the trainer's clipping use the multi-tensor (foreach) kernels, which torch
+    leaves off there: they must give the per-tensor loop's numbers bit for bit (the fixture above was made by it)."""
+    import torch
+
+    from baselines.adamw import kernel
+
+    assert kernel("cpu") == {"foreach": True}
+    g = torch.Generator().manual_seed(0)
+    shapes = [(33, 17), (17, 5), (5,), (), (17,)]
+    init = [torch.randn(s, generator=g) for s in shapes]
+    grads = [[3 * torch.randn(s, generator=g) for s in shapes] for _ in range(12)]
+
+    def train(foreach: bool) -> list:
+        ps = [torch.nn.Parameter(x.clone()) for x in init]
+        opt = torch.optim.AdamW([{"params": ps[:2], "weight_decay": 0.1}, {"params": ps[2:], "weight_decay": 0.0}],
+                                lr=1e-2, betas=(0.9, 0.95), eps=1e-8, foreach=foreach)
+        for k, gs in enumerate(grads):
+            for p, gr in zip(ps, gs, strict=True):
+                p.grad = gr.clone()
+            torch.nn.utils.clip_grad_norm_(ps, 1.0, foreach=foreach)
+            for group in opt.param_groups:
+                group["lr"] = 1e-2 * (k + 1) / len(grads)  # a schedule, as the trainer's LambdaLR sets it
+            opt.step()
+        return ps
+
+    for a, b in zip(train(True), train(False), strict=True):
+        assert torch.equal(a, b)
+
+
 if __name__ == "__main__":  # regenerate the fixture
     import tempfile
 
