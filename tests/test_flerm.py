@@ -488,7 +488,7 @@ def test_claims_cpu_arms_are_runs_of_the_cpu_tier():
 
     smoke = set(expand(yaml.safe_load(open("config/papers/flerm.smoke.yaml"))["grid"]))
     cpu = set(expand(yaml.safe_load(open("config/papers/flerm.cpu.yaml"))["grid"]))
-    assert len(smoke) == 120 and len(cpu) == 295 and not smoke & cpu
+    assert len(smoke) == 162 and len(cpu) == 295 and not smoke & cpu
     claims = {c.id: c for c in load_all() if c.paper["id"] == "flerm"}
     for c in claims.values():
         assert {r for arm in c.arms("smoke").values() for r in arm} <= smoke, c.id
@@ -497,7 +497,8 @@ def test_claims_cpu_arms_are_runs_of_the_cpu_tier():
     # every interior-optimum premise names the arms of the claim's grids and their LR sweep
     for c in claims.values():
         for prem in (p for p in c.premises if "interior" in p):
-            assert prem["interior"] == {"arms": ["base", "sp", "fl"], "over": "train.lr"}, c.id
+            arms = {a for profile in c.grid.values() for a in profile} or {"base", "sp", "fl"}  # no grid yet
+            assert prem["interior"]["over"] == "train.lr" and set(prem["interior"]["arms"]) == arms, c.id
 
 
 # ---------------------------------------------------------------------------------------------- LRM models

@@ -142,6 +142,25 @@ def test_flat_noisy_curves_decide_nothing():
     assert v["verdict"] == "out_of_scope" and "located" in v["why"]
 
 
+def test_once_vs_periodic_gap_and_its_placebo():
+    """Claim 11's numbers: the largest |log2 eta*(once) - log2 eta*(periodic)| over the scaled widths, and the same
+    gap between SP and FLeRM-once (its placebo), from planted optima."""
+    rng = np.random.default_rng(0)
+    lrs = [2.0 ** k for k in range(-12, -5)]
+
+    def cell(opt):
+        return {sd: {lr: 1.0 + 0.1 * (math.log2(lr) - opt) ** 2 + 0.003 * rng.standard_normal() for lr in lrs}
+                for sd in range(3)}
+    base = cell(-9)
+    arms = {"sp": {0: base, 1: cell(-10), 2: cell(-11)}, "fl": {0: base, 1: cell(-9), 2: cell(-9)},
+            "fp": {0: base, 1: cell(-9), 2: cell(-8)}}
+    out = analyse_study(arms, 3, draws=300)
+    gap, placebo = out["once_minus_periodic_max_abs_shift"], out["sp_minus_once_max_abs_shift"]
+    assert gap["estimate"] == pytest.approx(1.0, abs=0.1) and gap["ci_lo"] <= gap["estimate"] <= gap["ci_hi"]
+    assert placebo["estimate"] == pytest.approx(2.0, abs=0.1) and gap["n"] == placebo["n"] == 3
+    assert "once_minus_periodic_max_abs_shift" not in analyse_study({a: arms[a] for a in ("sp", "fl")}, 3, draws=50)
+
+
 def test_transfer_claim_end_to_end_from_the_analysis_output(tmp_path):
     """The study's transfer.json through the claim's own from_file keys and test: FLeRM stays, SP moves ->
     reproduced; FLeRM moves like SP -> not_reproduced; an optimum at an edge -> out_of_scope (premise named)."""
@@ -170,7 +189,8 @@ def test_transfer_claim_end_to_end_from_the_analysis_output(tmp_path):
 
 # planted effect / null (or placebo) values per claim, in the names each claim's statistic gives
 GOOD_TRANSFER = {"n": 3, "at_edge_any": 0.0, "opt_ci_width_max": 0.8, "sp_max_abs_shift": 3.0,
-                 "sp_max_abs_shift_lo": 2.2, "sp_max_abs_shift_hi": 3.8}
+                 "sp_max_abs_shift_lo": 2.2, "sp_max_abs_shift_hi": 3.8, "sp_minus_once": 3.0,
+                 "sp_minus_once_hi": 3.8}
 CASES = {
     "flerm.c1_resmlp_width": (dict(estimate=0.3, ci_lo=0.1, ci_hi=0.7), dict(estimate=2.5, ci_lo=1.9, ci_hi=3.1)),
     "flerm.c2_resmlp_depth": (dict(estimate=1.2, ci_lo=0.6, ci_hi=1.8), dict(estimate=3.5, ci_lo=2.6, ci_hi=4.1)),
@@ -191,8 +211,8 @@ CASES = {
     "flerm.c12_lora_rank": (dict(estimate=0.3, ci_lo=0.1, ci_hi=0.7), dict(estimate=2.5, ci_lo=1.9, ci_hi=3.1)),
     "flerm.c13_fslr_analysis": (dict(estimate=12.0, ci_lo=8.0, ci_hi=20.0, n=3, placebo_ratio_lo=1.1),
                                 dict(estimate=1.3, ci_lo=1.0, ci_hi=1.7, n=3, placebo_ratio_lo=1.1)),
-    "flerm.c14_estimator": (dict(estimate=0.2, ci_lo=0.1, ci_hi=0.3, n=500),
-                            dict(estimate=1.0, ci_lo=0.9, ci_hi=1.1, n=500)),
+    "flerm.c14_estimator": (dict(estimate=0.2, ci_lo=0.1, ci_hi=0.3, n=3, placebo_ratio=1.0, placebo_ratio_hi=1.2),
+                            dict(estimate=1.0, ci_lo=0.9, ci_hi=1.1, n=3, placebo_ratio=1.0, placebo_ratio_hi=1.2)),
     "flerm.overhead": (dict(estimate=0.015, ci_lo=0.01, ci_hi=0.02, n=6),
                        dict(estimate=0.08, ci_lo=0.06, ci_hi=0.1, n=6)),
 }
@@ -235,7 +255,7 @@ def test_an_unlocated_optimum_is_out_of_scope(cid):
 def test_a_passing_placebo_is_out_of_scope(cid):
     """SP inside the band too (transfer claims), or like tensors 5x apart too (c13): no claim to test."""
     placebo = {"sp_max_abs_shift": 0.3, "sp_max_abs_shift_lo": 0.1, "sp_max_abs_shift_hi": 0.6,
-               "placebo_ratio_lo": 6.0}
+               "placebo_ratio_lo": 6.0, "sp_minus_once_hi": 0.6, "placebo_ratio_hi": 0.4}
     v = judge(CLAIMS[cid], {}, _values(cid, {**CASES[cid][0], **placebo}), None)
     assert v["verdict"] == "out_of_scope" and "placebo" in v["why"]
 
@@ -246,3 +266,34 @@ def test_no_threshold_is_read_from_the_data():
         assert all(isinstance(b, (int, float)) for b in c.test["band"]) and c.test.get("band_reason")
         text = json.dumps([c.test, c.premises])
         assert "sd_" not in text and "resolution" not in text
+
+
+def test_estimator_comparison_stage_on_a_micro_resmlp(tmp_path):
+    """Claim 14's stage end to end on a micro ResMLP (few draws): one entry per seed, the variance ratio and its
+    placebo per weight matrix, and the claim's from_file keys read the output. The placebo (two independent
+    full_cov draw sets) sits near 1, the Kronecker ratio below it."""
+    from benchmarks.data.images import micro_image_dir
+    from methods.flerm import variance
+
+    grid = {"data": {"fm": {"corpus": "fashion-mnist", "dir": "unused"}},
+            "grid": [{"name": variance.ENTRY, "config": "benchmarks/configs/mlp.yaml", "data": "fm",
+                      "workload": "mlp", "size": "micro", "seeds": [0, 1, 2],
+                      "methods": [[{"name": "flerm", "record": str(tmp_path / "r{lr}.json")}]],
+                      "set": {"model": {"width": 16, "n_blocks": 2}, "train.batch_size": 16,
+                              "data.augment": False},
+                      "sweep": {"train.lr": [1e-3, 2e-3, 4e-3]}}]}
+    gfile = tmp_path / "grid.yaml"
+    gfile.write_text(yaml.safe_dump(grid))
+    from claimbench.testing import REPO
+
+    res = variance.run(gfile, {"fm": str(micro_image_dir())}, REPO, draws=300)
+    assert res["lr"] == 2e-3 and sorted(res["seeds"]) == ["0", "1", "2"]
+    for s in res["seeds"].values():
+        assert len(s["matrices"]) >= 3 and all(m["var_ratio"] > 0 for m in s["matrices"].values())
+    ratio, placebo = res["var_ratio_kron_over_full"], res["placebo_ratio"]
+    assert ratio["n"] == 3 and ratio["ci_lo"] <= ratio["estimate"] <= ratio["ci_hi"]
+    assert ratio["estimate"] < 1 and 0.6 < placebo["estimate"] < 1.6
+    (tmp_path / "analysis" / "flerm").mkdir(parents=True)
+    (tmp_path / "analysis" / "flerm" / "estimator.json").write_text(json.dumps(res))
+    values = compute(CLAIMS["flerm.c14_estimator"].statistic, {}, {}, {"results": str(tmp_path)})
+    assert values["estimate"] == ratio["estimate"] and values["placebo_ratio_hi"] == placebo["ci_hi"]

@@ -204,6 +204,18 @@ def analyse_study(arms: dict[str, dict[int, dict[int, dict[float, float]]]], n_s
         both = np.max(np.stack(list(max_abs_draws.values())), axis=0)
         out["both_max_abs_shift"] = _interval(max(a["max_abs_shift"]["estimate"] for a in out["arms"].values()),
                                               both, n)
+    def gap(a: str, b: str) -> dict:
+        """max over the scales of |log2 eta*_a - log2 eta*_b| (the arms share the base, so this is the largest
+        difference of their shifts), with its bootstrap interval from the same draws."""
+        d = np.stack([boot[(a, i)][:, 0] - boot[(b, i)][:, 0] for i in range(1, n_scales)])
+        pt = max(abs(point[(a, i)][0] - point[(b, i)][0]) for i in range(1, n_scales))
+        return _interval(pt, np.max(np.abs(d), axis=0),
+                         min(min(len(cell(a, i)[0]), len(cell(b, i)[0])) for i in range(1, n_scales)))
+
+    if "fp" in arms and "fl" in arms and n_scales > 1:  # claim 11: FLeRM applied once (fl) vs periodically (fp)
+        out["once_minus_periodic_max_abs_shift"] = gap("fl", "fp")
+        if "sp" in arms:  # its placebo: SP against FLeRM-once, which the paper shows differ
+            out["sp_minus_once_max_abs_shift"] = gap("sp", "fl")
     if "sp" in arms and "fl" in arms:
         out["best_loss_fl_minus_sp"] = [
             _interval(point[("fl", i) if i else (None, 0)][1] - point[("sp", i) if i else (None, 0)][1],
@@ -308,7 +320,15 @@ def markdown(res: dict, notes: str, fig_rel: str = "figures/flerm") -> str:
                          f"| {sp['best_loss'][i]:.4f} | {fl['best_loss'][i]:.4f} "
                          f"| {_fmt(st['best_loss_fl_minus_sp'][i])} |")
         lines += ["", f"max |shift| over scales: SP {_fmt(sp['max_abs_shift'])}, FL {_fmt(fl['max_abs_shift'])} "
-                      f"(n = {st['n']})", "", f"![{name}]({fig_rel}/{name}.png)", ""]
+                      f"(n = {st['n']})", ""]
+        if "fp" in st["arms"]:
+            fp = st["arms"]["fp"]
+            lines += ["FLeRM re-applied periodically (fp), shift per scale: "
+                      + ", ".join(f"x{lab} {_fmt(fp['shift'][i])}{' edge' if fp['at_edge'][i] else ''}"
+                                  for i, lab in enumerate(st["scales"]) if i) + ".",
+                      f"Largest |once - periodic| over the scales: {_fmt(st['once_minus_periodic_max_abs_shift'])}; "
+                      f"|SP - once| (the placebo): {_fmt(st['sp_minus_once_max_abs_shift'])}.", ""]
+        lines += [f"![{name}]({fig_rel}/{name}.png)", ""]
         if st.get("against"):
             cmp = st["against"]
             lines += [f"Beside study {cmp['study']} (the same design without this study's change):", ""]
@@ -346,7 +366,8 @@ def figures(res: dict, out_dir: Path) -> None:
             ax.set_xscale("log", base=2)
             ax.set_yscale("log")
             ax.set_xlabel("base learning rate")
-            ax.set_title(f"{name}: {'FLeRM' if arm == 'fl' else 'standard (SP)' if arm == 'sp' else arm}")
+            title = {"fl": "FLeRM", "sp": "standard (SP)", "fp": "FLeRM, periodic"}.get(arm, arm)
+            ax.set_title(f"{name}: {title}")
             ax.legend(fontsize=7)
         axes[0][0].set_ylabel("final train loss")
         fig.tight_layout()
@@ -477,7 +498,7 @@ def fslr_analysis(grid: list[dict], res: dict, runs_dir: Path, store: Path | Non
         row: dict = {"lr": lr, "step": min((s for s in steps if s is not None), default=None), "runs": runs}
         for k in keys:
             vals = np.array([r.get(k, math.nan) for r in rows], float)
-            row[k] = _t_mean(vals)
+            row[k] = t_mean(vals)
             if k in ("input_over_hidden", "vo_over_qk", "placebo_ratio"):
                 per_key.setdefault(k, []).append(vals)
         out["groups"][parts[1]] = row
@@ -492,7 +513,7 @@ def fslr_analysis(grid: list[dict], res: dict, runs_dir: Path, store: Path | Non
     return out
 
 
-def _t_mean(vals: np.ndarray) -> dict:
+def t_mean(vals: np.ndarray) -> dict:
     """The mean of per-seed values with its Student-t interval at LEVEL (none below MIN_SEEDS or with a miss)."""
     from scipy import stats as scipy_stats
 
@@ -511,7 +532,7 @@ def _t_mean(vals: np.ndarray) -> dict:
 def _t_combine(groups: list[np.ndarray], how) -> dict:
     """how (min or max) of the groups' seed means, its interval how() of the groups' t bounds (monotone in each
     mean, so it holds whenever every group's interval does)."""
-    per = [_t_mean(g) for g in groups]
+    per = [t_mean(g) for g in groups]
 
     def bound(key: str) -> float:  # a group without an interval leaves none (NaN never compares away)
         vals = [p[key] for p in per]

@@ -1,6 +1,7 @@
 """The FLeRM paper: base runs record per-tensor function-space LRs -> `flerm_record` averages them over seeds into
 one record per base LR -> scaled runs (method flerm, `base:` that record) train with the record as an input ->
-`flerm_analysis` writes the optimal-LR shift tables, figures and verdicts:
+`flerm_analysis` writes the optimal-LR shift tables, figures and verdicts; `flerm_estimator` compares the
+estimators on the base model (no training):
   snakemake flerm --profile config/smoke --config 'papers=[flerm]'
 The grid is config/papers/flerm.<profile>.yaml (the cpu tier's, flerm.cpu.yaml, includes the smoke grid and adds
 the LoRA rank study). A changed base run re-makes its
@@ -45,7 +46,15 @@ def dag(paper: Paper, d: Dag) -> Plan:
         shell="{params.py} -m methods.flerm.analysis --grid {input.grid} --runs-dir {params.runs_dir} "
               "--out {output.js} --md {output.md} --figures {params.figures} --fslr {output.fslr} > {log} 2>&1",
     )
-    return Plan(stages=[record, study], aliases={"flerm": [md]},
+    # claim 14's estimator comparison: no training, the base entry's model and first update (methods/flerm/variance.py)
+    variance = Stage(
+        name="flerm_estimator",
+        input={"grid": str(grid) if on else []},
+        output={"js": f"{d.results}/analysis/flerm/estimator.json"},
+        log=f"{d.results}/logs/flerm_estimator.log",
+        shell="{params.py} -m methods.flerm.variance --grid {input.grid} --out {output.js} > {log} 2>&1",
+    )
+    return Plan(stages=[record, study, variance], aliases={"flerm": [md, variance.output["js"]]},
                 run_inputs={rid: fplan.needs(rid) for rid in set(fplan.inputs) | set(fplan.checkpoints)})
 
 
