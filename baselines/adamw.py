@@ -11,7 +11,7 @@ from claimbench.registry import register_recipe
 
 def kernel(device: str) -> dict:
     """fused on a GPU; on a CPU the multi-tensor (foreach) update, which torch leaves off there by default: it
-    gives the per-tensor loop's numbers bit for bit (tests/test_recipes.py) without its Python cost per tensor,
+    gives the per-tensor loop's numbers bit for bit (tests/test_bit_identity.py) without its Python cost per tensor,
     which a method adding many small parameters pays per step (LRM's 58 multiplier vectors: ~2 points of its
     step overhead at the speed suite's size)."""
     return {"fused": True} if device.startswith("cuda") else {"foreach": True}

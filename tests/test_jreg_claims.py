@@ -290,9 +290,9 @@ def test_c4_wide_reads_a_second_model_size(claims):
 
 
 def test_cpu_arms_are_the_smoke_runs_plus_the_cpu_grid(claims):
-    """The `cpu:` arms name config/papers/jreg.cpu.yaml's entries, some widened to seeds 0-8 or 0-14: those seeds 0-2 must be
-    the smoke arms' runs (the cpu file's settings are the smoke grid's), and the rest is exactly what the cpu file
-    adds to the smoke grid file it includes."""
+    """The `cpu:` arms name config/papers/jreg.cpu.yaml's entries, some widened to seeds 0-8 or 0-14: those seeds
+    0-2 must be the smoke arms' runs (the cpu file's settings are the smoke grid's), and the rest is exactly what the
+    cpu file adds to the smoke grid file it includes."""
     from claimbench.grid import expand
     from claimbench.tiers import load_grid
 

@@ -31,8 +31,7 @@ import torch
 from claimbench.config import load_config
 from claimbench.grid import expand
 from claimbench.tiers import load_grid
-from methods.flerm.analysis import LEVEL
-from methods.flerm.analysis import t_mean
+from methods.flerm.analysis import LEVEL, t_mean
 from methods.flerm.estimator import combine, projection_products, statistics
 from methods.flerm.method import FRESH_STEP
 
