@@ -53,7 +53,7 @@ RUN_INPUTS = {}
 for _plan in PLANS.values():
     for _rid, _files in _plan.run_inputs.items():
         RUN_INPUTS.setdefault(_rid, []).extend(_files)
-DATA_FILES = ("train.bin", "val.bin", "meta.json")
+DATA_FILES = papers.DATA_FILES
 
 for name, spec in DATA.items():
     if "corpus" not in spec and not (Path(spec["dir"]) / "meta.json").is_file():

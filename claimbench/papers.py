@@ -62,6 +62,9 @@ class Plan:
     aliases: dict[str, list[str]] = field(default_factory=dict)  # target rule name -> its files (`snakemake NAME`)
 
 
+DATA_FILES = ("train.bin", "val.bin", "meta.json")  # a prepared data set (meta.json last: the set is complete)
+
+
 @dataclass
 class Dag:
     """The DAG being built: the profile's config, the run list and data sets (mutable while runs are added),
@@ -92,6 +95,10 @@ class Dag:
     @property
     def evidence(self) -> str:
         return self.config.get("evidence_dir") or f"results/evidence/{self.profile}"
+
+    def data_files(self, name: str) -> list[str]:
+        """The files of prepared data set `name`: the input of a stage that reads the data without a run."""
+        return [f"{self.data[name]['dir']}/{f}" for f in DATA_FILES]
 
 
 @dataclass

@@ -478,6 +478,20 @@ def test_fslr_analysis_ratios_from_runs(tmp_path):
     assert "input_over_hidden" not in out["groups"]["gpt"]
 
 
+def test_estimator_stage_waits_for_the_prepared_data():
+    """The flerm_estimator stage trains no run, so the data set it reads is its input: on a fresh clone the DAG
+    prepares it first (without it the stage ran before the data existed)."""
+    from claimbench import papers
+
+    paper = papers.discover()["flerm"]
+    dag = papers.Dag({"profile": "smoke", "runs_dir": "runs/smoke", "results_dir": "results", "papers": ["flerm"]},
+                     paper.root, {}, {})
+    paper.add_runs(dag)
+    stage = next(s for s in paper.plan(dag).stages if s.name == "flerm_estimator")
+    assert stage.input["data"] == [f"data/fashion-mnist/{f}" for f in papers.DATA_FILES]
+    assert stage.output["js"] == "results/analysis/flerm/estimator.json"
+
+
 def test_claims_cpu_arms_are_runs_of_the_cpu_tier():
     """A claim's `cpu:` arms (c12) are runs of the cpu tier (config/papers/flerm.smoke.yaml + flerm.cpu.yaml, the
     anchors copied), its smoke arms runs of the smoke grid alone; the cpu file adds no run smoke already has."""

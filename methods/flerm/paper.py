@@ -15,6 +15,8 @@ from pathlib import Path
 from claimbench.grid import expand
 from claimbench.papers import Dag, Paper, Plan, Stage, in_repo, register_paper, result_files
 
+ESTIMATOR_ENTRY = "flerm:mlp:base"  # the grid entry whose model and data the estimator comparison (claim 14) uses
+
 
 def dag(paper: Paper, d: Dag) -> Plan:
     from methods.flerm.dag import plan
@@ -47,9 +49,11 @@ def dag(paper: Paper, d: Dag) -> Plan:
               "--out {output.js} --md {output.md} --figures {params.figures} --fslr {output.fslr} > {log} 2>&1",
     )
     # claim 14's estimator comparison: no training, the base entry's model and first update (methods/flerm/variance.py)
+    base = next((e for e in paper.grid_config(d.profile).get("grid", []) if e.get("name") == ESTIMATOR_ENTRY), {})
     variance = Stage(
         name="flerm_estimator",
-        input={"grid": str(grid) if on else []},
+        # the grid and the data it reads (which the DAG prepares on a fresh clone)
+        input={"grid": str(grid) if on else [], "data": d.data_files(base["data"]) if on and base else []},
         output={"js": f"{d.results}/analysis/flerm/estimator.json"},
         log=f"{d.results}/logs/flerm_estimator.log",
         shell="{params.py} -m methods.flerm.variance --grid {input.grid} --out {output.js} > {log} 2>&1",

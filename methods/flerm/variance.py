@@ -34,8 +34,8 @@ from claimbench.tiers import load_grid
 from methods.flerm.analysis import LEVEL, t_mean
 from methods.flerm.estimator import combine, projection_products, statistics
 from methods.flerm.method import FRESH_STEP
+from methods.flerm.paper import ESTIMATOR_ENTRY as ENTRY
 
-ENTRY = "flerm:mlp:base"
 DRAWS = 2000
 CHUNK = 250  # draws per vectorised backward
 
