@@ -371,9 +371,10 @@ class Trainer:
                 (loss / accum).backward()
             loss_sum += out.loss.detach()
             units += wl.batch_units(batch) * world  # throughput over all ranks (equal shards)
-        # foreach: the same norm bit for bit as the per-tensor loop torch picks on a CPU, without its cost per tensor
+        # foreach on a CPU (torch's default elsewhere): the per-tensor loop's norm bit for bit, without its cost per
+        # tensor
         grad_norm = torch.nn.utils.clip_grad_norm_(self.params, tc.grad_clip if tc.grad_clip > 0 else math.inf,
-                                                   foreach=True)
+                                                   foreach=self.device.type == "cpu" or None)
         if self.fsdp and hasattr(grad_norm, "full_tensor"):  # a DTensor over the shards: the global norm
             grad_norm = grad_norm.full_tensor()
         self.ctx.grad_norm = grad_norm  # pre-clip norm over the clipped params, for before_step diagnostics

@@ -286,7 +286,7 @@ def test_estimator_comparison_stage_on_a_micro_resmlp(tmp_path):
     gfile.write_text(yaml.safe_dump(grid))
     from claimbench.testing import REPO
 
-    res = variance.run(gfile, {"fm": str(micro_image_dir())}, REPO, draws=300)
+    res = variance.run(gfile, REPO, draws=300, data_dirs={"fm": str(micro_image_dir())})
     assert res["lr"] == 2e-3 and sorted(res["seeds"]) == ["0", "1", "2"]
     for s in res["seeds"].values():
         assert len(s["matrices"]) >= 3 and all(m["var_ratio"] > 0 for m in s["matrices"].values())

@@ -24,7 +24,8 @@ def dag(paper: Paper, d: Dag) -> Plan:
     grid = paper.grid_file(d.profile)  # the profile's (a tier's file includes the smoke grid it extends)
     on = "flerm" in d.selected and grid is not None
     fplan = plan(d.runs, str(paper.root))  # every run of the DAG: another paper's grid may use flerm too
-    runs = expand(paper.grid_config(d.profile).get("grid", [])) if on else {}
+    entries = paper.grid_config(d.profile).get("grid", []) if on else []
+    runs = expand(entries)
     # the tables own results/<paper>.md once the claims file exists (and link to the stage's summary.md)
     md = f"{d.results}/analysis/flerm/summary.md" if paper.claims_file.is_file() else f"{d.results}/flerm.md"
     record = Stage(
@@ -49,11 +50,11 @@ def dag(paper: Paper, d: Dag) -> Plan:
               "--out {output.js} --md {output.md} --figures {params.figures} --fslr {output.fslr} > {log} 2>&1",
     )
     # claim 14's estimator comparison: no training, the base entry's model and first update (methods/flerm/variance.py)
-    base = next((e for e in paper.grid_config(d.profile).get("grid", []) if e.get("name") == ESTIMATOR_ENTRY), {})
+    base = next((e for e in entries if e.get("name") == ESTIMATOR_ENTRY), None)
     variance = Stage(
         name="flerm_estimator",
         # the grid and the data it reads (which the DAG prepares on a fresh clone)
-        input={"grid": str(grid) if on else [], "data": d.data_files(base["data"]) if on and base else []},
+        input={"grid": str(grid) if on else [], "data": d.data_files(base["data"]) if base else []},
         output={"js": f"{d.results}/analysis/flerm/estimator.json"},
         log=f"{d.results}/logs/flerm_estimator.log",
         shell="{params.py} -m methods.flerm.variance --grid {input.grid} --out {output.js} > {log} 2>&1",

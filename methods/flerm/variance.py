@@ -55,7 +55,7 @@ def _model_and_update(cfg_path: Path, sets: list[str], out: Path):
         for n, p in params.items():
             p.copy_(old[n])
     bs = cfg.train.batch_size // cfg.train.grad_accum
-    batch = tuple(x for x in t.run.workload.train_batch(FRESH_STEP + 1, 0, bs))
+    batch = tuple(t.run.workload.train_batch(FRESH_STEP + 1, 0, bs))
     return t.model, t.run.workload, batch, unit
 
 
@@ -93,8 +93,11 @@ def per_seed(draws: dict[str, dict[str, np.ndarray]], placebo: dict[str, np.ndar
             "abs_bias_max": max(abs(r["bias"]) for r in rows.values())}
 
 
-def run(grid_file: Path, data_dirs: dict[str, str], repo: Path, draws: int = DRAWS) -> dict:
+def run(grid_file: Path, repo: Path, draws: int = DRAWS, data_dirs: dict[str, str] | None = None) -> dict:
+    """`data_dirs`: data set name -> directory; default the grid's `data:` section, relative to `repo`."""
     grid = load_grid(grid_file)
+    if data_dirs is None:
+        data_dirs = {k: str(repo / v["dir"]) for k, v in (grid.get("data") or {}).items()}
     entry = next(e for e in grid["grid"] if e.get("name") == ENTRY)
     lrs = entry["sweep"]["train.lr"]
     middle = {**entry, "methods": [[]], "sweep": {"train.lr": [lrs[len(lrs) // 2]]}}
@@ -124,9 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     from claimbench.testing import REPO
 
     torch.set_num_threads(1)
-    grid = load_grid(a.grid)
-    dirs = {k: str(REPO / v["dir"]) for k, v in (grid.get("data") or {}).items()}
-    res = run(Path(a.grid), dirs, REPO, a.draws)
+    res = run(Path(a.grid), REPO, a.draws)
     atomic_write_json(Path(a.out), res)
     print(json.dumps({k: res[k] for k in ("var_ratio_kron_over_full", "placebo_ratio", "abs_bias_max")}))
     return 0
