@@ -20,6 +20,7 @@ from claimbench.matrix import BASELINE, REPO, EntryState, Matrix, Row, baseline_
 from claimbench.study import block_at
 
 NA, NOT_RUN, PENDING, ALL_DIVERGED, FAILED, OK = "n/a", "not run", "pending", "diverged", "failed", "ok"
+FIGURE = "figures/methods_matrix.png"  # under the results directory; methods.md links it by this path
 
 
 @dataclass
@@ -343,11 +344,11 @@ def write(m: Matrix, rows: list[Row], runs_dir: Path, store: Path | None, result
     speed = _read_speed(results_dir, m.profile)
     results_dir.mkdir(parents=True, exist_ok=True)
     out = []
-    fig = None
     if figures:
-        out.append(heatmap(m, rows, built, results_dir / "figures" / "methods_matrix.png"))
-        fig = "figures/methods_matrix.png"
-    (results_dir / "methods.md").write_text(methods_md(m, rows, built, results_dir, speed, fig))
+        out.append(heatmap(m, rows, built, results_dir / FIGURE))
+    # linked whether or not this call draws it: the DAG's tables job leaves the drawing to its figures job, and
+    # methods.md must read the same either way
+    (results_dir / "methods.md").write_text(methods_md(m, rows, built, results_dir, speed, FIGURE))
     out.append(results_dir / "methods.md")
     if m.interactions:
         (results_dir / "interactions.md").write_text(interactions_md(m, built, speed))
@@ -361,3 +362,12 @@ def matrix_tables(path: str | Path, runs_dir: Path, results_dir: Path, store: Pa
 
     m = load(path)
     return write(m, table_rows(m), runs_dir, store, results_dir, figures)
+
+
+def matrix_figure(path: str | Path, runs_dir: Path, results_dir: Path, store: Path) -> Path:
+    """The matrix's heatmap alone (what `claimbench figures` draws beside the claims' figures)."""
+    from claimbench.matrix import load, table_rows
+
+    m = load(path)
+    rows = table_rows(m)
+    return heatmap(m, rows, build(m, rows, Path(runs_dir), Path(store) if store else None), Path(results_dir) / FIGURE)

@@ -116,6 +116,12 @@ def test_planted_difference_coloured_null_not_and_all_diverged_row(planted, tmp_
     assert "diverged at every LR of the sweep" in rows["adamw2"]
     assert "n/a: 'lora' declares workloads gpt, not mlp" in rows["lora"]
     assert (out / "figures" / "methods_matrix.png") in written
+    # tables without figures (the DAG's tables job; its figures job draws the heatmap) link the same figure
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    (bare / "lrm.md").write_text("# lrm\n")
+    assert matrix_table.write(m, m.rows, runs, None, bare, figures=False) == [bare / "methods.md"]
+    assert (bare / "methods.md").read_text() == md
 
 
 def test_heatmap_colours_only_significant_cells(planted, tmp_path, monkeypatch):

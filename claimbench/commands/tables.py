@@ -111,10 +111,22 @@ def cmd_figures(args) -> int:
     from claimbench.figures import figures_dir, write_figures
 
     with _reporting_warnings():
-        _, results_dir, claims, studies = _studies(args)
+        profile, results_dir, claims, studies = _studies(args)
         figs = write_figures(studies, claims, results_dir)
+        figs += _matrix_figure(args, profile, results_dir)
     print(f"{figures_dir(results_dir)}: {len(figs)} figures")
     return 0
+
+
+def _matrix_figure(args, profile: str, results_dir: Path) -> list[Path]:
+    """The method matrix's heatmap when the profile has a matrix (the figure results/methods.md links)."""
+    path = REPO / "config" / f"matrix.{profile}.yaml"
+    if getattr(args, "claim", None) or not path.is_file():
+        return []
+    from claimbench.matrix_table import matrix_figure
+
+    _, runs_dir, _, store = _paths(args)
+    return [matrix_figure(path, runs_dir, results_dir, store)]
 
 
 def cmd_study(args) -> int:
