@@ -98,13 +98,25 @@ def cmd_tables(args) -> int:
 
 def _matrix_tables(args, profile: str, results_dir: Path, figures: bool) -> list[Path]:
     """results/methods.md and interactions.md when the profile has a method matrix (config/matrix.<profile>.yaml)."""
+    from claimbench.matrix_table import matrix_tables
+
+    return _with_matrix(args, profile, lambda path, runs, store: matrix_tables(path, runs, results_dir, store, figures))
+
+
+def _matrix_figure(args, profile: str, results_dir: Path) -> list[Path]:
+    """The method matrix's heatmap when the profile has a matrix (the figure results/methods.md links)."""
+    from claimbench.matrix_table import matrix_figure
+
+    return _with_matrix(args, profile, lambda path, runs, store: [matrix_figure(path, runs, results_dir, store)])
+
+
+def _with_matrix(args, profile: str, fn) -> list[Path]:
+    """fn(matrix config, runs dir, evidence store) when the profile has a method matrix and no single claim is asked."""
     path = REPO / "config" / f"matrix.{profile}.yaml"
     if getattr(args, "claim", None) or not path.is_file():
         return []
-    from claimbench.matrix_table import matrix_tables
-
     _, runs_dir, _, store = _paths(args)
-    return matrix_tables(path, runs_dir, results_dir, store, figures)
+    return fn(path, runs_dir, store)
 
 
 def cmd_figures(args) -> int:
@@ -116,17 +128,6 @@ def cmd_figures(args) -> int:
         figs += _matrix_figure(args, profile, results_dir)
     print(f"{figures_dir(results_dir)}: {len(figs)} figures")
     return 0
-
-
-def _matrix_figure(args, profile: str, results_dir: Path) -> list[Path]:
-    """The method matrix's heatmap when the profile has a matrix (the figure results/methods.md links)."""
-    path = REPO / "config" / f"matrix.{profile}.yaml"
-    if getattr(args, "claim", None) or not path.is_file():
-        return []
-    from claimbench.matrix_table import matrix_figure
-
-    _, runs_dir, _, store = _paths(args)
-    return [matrix_figure(path, runs_dir, results_dir, store)]
 
 
 def cmd_study(args) -> int:
