@@ -339,15 +339,18 @@ def heatmap(m: Matrix, rows: list[Row], built: dict, path: Path) -> Path:
 
 
 def write(m: Matrix, rows: list[Row], runs_dir: Path, store: Path | None, results_dir: Path,
-          figures: bool = True) -> list[Path]:
+          figures: bool = True, tables: bool = True) -> list[Path]:
+    """The heatmap (figures) and methods.md + interactions.md (tables): the DAG's figures and tables jobs each ask
+    for one of them, `claimbench tables` for both."""
     built = build(m, rows, Path(runs_dir), Path(store) if store else None)
-    speed = _read_speed(results_dir, m.profile)
     results_dir.mkdir(parents=True, exist_ok=True)
     out = []
     if figures:
         out.append(heatmap(m, rows, built, results_dir / FIGURE))
-    # linked whether or not this call draws it: the DAG's tables job leaves the drawing to its figures job, and
-    # methods.md must read the same either way
+    if not tables:
+        return out
+    speed = _read_speed(results_dir, m.profile)
+    # linked whether or not this call draws it, so methods.md reads the same from the DAG and from `claimbench tables`
     (results_dir / "methods.md").write_text(methods_md(m, rows, built, results_dir, speed, FIGURE))
     out.append(results_dir / "methods.md")
     if m.interactions:
@@ -356,18 +359,10 @@ def write(m: Matrix, rows: list[Row], runs_dir: Path, store: Path | None, result
     return out
 
 
-def matrix_tables(path: str | Path, runs_dir: Path, results_dir: Path, store: Path, figures: bool = True):
-    """The matrix's tables from its config file (what `claimbench tables` and `claimbench matrix-table` call)."""
+def matrix_tables(path: str | Path, runs_dir: Path, results_dir: Path, store: Path, figures: bool = True,
+                  tables: bool = True):
+    """The matrix's outputs from its config file (what `claimbench tables`, `figures` and `matrix-table` call)."""
     from claimbench.matrix import load, table_rows
 
     m = load(path)
-    return write(m, table_rows(m), runs_dir, store, results_dir, figures)
-
-
-def matrix_figure(path: str | Path, runs_dir: Path, results_dir: Path, store: Path) -> Path:
-    """The matrix's heatmap alone (what `claimbench figures` draws beside the claims' figures)."""
-    from claimbench.matrix import load, table_rows
-
-    m = load(path)
-    rows = table_rows(m)
-    return heatmap(m, rows, build(m, rows, Path(runs_dir), Path(store) if store else None), Path(results_dir) / FIGURE)
+    return write(m, table_rows(m), runs_dir, store, results_dir, figures, tables)

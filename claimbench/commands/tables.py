@@ -96,27 +96,16 @@ def cmd_tables(args) -> int:
     return 0
 
 
-def _matrix_tables(args, profile: str, results_dir: Path, figures: bool) -> list[Path]:
-    """results/methods.md and interactions.md when the profile has a method matrix (config/matrix.<profile>.yaml)."""
-    from claimbench.matrix_table import matrix_tables
-
-    return _with_matrix(args, profile, lambda path, runs, store: matrix_tables(path, runs, results_dir, store, figures))
-
-
-def _matrix_figure(args, profile: str, results_dir: Path) -> list[Path]:
-    """The method matrix's heatmap when the profile has a matrix (the figure results/methods.md links)."""
-    from claimbench.matrix_table import matrix_figure
-
-    return _with_matrix(args, profile, lambda path, runs, store: [matrix_figure(path, runs, results_dir, store)])
-
-
-def _with_matrix(args, profile: str, fn) -> list[Path]:
-    """fn(matrix config, runs dir, evidence store) when the profile has a method matrix and no single claim is asked."""
+def _matrix_tables(args, profile: str, results_dir: Path, figures: bool, tables: bool = True) -> list[Path]:
+    """results/methods.md and interactions.md (tables) and the matrix heatmap (figures) when the profile has a
+    method matrix (config/matrix.<profile>.yaml)."""
     path = REPO / "config" / f"matrix.{profile}.yaml"
     if getattr(args, "claim", None) or not path.is_file():
         return []
+    from claimbench.matrix_table import matrix_tables
+
     _, runs_dir, _, store = _paths(args)
-    return fn(path, runs_dir, store)
+    return matrix_tables(path, runs_dir, results_dir, store, figures, tables)
 
 
 def cmd_figures(args) -> int:
@@ -125,7 +114,7 @@ def cmd_figures(args) -> int:
     with _reporting_warnings():
         profile, results_dir, claims, studies = _studies(args)
         figs = write_figures(studies, claims, results_dir)
-        figs += _matrix_figure(args, profile, results_dir)
+        figs += _matrix_tables(args, profile, results_dir, figures=True, tables=False)
     print(f"{figures_dir(results_dir)}: {len(figs)} figures")
     return 0
 
