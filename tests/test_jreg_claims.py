@@ -290,7 +290,7 @@ def test_c4_wide_reads_a_second_model_size(claims):
 
 
 def test_cpu_arms_are_the_smoke_runs_plus_the_cpu_grid(claims):
-    """The `cpu:` arms name config/papers/jreg.cpu.yaml's entries, some widened to seeds 0-8 or 0-14: those seeds
+    """The `cpu:` arms name config/papers/jreg.cpu.yaml's entries, some widened to seeds 0-8, 0-14 or 0-22: those seeds
     0-2 must be the smoke arms' runs (the cpu file's settings are the smoke grid's), and the rest is exactly what the
     cpu file adds to the smoke grid file it includes."""
     from claimbench.grid import expand
@@ -306,13 +306,13 @@ def test_cpu_arms_are_the_smoke_runs_plus_the_cpu_grid(claims):
         for arm, runs in c.arms("cpu").items():
             assert set(smoke.get(arm, {})) <= set(runs), (c.id, arm)
             extra |= set(runs) - set(smoke.get(arm, {}))
-    assert extra == cpu_grid - smoke_grid and len(extra) == 36
+    assert extra == cpu_grid - smoke_grid and len(extra) == 52
 
 
 def test_arms_name_the_paper_grid_entries(claims):
     """Every arm at every profile names an entry of config/papers/jreg.<profile>.yaml (`entry:`, no copied settings;
     only `seeds` may widen one), and the arms' runs are that grid's: all of it at smoke (9 runs) and in the cpu tier
-    (45), sizes S and M of the gpu grid's 27 (12; size L and the final_only arms are the summary's alone)."""
+    (61), sizes S and M of the gpu grid's 27 (12; size L and the final_only arms are the summary's alone)."""
     from claimbench.grid import expand
     from claimbench.papers import discover
 
@@ -321,7 +321,7 @@ def test_arms_name_the_paper_grid_entries(claims):
             for arm, e in arms.items():
                 assert "entry" in e and set(e) <= {"entry", "seeds"}, (c["id"], profile, arm)
     paper = discover()["jreg"]
-    for profile, n_grid, n_arms in (("smoke", 9, 9), ("cpu", 45, 45), ("gpu", 27, 12)):
+    for profile, n_grid, n_arms in (("smoke", 9, 9), ("cpu", 61, 61), ("gpu", 27, 12)):
         grid = expand(paper.grid_config(profile)["grid"])
         arms = {rid: spec for c in claims.values() for runs in c.arms(profile).values() for rid, spec in runs.items()}
         assert len(grid) == n_grid and len(arms) == n_arms and set(arms) <= set(grid), profile
