@@ -22,6 +22,7 @@ import yaml
 from tqdm import tqdm
 
 from claimbench import distributed, flops, registry
+from claimbench.allocator import retain_freed_memory
 from claimbench.config import ConfigError, RunConfig, to_yaml, validate
 from claimbench.divergence import DivergenceDetector
 from claimbench.io import (
@@ -244,6 +245,7 @@ class Trainer:
         self.cfg, self.train_cfg = cfg, cfg.train
         if self.train_cfg.device == "cpu":
             torch.set_num_threads(self.train_cfg.threads)
+        retain_freed_memory()  # no page faults per step (claimbench/allocator.py)
         self.dist = distributed.env()  # rank 0 of 1 without torchrun: every distributed step below is skipped
         self.device = torch.device(distributed.device_for(self.train_cfg.device))
         distributed.init(self.device)

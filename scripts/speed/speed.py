@@ -50,6 +50,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from claimbench.allocator import retain_freed_memory
 from claimbench.config import ConfigError, load_config
 from claimbench.flops import mfu, peak_flops, train_flops_per_unit
 from claimbench.io import atomic_write_json, atomic_write_text, git_sha
@@ -496,6 +497,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"train.compile={str(a.compile).lower()}")
     t_start, load_start = time.perf_counter(), os.getloadavg()[0]
     torch.set_num_threads(a.threads)
+    retain_freed_memory()  # as the Trainer does, before the plain reference arm allocates anything
     peak, source = peak_flops(device, a.dtype)
     res: dict = {"peak": {"flops": peak, "source": source}, "throughput": [], "methods": []}
     if "throughput" in a.only:
