@@ -111,8 +111,9 @@ def versions() -> dict[str, str]:
 
 @lru_cache(maxsize=1)
 def hardware() -> dict:
-    """What the numbers were computed on. Bit-identity holds only within one hardware class (CPU model and
-    the SIMD level torch dispatches to, or GPU name): the same seed on another CPU gives slightly other losses."""
+    """What the numbers were computed on. Bit-identity holds only within one hardware class (CPU model, the SIMD
+    level torch dispatches to and the reduced-precision matmul units, or GPU name): the same seed on another CPU
+    gives slightly other losses."""
     import torch
 
     cpu = platform.processor() or platform.machine()
@@ -125,7 +126,7 @@ def hardware() -> dict:
         pass
     out = {"cpu": cpu, "isa": torch.backends.cpu.get_cpu_capability(), "machine": platform.machine(),
            "threads": torch.get_num_threads(), "mkldnn": torch.backends.mkldnn.is_available(),
-           "blas": _blas(torch)}
+           "blas": _blas(torch), "bf16_units": _bf16_units()}
     if torch.cuda.is_available():
         out["gpu"] = torch.cuda.get_device_name(0)
         out["cuda"] = torch.version.cuda
@@ -133,8 +134,23 @@ def hardware() -> dict:
 
 
 def hardware_class(hw: dict) -> str:
-    """The part of `hardware()` that decides bit-identity."""
-    return " | ".join(str(hw.get(k, "?")) for k in ("gpu", "cpu", "isa") if k != "gpu" or hw.get("gpu"))
+    """The part of `hardware()` that decides bit-identity ("?" for a field a record predates)."""
+    return " | ".join(str(hw.get(k, "?")) for k in ("gpu", "cpu", "isa", "bf16_units") if k != "gpu" or hw.get("gpu"))
+
+
+# CPU features that select other bfloat16/float16 matmul kernels under the same model name and SIMD level (a
+# virtual machine's "Intel(R) Xeon(R) Processor" can be either): a run that computes in bfloat16, as torch's
+# Muon does when it orthogonalises, gives other bits with them than without; float32 runs do not change.
+BF16_UNITS = ("avx512_bf16", "avx512_fp16", "amx_bf16", "amx_fp16", "amx_tile")
+
+
+def _bf16_units() -> str:
+    try:
+        flags = next((line.split(":", 1)[1].split() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                      if line.startswith("flags")), [])
+    except OSError:
+        return "unknown"
+    return ",".join(f for f in BF16_UNITS if f in flags) or "none"
 
 
 def _blas(torch) -> str:

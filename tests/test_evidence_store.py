@@ -169,8 +169,20 @@ def test_a_run_records_its_hardware_and_cpu_time(tmp_path):
 
     res, _ = run_micro(tmp_path / "run", steps=2)
     hw = res["hardware"]
-    assert hw["cpu"] and hw["isa"] and hw["threads"] >= 1 and "blas" in hw
+    assert hw["cpu"] and hw["isa"] and hw["threads"] >= 1 and "blas" in hw and hw["bf16_units"]
     assert res["cpu_s"] > 0
+
+
+def test_hardware_class_separates_bf16_units():
+    """A bfloat16 run (torch's Muon) gives other bits on a host with bf16 matmul units than on one without, under
+    the same CPU name and SIMD level; a record from before the field was kept is of no known class."""
+    from claimbench.io import hardware_class
+
+    base = {"cpu": "Intel(R) Xeon(R) Processor", "isa": "AVX512"}
+    with_units, without = {**base, "bf16_units": "avx512_bf16,amx_bf16,amx_tile"}, {**base, "bf16_units": "none"}
+    assert hardware_class(with_units) != hardware_class(without)
+    assert hardware_class(base) not in (hardware_class(with_units), hardware_class(without))
+    assert hardware_class(without) == hardware_class(dict(without))
 
 
 def _dry_run(papers: str) -> str:
