@@ -138,6 +138,14 @@ def hardware_class(hw: dict) -> str:
     return " | ".join(str(hw.get(k, "?")) for k in ("gpu", "cpu", "isa", "bf16_units") if k != "gpu" or hw.get("gpu"))
 
 
+def same_hardware(a: dict, b: dict) -> bool:
+    """Whether two records' hardware is of one class. The bfloat16 units count only where both records have
+    them: a run stored before they were recorded is still held to bit-identity by its CPU name and SIMD level
+    (right for float32 runs; a bfloat16 run from such a record may differ, and `verify` says so)."""
+    keys = ["gpu", "cpu", "isa"] + (["bf16_units"] if "bf16_units" in a and "bf16_units" in b else [])
+    return all(a.get(k) == b.get(k) for k in keys)
+
+
 # CPU features that select other bfloat16/float16 matmul kernels under the same model name and SIMD level (a
 # virtual machine's "Intel(R) Xeon(R) Processor" can be either): a run that computes in bfloat16, as torch's
 # Muon does when it orthogonalises, gives other bits with them than without; float32 runs do not change.

@@ -73,7 +73,7 @@ def compare(stored: Path, fresh: Path) -> dict:
 
 def cmd_verify(args) -> int:
     from claimbench.commands.tables import evidence_dir, load_profile
-    from claimbench.io import hardware, hardware_class
+    from claimbench.io import hardware, hardware_class, same_hardware
 
     cfg = load_profile(args.profile, args.configfile)
     store = Path(args.evidence_dir) if args.evidence_dir else evidence_dir(cfg)
@@ -89,28 +89,33 @@ def cmd_verify(args) -> int:
         if not usable:
             raise ConfigError(f"{store}: no finished runs to verify")
         chosen = sorted(random.Random(args.seed).sample(usable, min(args.sample, len(usable))))
-    here = hardware_class(hardware())
+    mine = hardware()
+    here = hardware_class(mine)
     work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="claimbench-verify-"))
     print(f"verifying {len(chosen)} of {len(usable)} stored runs from {store} in {work} (this machine: {here})")
     worst_same = 0.0
     redo: dict[str, Path] = {}
     for d in chosen:
         res = json.loads((d / "result.json").read_text())
-        theirs = hardware_class(res["hardware"]) if isinstance(res.get("hardware"), dict) else "unrecorded"
+        hw = res.get("hardware") if isinstance(res.get("hardware"), dict) else None
+        theirs = hardware_class(hw) if hw else "unrecorded"
+        same = hw is not None and same_hardware(hw, mine)
         out = work / d.name
         r = subprocess.run([sys.executable, "-m", "claimbench", "train", str(d / "config.yaml"), "--out", str(out)],
                            capture_output=True, text=True)
         if r.returncode != 0 or not (out / "result.json").is_file():
             msg = (r.stderr.strip().splitlines() or ["?"])[-1]
             print(f"  {d.name}: could not retrain ({msg})")
-            worst_same = math.inf if theirs == here else worst_same
+            worst_same = math.inf if same else worst_same
             continue
         redo[d.name] = out
         diffs = compare(d, out)
         worst = max(diffs.values(), default=0.0)
-        if theirs == here:
+        if same:
             worst_same = max(worst_same, worst)
             word = "bit-identical" if worst == 0 else f"DIFFERS on the same hardware class (max |diff| {worst:.3g})"
+            if worst and "bf16_units" not in hw:
+                word += "; its bfloat16 matmul units were not recorded: a bfloat16 run (Muon) differs across them"
         else:
             word = f"other hardware ({theirs}): max |diff| {worst:.3g}"
         print(f"  {d.name}: {word}")
