@@ -116,34 +116,30 @@ def hardware() -> dict:
     gives slightly other losses."""
     import torch
 
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    info = _cpuinfo()
+    cpu = info.get("model name") or platform.processor() or platform.machine()
     out = {"cpu": cpu, "isa": torch.backends.cpu.get_cpu_capability(), "machine": platform.machine(),
            "threads": torch.get_num_threads(), "mkldnn": torch.backends.mkldnn.is_available(),
-           "blas": _blas(torch), "bf16_units": _bf16_units()}
+           "blas": _blas(torch), "bf16_units": _bf16_units(info)}
     if torch.cuda.is_available():
         out["gpu"] = torch.cuda.get_device_name(0)
         out["cuda"] = torch.version.cuda
     return out
 
 
+CLASS_KEYS = ("gpu", "cpu", "isa", "bf16_units")  # the part of `hardware()` that decides bit-identity
+
+
 def hardware_class(hw: dict) -> str:
-    """The part of `hardware()` that decides bit-identity ("?" for a field a record predates)."""
-    return " | ".join(str(hw.get(k, "?")) for k in ("gpu", "cpu", "isa", "bf16_units") if k != "gpu" or hw.get("gpu"))
+    """The record's hardware class as text ("?" for a field a record predates)."""
+    return " | ".join(str(hw.get(k, "?")) for k in CLASS_KEYS if k != "gpu" or hw.get("gpu"))
 
 
 def same_hardware(a: dict, b: dict) -> bool:
     """Whether two records' hardware is of one class. The bfloat16 units count only where both records have
     them: a run stored before they were recorded is still held to bit-identity by its CPU name and SIMD level
     (right for float32 runs; a bfloat16 run from such a record may differ, and `verify` says so)."""
-    keys = ["gpu", "cpu", "isa"] + (["bf16_units"] if "bf16_units" in a and "bf16_units" in b else [])
-    return all(a.get(k) == b.get(k) for k in keys)
+    return all(a.get(k) == b.get(k) for k in CLASS_KEYS if k != "bf16_units" or (k in a and k in b))
 
 
 # CPU features that select other bfloat16/float16 matmul kernels under the same model name and SIMD level (a
@@ -152,12 +148,25 @@ def same_hardware(a: dict, b: dict) -> bool:
 BF16_UNITS = ("avx512_bf16", "avx512_fp16", "amx_bf16", "amx_fp16", "amx_tile")
 
 
-def _bf16_units() -> str:
+def _cpuinfo() -> dict[str, str]:
+    """The first CPU's fields in /proc/cpuinfo (empty where there is none: not Linux)."""
     try:
-        flags = next((line.split(":", 1)[1].split() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                      if line.startswith("flags")), [])
+        text = Path("/proc/cpuinfo").read_text()
     except OSError:
+        return {}
+    out: dict[str, str] = {}
+    for line in text.splitlines():
+        if not line.strip():
+            break
+        key, _, value = line.partition(":")
+        out.setdefault(key.strip(), value.strip())
+    return out
+
+
+def _bf16_units(info: dict[str, str]) -> str:
+    if not info:
         return "unknown"
+    flags = set(info.get("flags", "").split())
     return ",".join(f for f in BF16_UNITS if f in flags) or "none"
 
 
