@@ -81,8 +81,21 @@ def placebo(claim, arm_values: dict[str, dict], values: dict) -> H.Outcome | Non
     return run_test(claim, {"x": first, "y": second}, values, ["x", "y"], relax=True)
 
 
-def judge(claim, arm_values: dict[str, dict], values: dict, cost_s: float | None) -> dict:
-    """verdict, why, test outcome values, placebo, stability and plan for one claim."""
+def seed_plan(n: int, arms: dict[str, tuple[int, int]], cost_s: float | None) -> dict:
+    """n seeds in each of these arms (arm -> (seeds, runs) it has; a seed of an arm with a sweep is one run per
+    point): the runs that makes in all, the runs still to train, and their CPU-min at `cost_s` a run."""
+    per_seed = {a: runs / seeds if seeds else 1 for a, (seeds, runs) in arms.items()}
+    todo = round(sum(max(0, n - seeds) * per_seed[a] for a, (seeds, _) in arms.items()))
+    return {"seeds": n, "runs": round(n * sum(per_seed.values())), "to_train": todo,
+            "cpu_min": round(todo * cost_s / 60, 1) if cost_s else None}
+
+
+def judge(claim, arm_values: dict[str, dict], values: dict, cost_s: float | None,
+          arm_runs: dict[str, tuple[int, int]] | None = None) -> dict:
+    """verdict, why, test outcome values, placebo, stability and plan for one claim. `arm_runs`: the seeds and
+    runs each of the claim's arms has (what the planner counts as trained); without it, `arm_values`' seeds."""
+    if arm_runs is None:
+        arm_runs = {a: (len(v), len(v)) for a, v in arm_values.items()}
     out: dict = {"test": claim.test["kind"] if claim.test else None, "p": None, "placebo": None,
                  "stability": None, "plan": None}
     failed = premises(claim, values)
@@ -117,11 +130,12 @@ def judge(claim, arm_values: dict[str, dict], values: dict, cost_s: float | None
                                                        f"resamples ({o.why})")
         if out["verdict"] == H.INCONCLUSIVE:
             n = H.seeds_needed(claim.test, arm_values[a], arm_values[b])
-            if n is not None:
-                out["plan"] = {"seeds": n, "runs": 2 * n,
-                               "cpu_min": round(2 * n * cost_s / 60, 1) if cost_s else None}
+            if n is not None:  # the two tested arms
+                out["plan"] = seed_plan(n, {x: arm_runs.get(x, (0, 0)) for x in (a, b)}, cost_s)
     elif claim.test["kind"] == "interval" and isinstance(values.get("per_seed"), list):
-        _seed_checks(claim, values["per_seed"], out, o, cost_s)
+        # a seed of such a statistic is a run in every arm (e.g. each level's base and +LRM)
+        _seed_checks(claim, values["per_seed"], out, o, cost_s,
+                     arm_runs or {"all": (len(values["per_seed"]),) * 2})
     elif claim.test["kind"] == "hit_rate" and out["verdict"] == H.INCONCLUSIVE and o.values.get("cases"):
         # the planner of a hit-rate test: the hits its cases need for p < alpha (None: more cases are needed)
         out["plan"] = {"cases": o.values["cases"], "hits_needed": o.values.get("hits_needed"),
@@ -150,7 +164,8 @@ def _no_plan(claim, values: dict) -> str:
     return "the observed spread gives no estimate (a zero or undefined spread, or fewer than 2 seeds an arm)"
 
 
-def _seed_checks(claim, per_seed: list, out: dict, o: H.Outcome, cost_s: float | None) -> None:
+def _seed_checks(claim, per_seed: list, out: dict, o: H.Outcome, cost_s: float | None,
+                 arm_runs: dict[str, tuple[int, int]]) -> None:
     """Stability and the seed plan of an interval test whose statistic carries its per-seed values."""
     level = float(claim.statistic.get("level", 0.95))
     if out["verdict"] in (H.REPRODUCED, H.NOT_REPRODUCED):
@@ -162,7 +177,7 @@ def _seed_checks(claim, per_seed: list, out: dict, o: H.Outcome, cost_s: float |
     if out["verdict"] == H.INCONCLUSIVE:
         n = H.interval_seeds_needed(claim.test, per_seed, level)
         if n is not None:
-            out["plan"] = {"seeds": n, "runs": n, "cpu_min": round(n * cost_s / 60, 1) if cost_s else None}
+            out["plan"] = seed_plan(n, arm_runs, cost_s)
 
 
 def holm(studies: list[dict], alpha_default: float = 0.05) -> None:

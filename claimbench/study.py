@@ -122,7 +122,8 @@ def run_study(claim: Claim, profile: str, runs_dir: str | Path, results_dir: str
 
         costs = [ev.result.get("cpu_s") for rows in evidence.values() for ev in rows]
         costs = [c for c in costs if isinstance(c, (int, float))]
-        j = judge(claim, per_arm, values, float(np.median(costs)) if costs else None)
+        have = {arm: (len({ev.sets.get("seed") for ev in rows}), len(rows)) for arm, rows in evidence.items()}
+        j = judge(claim, per_arm, values, float(np.median(costs)) if costs else None, have)
         if "outcome" in j:
             out["values"].update(_clean(j.pop("outcome")))
         if "ci" in j:

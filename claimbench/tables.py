@@ -269,7 +269,8 @@ def _judgement(c: Claim, s: dict) -> list[str]:
     if plan and "why" in plan:
         out.append(f"- To decide: no seed count: {plan['why']}")
     elif plan:
-        cost = f", about {plan['cpu_min']} CPU-min" if plan.get("cpu_min") else ""
+        todo = f", {plan['to_train']} to train" if "to_train" in plan else ""
+        cost = f"{todo}, about {plan['cpu_min']} CPU-min" if plan.get("cpu_min") else todo
         if "hits_needed" in plan:
             n, need, alpha = plan["cases"], plan["hits_needed"], (c.test or {}).get("alpha", 0.05)
             out.append(f"- To decide: these {n} cases cannot reach p < {alpha:g} even if every case hits "
@@ -278,10 +279,13 @@ def _judgement(c: Claim, s: dict) -> list[str]:
                        + (" (all of them)" if need == n else ""))
         elif c.test and c.test["kind"] == "interval":
             out.append(f"- To decide: about {plan['seeds']} seeds for the interval to clear the band's nearest edge "
-                       f"({plan['runs']} runs{cost}; 80% power, the observed mean and spread)")
+                       f"({plan['runs']} runs in all{cost}; 80% power, the observed mean and spread)")
         else:
             out.append(f"- To decide: about {plan['seeds']} seeds per arm at the paper's effect "
-                       f"({plan['runs']} runs{cost}; 80% power, the observed spread)")
+                       f"({plan['runs']} runs in all{cost}; 80% power, the observed spread)")
+        if plan.get("to_train") == 0:
+            out.append("  It has those seeds already: they would decide at the effect planned for; what it observed "
+                       "(a smaller effect, or a verdict unstable over seed resamples) needs more")
     return out
 
 

@@ -171,7 +171,33 @@ def test_undecided_claim_gets_a_seed_plan(tmp_path):
     ref = {s: float(v) for s, v in enumerate(1.0 + rng.normal(0, 0.5, 3))}
     j = judge(c, {"m": m, "ref": ref, "plain": ref}, {}, 30.0)
     assert j["verdict"] == H.INCONCLUSIVE
-    assert j["plan"]["seeds"] > 3 and j["plan"]["cpu_min"] == pytest.approx(2 * j["plan"]["seeds"] * 0.5, abs=0.1)
+    # both arms have 3 seeds: the plan costs only the seeds still to train, at 30 CPU-s a run
+    n = j["plan"]["seeds"]
+    assert n > 3 and j["plan"]["runs"] == 2 * n and j["plan"]["to_train"] == 2 * (n - 3)
+    assert j["plan"]["cpu_min"] == pytest.approx((2 * n - 6) * 0.5, abs=0.1)
+
+
+def test_seed_plan_counts_every_arm_and_its_sweep():
+    from claimbench.judge import seed_plan
+
+    # 8 arms of 7 seeds (one run a seed) and one arm with a 5-point LR sweep (3 seeds, 15 runs)
+    arms = {f"a{i}": (7, 7) for i in range(8)} | {"sweep": (3, 15)}
+    p = seed_plan(35, arms, 15.0)
+    assert p["runs"] == 35 * 8 + 35 * 5 and p["to_train"] == 28 * 8 + 32 * 5
+    assert p["cpu_min"] == pytest.approx((28 * 8 + 32 * 5) * 0.25)
+    assert seed_plan(5, {"x": (9, 9)}, 15.0)["to_train"] == 0  # more seeds than asked: nothing to train
+
+
+def test_seed_plan_lines_say_what_is_left_to_train(tmp_path):
+    from claimbench.judge import seed_plan
+    from claimbench.tables import _judgement
+
+    c = _claim(tmp_path, premises=[], placebo=None)
+    s = {"verdict": H.INCONCLUSIVE, "plan": seed_plan(10, {"m": (3, 3), "ref": (3, 3)}, 30.0)}
+    assert "(20 runs in all, 14 to train, about 7.0 CPU-min;" in _judgement(c, s)[-1]
+    s["plan"] = seed_plan(3, {"m": (3, 3), "ref": (3, 3)}, 30.0)  # planned count already trained
+    lines = _judgement(c, s)
+    assert "(6 runs in all, 0 to train;" in lines[-2] and "It has those seeds already" in lines[-1]
 
 
 def test_holm_within_a_paper():
@@ -304,7 +330,8 @@ def test_from_file_per_seed_values_give_stability_and_a_plan(tmp_path):
     vals.update(estimate=0.12, ci_lo=0.02, ci_hi=0.3)
     j = judge(c, {}, vals, 60.0)
     assert j["stability"] is not None and j["stability"] < 0.9 and j["verdict"] == H.INCONCLUSIVE
-    assert "unstable" in j["why"] and j["plan"]["seeds"] > 3 and j["plan"]["cpu_min"] == j["plan"]["seeds"]
+    n = j["plan"]["seeds"]  # 3 seeds trained, one run each at 60 CPU-s
+    assert "unstable" in j["why"] and n > 3 and j["plan"]["to_train"] == n - 3 and j["plan"]["cpu_min"] == n - 3
 
 
 def test_interval_stability_redraws_single_seed_resamples():

@@ -180,9 +180,11 @@ def claim_plans(profile: str, papers: list[str]) -> str:
                              if need is None else f"  {s['claim']}: needs >= {need}/{n} hits with these {n} cases"
                              + (" (all of them)" if need == n else ""))
                 continue
-            cost = f", ~{pl['cpu_min']} CPU-min" if pl.get("cpu_min") else ""
+            todo = (f", {pl['to_train']} to train" if pl.get("to_train") else
+                    ", all trained: what it observed needs more" if "to_train" in pl else "")
+            cost = f"{todo}, ~{pl['cpu_min']} CPU-min" if pl.get("cpu_min") else todo
             lines.append(f"  {s['claim']}: " + (f"no seed count: {pl['why']}" if "why" in pl else
-                                                 f"{pl['seeds']} seeds per arm ({pl['runs']} runs{cost})"))
+                                                 f"{pl['seeds']} seeds per arm ({pl['runs']} runs in all{cost})"))
     head = ("undecided claims and the seeds that would decide them (80% power at the paper's effect; hit-rate "
             "claims: the hits their cases need):")
     return head + ("\n" + "\n".join(lines) if lines else " none with a plan (no runs yet, or nothing to plan)")
