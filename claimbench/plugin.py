@@ -268,6 +268,13 @@ class Method:
         depth, a model without hidden states); called by prepare(), before any file is written."""
 
     @classmethod
+    def reads(cls, options: BaseModel, cfg: Any) -> list[str]:
+        """Files a run with these options reads besides its data (a checkpoint or a record that another run or
+        stage makes), as the run's config names them: `claimbench verify` retrains a stored run alone only where
+        they exist, since the evidence store keeps neither."""
+        return []
+
+    @classmethod
     def requires(cls, options: BaseModel) -> frozenset[str]:
         """The capabilities a run of this method with these options needs from its workload (default: `needs`);
         prepare() refuses a workload lacking one."""

@@ -8,6 +8,7 @@ import re
 import subprocess
 import sys
 import warnings
+from pathlib import Path
 
 import pytest
 import yaml
@@ -237,6 +238,33 @@ def test_replayed_warmup_runs_are_train_jobs_reading_their_source():
     assert len({re.search(r"resources: (.*)", b).group(1) for b in blocks}) == 1
 
 
+def _needing_a_checkpoint(src: Path, dst: Path, ckpt: str) -> None:
+    """A stored run turned into one that fine-tunes `ckpt` (a LoRA run reads its base run's checkpoint)."""
+    import shutil
+
+    shutil.copytree(src, dst)
+    cfg = yaml.safe_load((dst / "config.yaml").read_text())
+    cfg["methods"] = [{"name": "lora", "options": {"checkpoint": ckpt}}]
+    (dst / "config.yaml").write_text(yaml.safe_dump(cfg))
+
+
+def test_verify_names_a_run_that_reads_another_runs_output_and_does_not_fail_it(tmp_path, cli):
+    """The store keeps no checkpoints or records, so a run that reads one is reported, not retrained, and not
+    counted as a difference."""
+    from claimbench.commands.evidence import upstream_inputs
+    from claimbench.testing import run_micro
+
+    run_micro(tmp_path / "runs" / "base", steps=1)
+    store = tmp_path / "evidence"
+    archive([tmp_path / "runs" / "base"], store)
+    _needing_a_checkpoint(store / "base", store / "tuned", "runs/smoke/base/ckpt.pt")
+    assert upstream_inputs(store / "tuned") == ["runs/smoke/base/ckpt.pt"] and upstream_inputs(store / "base") == []
+    r = cli("verify", "--evidence-dir", str(store), "--runs", "tuned", "--work", str(tmp_path / "w"))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "tuned: not retrained alone: it reads runs/smoke/base/ckpt.pt" in r.stdout
+    assert "verdicts: unchanged" in r.stdout and not (tmp_path / "w" / "tuned").exists()
+
+
 @pytest.mark.slow
 def test_verify_retrains_stored_runs_bit_identically(tmp_path, data_dir, cli):
     from claimbench.testing import run_micro
@@ -246,9 +274,11 @@ def test_verify_retrains_stored_runs_bit_identically(tmp_path, data_dir, cli):
         run_micro(runs / f"micro-s{seed}", steps=3, seed=seed)
     store = tmp_path / "evidence"
     archive(sorted(runs.iterdir()), store)
-    r = cli("verify", "--evidence-dir", str(store), "--sample", "2", "--work", str(tmp_path / "w1"))
+    _needing_a_checkpoint(store / "micro-s0", store / "tuned-s0", "runs/smoke/nowhere/ckpt.pt")
+    r = cli("verify", "--evidence-dir", str(store), "--sample", "3", "--work", str(tmp_path / "w1"))
     assert r.returncode == 0, r.stdout + r.stderr
     assert r.stdout.count("bit-identical") == 2 and "verdicts: unchanged" in r.stdout
+    assert "drawn from the 2 that retrain alone: 1 others read" in r.stdout and "tuned-s0" not in r.stdout
     # a stored number that the code does not give back is found and named
     res_path = store / "micro-s0" / "result.json"
     res = json.loads(res_path.read_text())

@@ -71,6 +71,24 @@ def compare(stored: Path, fresh: Path) -> dict:
     return diffs
 
 
+def upstream_inputs(run_dir: Path) -> list[str]:
+    """The files a stored run reads that another run or stage makes and this checkout lacks (each method's
+    `reads`: a LoRA base checkpoint, a FLeRM base record). The store keeps neither, so such a run cannot be
+    retrained alone; an unreadable config gives [] (the retrain then says what is wrong)."""
+    from claimbench import registry
+    from claimbench.config import load_config
+    from claimbench.plugin import validate_options
+
+    try:
+        cfg = load_config(run_dir / "config.yaml", [])
+        paths = [p for i, ref in enumerate(cfg.methods)
+                 for cls in [registry.get("method", ref.name)]
+                 for p in cls.reads(validate_options(cls.Options, ref.options, f"methods[{i}] ({ref.name})"), cfg)]
+    except (ConfigError, OSError, ValueError):
+        return []
+    return [p for p in paths if not Path(p).is_file()]
+
+
 def cmd_verify(args) -> int:
     from claimbench.commands.tables import evidence_dir, load_profile
     from claimbench.io import hardware, hardware_class, same_hardware
@@ -79,6 +97,9 @@ def cmd_verify(args) -> int:
     store = Path(args.evidence_dir) if args.evidence_dir else evidence_dir(cfg)
     stored = sorted(p.parent for p in store.glob("*/result.json"))
     usable = [d for d in stored if _status(d) in ("ok", "diverged")]
+    note = ""
+    needs = {d.name: upstream_inputs(d) for d in (usable if not args.runs else
+                                                  [d for d in stored if d.name in set(args.runs)])}
     if args.runs:
         names = {d.name: d for d in stored}
         bad = [r for r in args.runs if r not in names]
@@ -86,13 +107,19 @@ def cmd_verify(args) -> int:
             raise ConfigError(f"--runs: {bad[0]} is not in the evidence store {store}")
         chosen = [names[r] for r in args.runs]
     else:
-        if not usable:
+        alone = [d for d in usable if not needs[d.name]]
+        if not alone:
             raise ConfigError(f"{store}: no finished runs to verify")
-        chosen = sorted(random.Random(args.seed).sample(usable, min(args.sample, len(usable))))
+        chosen = sorted(random.Random(args.seed).sample(alone, min(args.sample, len(alone))))
+        if len(alone) < len(usable):
+            note = (f"drawn from the {len(alone)} that retrain alone: {len(usable) - len(alone)} others read a file "
+                    "another run or stage makes (a LoRA base checkpoint, a FLeRM record), which the store does not "
+                    "keep; `make reproduce` retrains them with their inputs")
     mine = hardware()
     here = hardware_class(mine)
     work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="claimbench-verify-"))
-    print(f"verifying {len(chosen)} of {len(usable)} stored runs from {store} in {work} (this machine: {here})")
+    print(f"verifying {len(chosen)} of {len(usable)} stored runs from {store} in {work} (this machine: {here})"
+          + (f"\n{note}" if note else ""))
     worst_same = 0.0
     redo: dict[str, Path] = {}
     for d in chosen:
@@ -100,6 +127,10 @@ def cmd_verify(args) -> int:
         hw = res.get("hardware") if isinstance(res.get("hardware"), dict) else None
         theirs = hardware_class(hw) if hw else "unrecorded"
         same = hw is not None and same_hardware(hw, mine)
+        if needs.get(d.name):
+            print(f"  {d.name}: not retrained alone: it reads {needs[d.name][0]}, which another run or stage makes "
+                  "and the store does not keep (`make reproduce` retrains it with its inputs)")
+            continue
         out = work / d.name
         r = subprocess.run([sys.executable, "-m", "claimbench", "train", str(d / "config.yaml"), "--out", str(out)],
                            capture_output=True, text=True)

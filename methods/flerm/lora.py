@@ -71,6 +71,10 @@ class Lora(Method):
                               "sigma(B) = 0 makes gamma / sigma NaN at the first step"}
 
     @classmethod
+    def reads(cls, options: LoraOptions, cfg) -> list[str]:
+        return [options.checkpoint] if options.checkpoint else []
+
+    @classmethod
     def check(cls, options: LoraOptions, workload: Workload) -> None:
         if options.checkpoint and not Path(options.checkpoint).is_file():
             raise ConfigError(f"methods (lora): checkpoint not found: {options.checkpoint} (train the base run "

@@ -105,6 +105,10 @@ class Flerm(Method):
     after = {"lora": "FLeRM splits the LoRA tensors' groups"}
 
     @classmethod
+    def reads(cls, options: FlermOptions, cfg) -> list[str]:
+        return [record_path(options.base, cfg.train.lr)] if options.base else []
+
+    @classmethod
     def check(cls, options: FlermOptions, workload: Workload) -> None:
         cfg = workload.cfg
         if options.base and options.record:
