@@ -254,9 +254,10 @@ def interval(test: dict, estimate: float, lo: float, hi: float, n: int | None) -
 
 
 ARM_TESTS = ("directional", "equivalence", "noninferiority")
+MOST_SEEDS = 200  # the planner stops counting here: a plan at it means "this many or more"
 
 
-def seeds_needed(test: dict, a: dict, b: dict, power: float = 0.8, most: int = 200) -> int | None:
+def seeds_needed(test: dict, a: dict, b: dict, power: float = 0.8, most: int = MOST_SEEDS) -> int | None:
     """Seeds per arm for the test to decide at the paper's effect (or within the margin) with this power,
     from the observed spread of the differences; None when the spread is unknown."""
     from statsmodels.stats.power import TTestIndPower, TTestPower
@@ -337,7 +338,7 @@ def interval_stability(test: dict, per_seed: list[float], verdict: str, level: f
 
 
 def interval_seeds_needed(test: dict, per_seed: list[float], level: float = 0.95, power: float = 0.8,
-                          most: int = 200) -> int | None:
+                          most: int = MOST_SEEDS) -> int | None:
     """Seeds for the t-interval of the mean to clear the band edge nearest the observed mean with this power, at
     the observed mean and spread (a planning figure, never a threshold); None when that is undefined."""
     from statsmodels.stats.power import TTestPower

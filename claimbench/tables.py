@@ -243,6 +243,13 @@ def _decision(c: Claim) -> str:
             + (f" (paper effect {c.rule['paper_effect']})" if "paper_effect" in c.rule else ""))
 
 
+def _about(seeds: int) -> str:
+    """A planned seed count as words: the planner stops counting at MOST_SEEDS, so a count there is a floor."""
+    from claimbench.hypotheses import MOST_SEEDS
+
+    return f"at least {seeds} (the planner's cap)" if seeds >= MOST_SEEDS else f"about {seeds}"
+
+
 def _judgement(c: Claim, s: dict) -> list[str]:
     """Premises, placebo, multiplicity, stability and the seeds an undecided claim needs."""
     out = [f"- Premise: {p['name']} (`{p['holds_if']}`)" for p in c.premises]
@@ -278,10 +285,10 @@ def _judgement(c: Claim, s: dict) -> list[str]:
                        f"- To decide: p < {alpha:g} needs >= {need}/{n} hits with these {n} cases"
                        + (" (all of them)" if need == n else ""))
         elif c.test and c.test["kind"] == "interval":
-            out.append(f"- To decide: about {plan['seeds']} seeds for the interval to clear the band's nearest edge "
+            out.append(f"- To decide: {_about(plan['seeds'])} seeds for the interval to clear the band's nearest edge "
                        f"({plan['runs']} runs in all{cost}; 80% power, the observed mean and spread)")
         else:
-            out.append(f"- To decide: about {plan['seeds']} seeds per arm at the paper's effect "
+            out.append(f"- To decide: {_about(plan['seeds'])} seeds per arm at the paper's effect "
                        f"({plan['runs']} runs in all{cost}; 80% power, the observed spread)")
         if plan.get("to_train") == 0:
             out.append("  It has those seeds already: they would decide at the effect planned for; what it observed "

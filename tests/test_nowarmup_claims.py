@@ -102,6 +102,34 @@ def test_crash_needs_the_whole_interval_on_the_plateau():
     assert _crash(0.05, 0.02, 0.08, 0.01)["verdict"] == OUT_OF_SCOPE
 
 
+def test_crash_reads_each_seeds_height_and_must_hold_over_their_resamples(tmp_path):
+    """The analysis stores every seed's height; the claim reads them (at the analysis's 90% level), so a
+    `reproduced` held up by one interval edge is checked against resamples of the seeds like every per-seed claim."""
+    import json
+
+    from claimbench.claims import Claim
+    from claimbench.study import compute
+    from methods.nowarmup.analysis import LEVEL, t_interval
+
+    c = CLAIMS["nowarmup.crash"]
+    assert c.statistic["level"] == LEVEL
+
+    def run(heights):
+        est, lo, hi = t_interval(heights)
+        prereg = {"estimate": est, "ci_lo": lo, "ci_hi": hi, "n": len(heights), "heights": heights, "lr": 0.1,
+                  "crashed_nowarmup": len(heights), "crashed_warmup": 0,
+                  "warmup_estimate": -0.14, "warmup_ci_lo": -0.18, "warmup_ci_hi": -0.10}
+        (tmp_path / "lr_crash.json").write_text(json.dumps({"prereg": prereg}))
+        stat = {**c.statistic, "path": str(tmp_path / "lr_crash.json")}
+        vals = compute(stat, {}, {}, {}, {})
+        return judge(Claim(**{**c.__dict__, "statistic": stat}), {}, vals, None)
+
+    steady = run([0.05, 0.06, 0.055, 0.052, 0.058, 0.061])
+    assert steady["verdict"] == "reproduced" and steady["stability"] >= 0.9
+    smoke = run([0.0355, 0.0202, 0.0019, 0.0874, -0.0061, 0.0816])  # the smoke tier's six seeds
+    assert smoke["verdict"] == "inconclusive" and "unstable" in smoke["why"] and smoke["stability"] < 0.9
+
+
 def test_sigma_growth_band():
     c = CLAIMS["nowarmup.sigma_growth"]
     assert judge(c, {}, {"estimate": 30.0, "ci_lo": 12.0, "ci_hi": 80.0, "n": 3}, None)["verdict"] == "reproduced"

@@ -163,6 +163,7 @@ def claim_plans(profile: str, papers: list[str]) -> str:
 
     from claimbench.claims import load_all
     from claimbench.commands.tables import evidence_dir, load_profile
+    from claimbench.hypotheses import MOST_SEEDS
     from claimbench.tables import build_studies
 
     cfg = load_profile(profile)
@@ -183,8 +184,9 @@ def claim_plans(profile: str, papers: list[str]) -> str:
             todo = (f", {pl['to_train']} to train" if pl.get("to_train") else
                     ", all trained: what it observed needs more" if "to_train" in pl else "")
             cost = f"{todo}, ~{pl['cpu_min']} CPU-min" if pl.get("cpu_min") else todo
+            seeds = f"{pl.get('seeds')}{'+' if pl.get('seeds', 0) >= MOST_SEEDS else ''}"  # a count at the cap: a floor
             lines.append(f"  {s['claim']}: " + (f"no seed count: {pl['why']}" if "why" in pl else
-                                                 f"{pl['seeds']} seeds per arm ({pl['runs']} runs in all{cost})"))
+                                                 f"{seeds} seeds per arm ({pl['runs']} runs in all{cost})"))
     head = ("undecided claims and the seeds that would decide them (80% power at the paper's effect; hit-rate "
             "claims: the hits their cases need):")
     return head + ("\n" + "\n".join(lines) if lines else " none with a plan (no runs yet, or nothing to plan)")
