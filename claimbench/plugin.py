@@ -270,9 +270,16 @@ class Method:
     @classmethod
     def reads(cls, options: BaseModel, cfg: Any) -> list[str]:
         """Files a run with these options reads besides its data (a checkpoint or a record that another run or
-        stage makes), as the run's config names them: `claimbench verify` retrains a stored run alone only where
-        they exist, since the evidence store keeps neither."""
+        stage makes), as the run's config names them: the evidence store keeps neither, so `claimbench verify`
+        makes the missing ones with `remake` before it retrains the run."""
         return []
+
+    @classmethod
+    def remake(cls, path: str, options: BaseModel, cfg: Any, store: Any) -> list[list[str]] | None:
+        """Commands that make `path`, one of this run's `reads`, from the evidence store `store` alone (retrain
+        the run that wrote it, or rerun the stage over stored runs), run in order in a scratch tree where the
+        run's relative paths resolve; None where the store cannot give it."""
+        return None
 
     @classmethod
     def requires(cls, options: BaseModel) -> frozenset[str]:

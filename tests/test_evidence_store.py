@@ -248,9 +248,10 @@ def _needing_a_checkpoint(src: Path, dst: Path, ckpt: str) -> None:
     (dst / "config.yaml").write_text(yaml.safe_dump(cfg))
 
 
-def test_verify_names_a_run_that_reads_another_runs_output_and_does_not_fail_it(tmp_path, cli):
-    """The store keeps no checkpoints or records, so a run that reads one is reported, not retrained, and not
-    counted as a difference."""
+def test_verify_remakes_what_a_run_reads_from_the_store_or_says_it_cannot(tmp_path, cli):
+    """The store keeps no checkpoints or records: a run that reads one is retrained after its input is made from
+    the store (here: the run whose checkpoint it tunes, retrained), and one whose input the store cannot give back
+    is reported, not retrained, and not counted as a difference."""
     from claimbench.commands.evidence import upstream_inputs
     from claimbench.testing import run_micro
 
@@ -258,11 +259,30 @@ def test_verify_names_a_run_that_reads_another_runs_output_and_does_not_fail_it(
     store = tmp_path / "evidence"
     archive([tmp_path / "runs" / "base"], store)
     _needing_a_checkpoint(store / "base", store / "tuned", "runs/smoke/base/ckpt.pt")
-    assert upstream_inputs(store / "tuned") == ["runs/smoke/base/ckpt.pt"] and upstream_inputs(store / "base") == []
+    _needing_a_checkpoint(store / "base", store / "orphan", "runs/smoke/nowhere/ckpt.pt")
+    assert upstream_inputs(store / "base", store) == {}
+    (cmd,) = upstream_inputs(store / "tuned", store)["runs/smoke/base/ckpt.pt"]
+    assert cmd[-4:] == ["train", str((store / "base" / "config.yaml").resolve()), "--out", "runs/smoke/base"]
+    assert upstream_inputs(store / "orphan", store) == {"runs/smoke/nowhere/ckpt.pt": None}
+    r = cli("verify", "--evidence-dir", str(store), "--runs", "orphan", "--work", str(tmp_path / "w"))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "orphan: not retrained: it reads runs/smoke/nowhere/ckpt.pt" in r.stdout
+    assert "verdicts: unchanged" in r.stdout and not (tmp_path / "w" / "orphan").exists()
+
+
+@pytest.mark.slow
+def test_verify_retrains_a_lora_run_after_the_run_it_tunes(tmp_path, data_dir, cli, monkeypatch):
+    from claimbench.testing import run_micro
+
+    monkeypatch.chdir(tmp_path)  # the checkpoint path is relative, as the DAG writes it
+    run_micro(Path("runs/smoke/base"), steps=3)
+    run_micro(Path("runs/smoke/tuned"), steps=3, methods=[{"name": "lora",
+                                                          "options": {"checkpoint": "runs/smoke/base/ckpt.pt"}}])
+    store = tmp_path / "evidence"
+    archive([Path("runs/smoke/base"), Path("runs/smoke/tuned")], store)
     r = cli("verify", "--evidence-dir", str(store), "--runs", "tuned", "--work", str(tmp_path / "w"))
     assert r.returncode == 0, r.stdout + r.stderr
-    assert "tuned: not retrained alone: it reads runs/smoke/base/ckpt.pt" in r.stdout
-    assert "verdicts: unchanged" in r.stdout and not (tmp_path / "w" / "tuned").exists()
+    assert "tuned: bit-identical (after remaking runs/smoke/base/ckpt.pt from the store)" in r.stdout
 
 
 @pytest.mark.slow
@@ -278,7 +298,7 @@ def test_verify_retrains_stored_runs_bit_identically(tmp_path, data_dir, cli):
     r = cli("verify", "--evidence-dir", str(store), "--sample", "3", "--work", str(tmp_path / "w1"))
     assert r.returncode == 0, r.stdout + r.stderr
     assert r.stdout.count("bit-identical") == 2 and "verdicts: unchanged" in r.stdout
-    assert "drawn from the 2 that retrain alone: 1 others read" in r.stdout and "tuned-s0" not in r.stdout
+    assert "drawn from the 2 the store can retrain: 1 others read a file" in r.stdout and "tuned-s0" not in r.stdout
     # a stored number that the code does not give back is found and named
     res_path = store / "micro-s0" / "result.json"
     res = json.loads(res_path.read_text())

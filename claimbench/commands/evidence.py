@@ -71,22 +71,52 @@ def compare(stored: Path, fresh: Path) -> dict:
     return diffs
 
 
-def upstream_inputs(run_dir: Path) -> list[str]:
+def upstream_inputs(run_dir: Path, store: Path | None = None) -> dict[str, list[list[str]] | None]:
     """The files a stored run reads that another run or stage makes and this checkout lacks (each method's
-    `reads`: a LoRA base checkpoint, a FLeRM base record). The store keeps neither, so such a run cannot be
-    retrained alone; an unreadable config gives [] (the retrain then says what is wrong)."""
+    `reads`: a LoRA base checkpoint, a FLeRM base record), each with the commands that make it from `store` (the
+    method's `remake`; None: the store cannot give it back). An unreadable config gives {} (the retrain then says
+    what is wrong)."""
     from claimbench import registry
     from claimbench.config import load_config
     from claimbench.plugin import validate_options
 
+    out: dict[str, list[list[str]] | None] = {}
     try:
         cfg = load_config(run_dir / "config.yaml", [])
-        paths = [p for i, ref in enumerate(cfg.methods)
-                 for cls in [registry.get("method", ref.name)]
-                 for p in cls.reads(validate_options(cls.Options, ref.options, f"methods[{i}] ({ref.name})"), cfg)]
+        for i, ref in enumerate(cfg.methods):
+            cls = registry.get("method", ref.name)
+            opts = validate_options(cls.Options, ref.options, f"methods[{i}] ({ref.name})")
+            for p in cls.reads(opts, cfg):
+                if not Path(p).is_file():
+                    out[p] = cls.remake(p, opts, cfg, store) if store is not None else None
     except (ConfigError, OSError, ValueError):
-        return []
-    return [p for p in paths if not Path(p).is_file()]
+        return {}
+    return out
+
+
+def _train(config: Path, out: Path, cwd: Path | None = None) -> str | None:
+    """Retrain a stored config into `out`: None, or the last line of what went wrong."""
+    r = subprocess.run([sys.executable, "-m", "claimbench", "train", str(config.resolve()), "--out",
+                        str(out.resolve())], capture_output=True, text=True, cwd=cwd)
+    if r.returncode != 0 or not (out / "result.json").is_file():
+        return (r.stderr.strip().splitlines() or ["?"])[-1]
+    return None
+
+
+def _remake(needs: dict[str, list[list[str]]], root: Path) -> str | None:
+    """Make a run's inputs inside `root`, a scratch tree with the checkout's data linked in, where the run's
+    relative paths resolve: None, or what could not be made."""
+    root.mkdir(parents=True, exist_ok=True)
+    if not (root / "data").exists():
+        (root / "data").symlink_to(Path.cwd().resolve() / "data")
+    for path, commands in needs.items():
+        for cmd in commands if not (root / path).is_file() else []:
+            r = subprocess.run(cmd, capture_output=True, text=True, cwd=root)
+            if r.returncode != 0:
+                return f"{path}: {(r.stderr.strip().splitlines() or ['?'])[-1]}"
+        if not (root / path).is_file():
+            return f"{path} was not made"
+    return None
 
 
 def cmd_verify(args) -> int:
@@ -97,27 +127,26 @@ def cmd_verify(args) -> int:
     store = Path(args.evidence_dir) if args.evidence_dir else evidence_dir(cfg)
     stored = sorted(p.parent for p in store.glob("*/result.json"))
     usable = [d for d in stored if _status(d) in ("ok", "diverged")]
+    names = {d.name: d for d in stored}
+    bad = [r for r in args.runs or [] if r not in names]
+    if bad:
+        raise ConfigError(f"--runs: {bad[0]} is not in the evidence store {store}")
+    needs = {d.name: upstream_inputs(d, store) for d in ([names[r] for r in args.runs] if args.runs else usable)}
+    lost = {n for n, need in needs.items() if any(c is None for c in need.values())}  # the store cannot remake
     note = ""
-    needs = {d.name: upstream_inputs(d) for d in (usable if not args.runs else
-                                                  [d for d in stored if d.name in set(args.runs)])}
     if args.runs:
-        names = {d.name: d for d in stored}
-        bad = [r for r in args.runs if r not in names]
-        if bad:
-            raise ConfigError(f"--runs: {bad[0]} is not in the evidence store {store}")
         chosen = [names[r] for r in args.runs]
     else:
-        alone = [d for d in usable if not needs[d.name]]
-        if not alone:
+        able = [d for d in usable if d.name not in lost]
+        if not able:
             raise ConfigError(f"{store}: no finished runs to verify")
-        chosen = sorted(random.Random(args.seed).sample(alone, min(args.sample, len(alone))))
-        if len(alone) < len(usable):
-            note = (f"drawn from the {len(alone)} that retrain alone: {len(usable) - len(alone)} others read a file "
-                    "another run or stage makes (a LoRA base checkpoint, a FLeRM record), which the store does not "
-                    "keep; `make reproduce` retrains them with their inputs")
+        chosen = sorted(random.Random(args.seed).sample(able, min(args.sample, len(able))))
+        if lost:
+            note = (f"drawn from the {len(able)} the store can retrain: {len(lost)} others read a file it cannot "
+                    "give back; `make reproduce` retrains them with their inputs")
     mine = hardware()
     here = hardware_class(mine)
-    work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="claimbench-verify-"))
+    work = (Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="claimbench-verify-"))).resolve()
     print(f"verifying {len(chosen)} of {len(usable)} stored runs from {store} in {work} (this machine: {here})"
           + (f"\n{note}" if note else ""))
     worst_same = 0.0
@@ -127,16 +156,23 @@ def cmd_verify(args) -> int:
         hw = res.get("hardware") if isinstance(res.get("hardware"), dict) else None
         theirs = hardware_class(hw) if hw else "unrecorded"
         same = hw is not None and same_hardware(hw, mine)
-        if needs.get(d.name):
-            print(f"  {d.name}: not retrained alone: it reads {needs[d.name][0]}, which another run or stage makes "
-                  "and the store does not keep (`make reproduce` retrains it with its inputs)")
+        need, root, after = needs.get(d.name) or {}, None, ""
+        if d.name in lost:
+            path = next(p for p, c in need.items() if c is None)
+            print(f"  {d.name}: not retrained: it reads {path}, which another run or stage makes and the store "
+                  "cannot give back (`make reproduce` retrains it with its inputs)")
             continue
+        if need:  # made from the store first, in a scratch tree where the run's relative paths resolve
+            root, after = work / "inputs", f" (after remaking {', '.join(sorted(need))} from the store)"
+            err = _remake(need, root)
+            if err:
+                print(f"  {d.name}: could not remake its input {err}")
+                worst_same = math.inf if same else worst_same
+                continue
         out = work / d.name
-        r = subprocess.run([sys.executable, "-m", "claimbench", "train", str(d / "config.yaml"), "--out", str(out)],
-                           capture_output=True, text=True)
-        if r.returncode != 0 or not (out / "result.json").is_file():
-            msg = (r.stderr.strip().splitlines() or ["?"])[-1]
-            print(f"  {d.name}: could not retrain ({msg})")
+        err = _train(d / "config.yaml", out, root)
+        if err:
+            print(f"  {d.name}: could not retrain ({err})")
             worst_same = math.inf if same else worst_same
             continue
         redo[d.name] = out
@@ -149,7 +185,7 @@ def cmd_verify(args) -> int:
                 word += "; its bfloat16 matmul units were not recorded: a bfloat16 run (Muon) differs across them"
         else:
             word = f"other hardware ({theirs}): max |diff| {worst:.3g}"
-        print(f"  {d.name}: {word}")
+        print(f"  {d.name}: {word}{after}")
         for k, v in sorted(diffs.items(), key=lambda kv: -kv[1])[: 0 if worst == 0 else args.top]:
             if v > 0:
                 print(f"      {k}: {v:.3g}")

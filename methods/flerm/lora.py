@@ -11,6 +11,7 @@ tensor names (`blocks.K.attn.q.lora_A.default.weight`, ...) are the same at ever
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import torch
@@ -73,6 +74,14 @@ class Lora(Method):
     @classmethod
     def reads(cls, options: LoraOptions, cfg) -> list[str]:
         return [options.checkpoint] if options.checkpoint else []
+
+    @classmethod
+    def remake(cls, path: str, options: LoraOptions, cfg, store) -> list[list[str]] | None:
+        """The checkpoint is another run's final ckpt.pt (runs/<profile>/<run id>/ckpt.pt): retrain that run."""
+        src = Path(store) / Path(path).parent.name / "config.yaml"
+        if Path(path).name != "ckpt.pt" or not src.is_file():
+            return None
+        return [[sys.executable, "-m", "claimbench", "train", str(src.resolve()), "--out", str(Path(path).parent)]]
 
     @classmethod
     def check(cls, options: LoraOptions, workload: Workload) -> None:

@@ -23,10 +23,14 @@ ignores it.
 
 from __future__ import annotations
 
+import functools
+import sys
+from pathlib import Path
 from typing import Literal
 
 import torch
 import torch.nn.functional as F
+import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
 from claimbench import registry
@@ -97,6 +101,19 @@ def regrouped_after(workload: Workload) -> list[str]:
     return [n for n in later if registry.get("method", n).param_groups is not Method.param_groups]
 
 
+@functools.cache
+def stored_records(store: str) -> dict[str, list[str]]:
+    """record file -> the stored base runs (flerm in record mode) that write it, as the DAG's plan pairs them."""
+    out: dict[str, list[str]] = {}
+    for cfg_file in sorted(Path(store).resolve().glob("*/config.yaml")):  # absolute: the stage runs elsewhere
+        cfg = yaml.safe_load(cfg_file.read_text()) or {}
+        for m in cfg.get("methods") or []:
+            record = (m.get("options") or {}).get("record") if m.get("name") == "flerm" else None
+            if record:
+                out.setdefault(record_path(record, float(cfg["train"]["lr"])), []).append(str(cfg_file.parent))
+    return out
+
+
 @register_method("flerm")
 class Flerm(Method):
     """Function-space learning rates: record them (base / analysis runs) or match them (FLeRM transfer)."""
@@ -107,6 +124,13 @@ class Flerm(Method):
     @classmethod
     def reads(cls, options: FlermOptions, cfg) -> list[str]:
         return [record_path(options.base, cfg.train.lr)] if options.base else []
+
+    @classmethod
+    def remake(cls, path: str, options: FlermOptions, cfg, store) -> list[list[str]] | None:
+        """The base record is the flerm_record stage's average over the base runs that write it; the stage reads
+        their config.yaml and metrics.jsonl, which the store keeps."""
+        bases = stored_records(str(store)).get(path)
+        return [[sys.executable, "-m", "methods.flerm.records", *bases, "--out", path]] if bases else None
 
     @classmethod
     def check(cls, options: FlermOptions, workload: Workload) -> None:
