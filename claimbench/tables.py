@@ -17,6 +17,7 @@ import pandas as pd
 
 from claimbench.claims import Claim, unknown_plugins
 from claimbench.figures import figures_dir
+from claimbench.hypotheses import MOST_SEEDS
 from claimbench.io import atomic_write_text
 from claimbench.judge import holm
 from claimbench.study import run_study
@@ -245,8 +246,6 @@ def _decision(c: Claim) -> str:
 
 def _about(seeds: int) -> str:
     """A planned seed count as words: the planner stops counting at MOST_SEEDS, so a count there is a floor."""
-    from claimbench.hypotheses import MOST_SEEDS
-
     return f"at least {seeds} (the planner's cap)" if seeds >= MOST_SEEDS else f"about {seeds}"
 
 

@@ -94,13 +94,16 @@ def upstream_inputs(run_dir: Path, store: Path | None = None) -> dict[str, list[
     return out
 
 
+def _run(cmd: list[str], cwd: Path | None = None) -> str | None:
+    """Run a command: None, or the last line of what went wrong."""
+    r = subprocess.run(cmd, capture_output=True, text=True, cwd=cwd)
+    return None if r.returncode == 0 else (r.stderr.strip().splitlines() or ["?"])[-1]
+
+
 def _train(config: Path, out: Path, cwd: Path | None = None) -> str | None:
     """Retrain a stored config into `out`: None, or the last line of what went wrong."""
-    r = subprocess.run([sys.executable, "-m", "claimbench", "train", str(config.resolve()), "--out",
-                        str(out.resolve())], capture_output=True, text=True, cwd=cwd)
-    if r.returncode != 0 or not (out / "result.json").is_file():
-        return (r.stderr.strip().splitlines() or ["?"])[-1]
-    return None
+    err = _run([sys.executable, "-m", "claimbench", "train", str(config.resolve()), "--out", str(out.resolve())], cwd)
+    return err or (None if (out / "result.json").is_file() else "no result.json written")
 
 
 def _remake(needs: dict[str, list[list[str]]], root: Path) -> str | None:
@@ -111,9 +114,9 @@ def _remake(needs: dict[str, list[list[str]]], root: Path) -> str | None:
         (root / "data").symlink_to(Path.cwd().resolve() / "data")
     for path, commands in needs.items():
         for cmd in commands if not (root / path).is_file() else []:
-            r = subprocess.run(cmd, capture_output=True, text=True, cwd=root)
-            if r.returncode != 0:
-                return f"{path}: {(r.stderr.strip().splitlines() or ['?'])[-1]}"
+            err = _run(cmd, root)
+            if err:
+                return f"{path}: {err}"
         if not (root / path).is_file():
             return f"{path} was not made"
     return None
@@ -156,7 +159,7 @@ def cmd_verify(args) -> int:
         hw = res.get("hardware") if isinstance(res.get("hardware"), dict) else None
         theirs = hardware_class(hw) if hw else "unrecorded"
         same = hw is not None and same_hardware(hw, mine)
-        need, root, after = needs.get(d.name) or {}, None, ""
+        need, root, after = needs[d.name], None, ""
         if d.name in lost:
             path = next(p for p, c in need.items() if c is None)
             print(f"  {d.name}: not retrained: it reads {path}, which another run or stage makes and the store "
